@@ -1,0 +1,33 @@
+# The two commands that set everything up on a fresh machine:
+#   make run    - create .venv, install ltbench, get Fashion-MNIST, run the quick suite, print the leaderboard
+#   make test   - the same setup, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SUITE  ?= quick
+
+.PHONY: run test lint data install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(BIN)/ltbench data fetch fashion-mnist-lt
+
+run: data
+	$(BIN)/ltbench run $(SUITE)
+
+test: data
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check harness methods tests
+
+clean:
+	rm -rf $(VENV) results/mlflow.db results/mlartifacts

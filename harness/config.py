@@ -1,0 +1,76 @@
+"""A trial's full configuration and its key.
+
+The trial key is the hash of the canonical JSON of everything that changes a trial's result (dataset and its
+long-tail options, ratio, method and hyperparameters, model, resolved recipe, seed, precision). It names the
+trial's directory, checkpoint and MLflow run, so a rerun finds finished work. Paths, resources and the device
+choice do not enter the key: moving data or machines does not make a new trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+KEY_LENGTH = 16
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    suite: str
+    dataset: str
+    imbalance_ratio: float | None
+    method: str
+    seed: int
+    model: str
+    recipe: dict[str, Any]
+    data: dict[str, Any]  # DataOptions fields
+    method_params: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    device: str = "auto"
+
+    def identity(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.data.items() if k not in ("root", "download")}
+        return {
+            "dataset": self.dataset,
+            "imbalance_ratio": self.imbalance_ratio,
+            "method": self.method,
+            "method_params": self.method_params,
+            "model": self.model,
+            "recipe": self.recipe,
+            "data": data,
+            "seed": self.seed,
+        }
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:KEY_LENGTH]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        return cls(**d)
+
+    def label(self) -> str:
+        """Short human-readable name, used as the MLflow run name."""
+        ratio = "native" if self.imbalance_ratio is None else f"r{self.imbalance_ratio:g}"
+        return f"{self.dataset}-{ratio}-{self.method}-s{self.seed}"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"a.b.c": value}, for MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{name}."))
+        else:
+            out[name] = v
+    return out

@@ -1,0 +1,78 @@
+"""CIFAR-style ResNets (He et al. 2016, section 4.2), as in LDAM-DRW's `resnet_cifar.py`.
+
+A 3x3 stem, three stages of n basic blocks at 16/32/64 channels (stride 2 entering stages 2 and 3), global
+average pooling. Depth = 6n + 2: ResNet-32 is n=5 (~0.46 M parameters). Shortcuts that change shape are
+LDAM-DRW's option A: subsample by 2 and zero-pad the new channels, which adds no parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.models.base import MODELS, LTModel
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.pad_channels = planes - in_planes
+        self.subsample = stride != 1
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.subsample:
+            x = x[:, :, ::2, ::2]
+        if self.pad_channels:
+            half = self.pad_channels // 2
+            x = F.pad(x, (0, 0, 0, 0, half, self.pad_channels - half))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNetBackbone(nn.Module):
+    def __init__(self, depth: int, in_channels: int = 3, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        layers, in_planes = [], widths[0]
+        for stage, planes in enumerate(widths):
+            for block in range(n):
+                layers.append(BasicBlock(in_planes, planes, 2 if stage > 0 and block == 0 else 1))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = widths[-1]
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layers(out)
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+
+def cifar_resnet(depth: int, num_classes: int, in_channels: int) -> LTModel:
+    backbone = CifarResNetBackbone(depth, in_channels)
+    model = LTModel(backbone, backbone.out_dim, num_classes)
+    nn.init.kaiming_normal_(model.head.weight)  # LDAM-DRW's _weights_init covers the classifier too
+    return model
+
+
+MODELS.register("resnet32", lambda num_classes, in_channels: cifar_resnet(32, num_classes, in_channels))
+# The small default for 28x28 grayscale (Fashion-MNIST-LT): ResNet-8, one block per stage, sized so the
+# quick suite trains in minutes on two CPU cores.
+MODELS.register(
+    "resnet-small-gray", lambda num_classes, in_channels: cifar_resnet(8, num_classes, in_channels)
+)

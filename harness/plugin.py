@@ -1,0 +1,135 @@
+"""The method plugin API: what a method file in `methods/` (or a third-party package) implements.
+
+A method is a small class: a name, a one-line description, typed hyperparameters (a dataclass), the sampler
+it trains with, its training loss and its prediction rule. The trainer calls only these hooks, so a method
+never touches the scheduler, the tracker or the data pipeline.
+
+Third-party methods register through the entry-point group `ltbench.methods`; each entry point names a
+module (imported for its `@register_method` side effect) or a `Method` subclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from harness.errors import LtbenchError, unknown_choice
+from harness.registry import Registry
+
+ENTRY_POINT_GROUP = "ltbench.methods"
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method may know about the data: class count and training counts (after the validation carve)."""
+
+    num_classes: int
+    class_counts: torch.Tensor  # float, one entry per class
+
+    @property
+    def priors(self) -> torch.Tensor:
+        """Empirical training prior π_y."""
+        return self.class_counts / self.class_counts.sum()
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """For methods without hyperparameters."""
+
+
+class Method:
+    """Base class of every method. Defaults give plain cross-entropy with instance-balanced sampling."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type] = NoParams
+    sampler: ClassVar[str] = "instance"
+
+    def __init__(self, params: Any, context: MethodContext) -> None:
+        self.params = params
+        self.context = context
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Training loss of a batch."""
+        return F.cross_entropy(logits, targets)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores whose argmax is the prediction (identity unless the method adjusts post hoc)."""
+        return logits
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: add a method to the registry under `cls.name` (a duplicate name is an error)."""
+    for attr in ("name", "description"):
+        if not isinstance(getattr(cls, attr, None), str):
+            raise TypeError(f"{cls.__name__} must set a string class attribute {attr!r}")
+    if not dataclasses.is_dataclass(cls.Params):
+        raise TypeError(f"{cls.__name__}.Params must be a dataclass")
+    METHODS.register(cls.name, cls)
+    return cls
+
+
+_loaded = False
+
+
+def load_methods() -> Registry[type[Method]]:
+    """Import the built-in methods and every installed `ltbench.methods` entry point, once."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        import methods  # noqa: F401  (registers the built-ins)
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            obj = ep.load()
+            if isinstance(obj, type) and issubclass(obj, Method) and obj.name not in METHODS:
+                register_method(obj)
+    return METHODS
+
+
+def param_spec(method: type[Method]) -> list[tuple[str, str, Any]]:
+    """(name, type, default) of each hyperparameter, for `ltbench methods` and error messages."""
+    hints = typing.get_type_hints(method.Params)
+    spec = []
+    for f in dataclasses.fields(method.Params):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        spec.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), default))
+    return spec
+
+
+def parse_params(method: type[Method], values: dict[str, Any]) -> Any:
+    """Build `method.Params` from a dict, rejecting unknown keys and values of the wrong type."""
+    hints = typing.get_type_hints(method.Params)
+    known = {f.name for f in dataclasses.fields(method.Params)}
+    for key in values:
+        if key not in known:
+            raise unknown_choice(f"hyperparameter of method {method.name!r}", key, known or ["(none)"])
+    coerced = {}
+    for key, value in values.items():
+        expected = hints[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if (
+            expected in (int, float, bool, str)
+            and not isinstance(value, expected)
+            or (expected is int and isinstance(value, bool))
+        ):
+            raise LtbenchError(f"method {method.name!r}: {key} must be {expected.__name__}, got {value!r}")
+        coerced[key] = value
+    try:
+        return method.Params(**coerced)
+    except (TypeError, ValueError) as e:
+        raise LtbenchError(f"method {method.name!r}: invalid hyperparameters: {e}") from e
+
+
+def build_method(name: str, params: dict[str, Any], context: MethodContext) -> Method:
+    cls = load_methods().get(name)
+    return cls(parse_params(cls, params), context)

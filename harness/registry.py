@@ -1,0 +1,50 @@
+"""A name -> object registry that rejects duplicates (in the spirit of fvcore's `Registry`).
+
+Datasets, models, recipes and methods each keep one. Looking up an unknown name raises a
+`LtbenchError` that lists every registered name, which is what the CLI shows the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from harness.errors import unknown_choice
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, obj: T) -> T:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered (by {self._items[name]!r})")
+        self._items[name] = obj
+        return obj
+
+    def decorator(self, name: str) -> Callable[[T], T]:
+        def wrap(obj: T) -> T:
+            return self.register(name, obj)
+
+        return wrap
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise unknown_choice(self.kind, name, self._items) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,190 @@
+"""Run trials with Ray Tune: a local Ray instance by default, or an existing cluster (`address`).
+
+Each trial is one Tune trial of a function trainable with the suite's per-trial resources (`cpu`, and `gpu`,
+fractions allowed to pack small trials on one GPU). Trials report each epoch through `tune.report`; a driver
+callback forwards those reports to the `Tracker`, so MLflow has a single writer whatever the concurrency.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import TrialConfig
+from harness.errors import LtbenchError
+from harness.tracking import Tracker
+
+
+@dataclass
+class TrialOutcome:
+    key: str
+    label: str
+    status: str  # FINISHED | FAILED
+    reason: str = ""
+
+
+@dataclass
+class ScheduleReport:
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TrialOutcome]:
+        return [o for o in self.outcomes if o.status != "FINISHED"]
+
+
+def _train_trial(config: dict[str, Any]) -> None:
+    """The Tune trainable: runs in a Ray worker, reports epochs and the final result."""
+    from ray import tune
+
+    from harness.training.trainer import run_trial
+
+    cfg = TrialConfig.from_dict(config["trial"])
+    trial_dir = Path(config["trials_root"]) / cfg.key
+    result = run_trial(cfg, trial_dir, report=lambda row: tune.report({"kind": "epoch", **row}))
+    tune.report({"kind": "final", "trial_dir": str(trial_dir), **result["metrics"]})
+
+
+def _resources(config: dict[str, Any]):
+    from ray.tune import PlacementGroupFactory
+
+    res = config["trial"]["resources"]
+    bundle = {"CPU": float(res.get("cpu", 1))}
+    if res.get("gpu", 0):
+        bundle["GPU"] = float(res["gpu"])
+    return PlacementGroupFactory([bundle])
+
+
+def _error_reason(trial) -> str:
+    """The last line of the trial's error (the exception message), for MLflow and the summary."""
+    text = ""
+    if getattr(trial, "error_file", None) and os.path.isfile(trial.error_file):
+        with open(trial.error_file) as f:
+            text = f.read()
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "trial failed without an error message"
+
+
+def _progress_line(cfg: TrialConfig, row: dict[str, Any]) -> str:
+    line = f"  {cfg.label()} epoch {row['epoch']}/{cfg.recipe['epochs']} loss {row['train_loss']:.4f}"
+    if "val_mean_class_acc" in row:
+        line += f" | val mean-class {100 * row['val_mean_class_acc']:.2f} test {100 * row['test_top1']:.2f}"
+    return line
+
+
+def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose: int):
+    from ray.tune import Callback
+
+    class TrackingCallback(Callback):
+        """Driver-side bridge from Tune events to MLflow runs."""
+
+        def __init__(self) -> None:
+            self.run_ids: dict[str, str] = {}
+
+        def _cfg(self, trial) -> TrialConfig:
+            return TrialConfig.from_dict(trial.config["trial"])
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            self.run_ids[trial.trial_id] = tracker.open_run(self._cfg(trial))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            if result.get("kind") == "epoch":
+                tracker.log_epoch(self.run_ids[trial.trial_id], result)
+                if verbose:
+                    print(_progress_line(self._cfg(trial), result), flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            cfg = self._cfg(trial)
+            tracker.finish(self.run_ids[trial.trial_id], Path(trial.config["trials_root"]) / cfg.key)
+            report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
+            if verbose:
+                print(f"[{len(report.outcomes)}/{total}] {cfg.label()} finished ({cfg.key})", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            cfg = self._cfg(trial)
+            reason = _error_reason(trial)
+            if trial.trial_id not in self.run_ids:
+                self.run_ids[trial.trial_id] = tracker.open_run(cfg)
+            tracker.fail(self.run_ids[trial.trial_id], reason)
+            report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
+            print(f"[{len(report.outcomes)}/{total}] {cfg.label()} FAILED: {reason}", flush=True)
+
+    return TrackingCallback()
+
+
+def connect_ray(address: str | None) -> bool:
+    """Start a local Ray instance (address None) or join a cluster; True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            configure_logging=True,
+            logging_level="ERROR",
+            log_to_driver=True,
+            runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}},
+        )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
+        raise LtbenchError(
+            f"cannot start or reach {where}: {str(e).splitlines()[0]}; check --address "
+            "(use 'auto' for a cluster started with 'ray start --head' on this machine)"
+        ) from e
+    return True
+
+
+def check_resources(trials: list[TrialConfig]) -> None:
+    import ray
+
+    available = ray.cluster_resources()
+    for resource, ray_name in (("gpu", "GPU"), ("cpu", "CPU")):
+        need = max(t.resources.get(resource, 0) for t in trials)
+        have = available.get(ray_name, 0)
+        if need > have:
+            raise LtbenchError(
+                f"each trial asks for {need:g} {ray_name} but the Ray cluster has {have:g}; "
+                f"lower it with --set resources.{resource}={have:g}"
+                + (" (or run where a GPU is present)" if resource == "gpu" else "")
+            )
+
+
+def run_with_tune(
+    trials: list[TrialConfig], tracker: Tracker, experiment_dir: Path, address: str | None, verbose: int = 1
+) -> ScheduleReport:
+    """Run `trials` (all not yet finished) and return each one's outcome."""
+    import ray
+    from ray import tune
+
+    report = ScheduleReport()
+    if not trials:
+        return report
+    started_here = connect_ray(address)
+    try:
+        check_resources(trials)
+        trainable = tune.with_resources(_train_trial, _resources)
+        param_space = {
+            "trial": tune.grid_search([t.as_dict() for t in trials]),
+            "trials_root": str((experiment_dir / "trials").resolve()),
+        }
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id),
+            run_config=tune.RunConfig(
+                name=trials[0].suite,
+                storage_path=str((experiment_dir / "ray").resolve()),
+                callbacks=[_make_callback(tracker, report, len(trials), verbose)],
+                failure_config=tune.FailureConfig(max_failures=0),
+                verbose=0,  # progress comes from the tracking callback, one line per epoch
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+    return report

@@ -1,0 +1,216 @@
+"""Suites: YAML grids of dataset x imbalance ratio x method x seed, expanded into trials.
+
+A suite is a built-in name (harness/suites/<name>.yaml) or a path to a YAML file. `--set key=value`
+overrides any key with a dotted path (`recipe.epochs=3`, `seeds=[0,1,2]`, `data.root=/data`), the value read
+as YAML. Everything is validated before any trial starts, and an unknown name lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config import TrialConfig
+from harness.data import DATASETS, DataOptions
+from harness.errors import LtbenchError, unknown_choice
+from harness.models import MODELS
+from harness.plugin import load_methods, parse_params
+from harness.training.recipes import RECIPES, Recipe
+
+SUITES_DIR = Path(__file__).parent / "suites"
+GRID_KEYS = ("datasets", "imbalance_ratios", "methods", "seeds")
+DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "model": None,
+    "recipe": {},
+    "data": {},
+    "method_params": {},
+    "resources": {"cpu": 1, "gpu": 0},
+    "device": "auto",
+}
+TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
+RESOURCE_KEYS = ("cpu", "gpu")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def builtin_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite_file(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise unknown_choice("suite", name_or_path, builtin_suites() + ["<path/to/suite.yaml>"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise LtbenchError(f"{path} is not valid YAML: {e}".replace("\n", " ")) from e
+    if not isinstance(raw, dict):
+        raise LtbenchError(f"{path} must hold a mapping of suite keys ({', '.join(TOP_KEYS)})")
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `key.path=value` to the raw suite dict, checking the key against the schema."""
+    if "=" not in assignment:
+        raise LtbenchError(f"--set expects key=value, got {assignment!r} (e.g. --set recipe.epochs=3)")
+    key, _, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise LtbenchError(f"--set {key}: cannot parse value {text!r}: {e}".replace("\n", " ")) from e
+    _check_key(parts)
+    target = raw
+    for part in parts[:-1]:
+        if target.get(part) is None:
+            target[part] = {}
+        target = target[part]
+        if not isinstance(target, dict):
+            raise LtbenchError(f"--set {key}: {part} is not a mapping in this suite")
+    target[parts[-1]] = value
+
+
+def _check_key(parts: list[str]) -> None:
+    head = parts[0]
+    if head not in TOP_KEYS or head == "name":
+        raise unknown_choice("suite key", head, [k for k in TOP_KEYS if k != "name"])
+    nested = {
+        "recipe": ["base", *(f.name for f in dataclasses.fields(Recipe))],
+        "data": [f.name for f in dataclasses.fields(DataOptions)],
+        "resources": list(RESOURCE_KEYS),
+    }
+    if head in nested and len(parts) > 1:
+        if parts[1] not in nested[head] or len(parts) > 2:
+            raise unknown_choice(f"{head} key", ".".join(parts[1:]), nested[head])
+    elif head == "method_params":
+        if len(parts) > 1:
+            load_methods().get(parts[1])  # an unknown method is reported with the valid ones
+        if len(parts) > 3:
+            raise LtbenchError("method_params keys are method_params.<method>.<hyperparameter>")
+    elif len(parts) > 1:
+        raise LtbenchError(f"suite key {head!r} has no sub-keys; use --set {head}=VALUE")
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    trials: list[TrialConfig]
+    raw: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+
+def _as_list(raw: dict[str, Any], key: str) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        raise LtbenchError(f"suite {raw['name']!r} must list {key} (e.g. {key}: [...])")
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise LtbenchError(f"suite {raw['name']!r}: {key} is empty")
+    return values
+
+
+def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
+    raw = load_suite_file(name_or_path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise unknown_choice("suite key", key, TOP_KEYS)
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    cfg = {**copy.deepcopy(DEFAULTS), **raw}
+    grid = {key: _as_list(raw, key) for key in GRID_KEYS}
+    methods = load_methods()
+
+    for dataset in grid["datasets"]:
+        DATASETS.get(dataset)
+    for method in grid["methods"]:
+        methods.get(method)
+    for seed in grid["seeds"]:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise LtbenchError(f"seeds must be integers, got {seed!r}; e.g. --set seeds=[0,1,2]")
+    for ratio in grid["imbalance_ratios"]:
+        is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
+        if ratio is not None and (not is_number or ratio < 1):
+            raise LtbenchError(
+                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; "
+                "e.g. [10, 50, 100, 200]"
+            )
+    if cfg["device"] not in DEVICES:
+        raise unknown_choice("device", cfg["device"], DEVICES)
+    resources = _resources(cfg["resources"])
+    data_options = _data_options(cfg["data"])
+    method_params = cfg["method_params"] or {}
+    for method, params in method_params.items():
+        parse_params(methods.get(method), params or {})
+    if cfg["model"] is not None:
+        MODELS.get(cfg["model"])
+
+    trials = []
+    for dataset in grid["datasets"]:
+        spec = DATASETS.get(dataset)
+        recipe = _recipe(cfg["recipe"], spec.default_recipe)
+        for ratio in grid["imbalance_ratios"]:
+            for method in grid["methods"]:
+                for seed in grid["seeds"]:
+                    trials.append(
+                        TrialConfig(
+                            suite=raw["name"],
+                            dataset=dataset,
+                            imbalance_ratio=None if ratio is None else float(ratio),
+                            method=method,
+                            seed=seed,
+                            model=cfg["model"] or spec.default_model,
+                            recipe=recipe.as_dict(),
+                            data=dataclasses.asdict(data_options),
+                            method_params=dict(method_params.get(method) or {}),
+                            resources=resources,
+                            device=cfg["device"],
+                        )
+                    )
+    return Suite(raw["name"], cfg["description"] or "", trials, raw)
+
+
+def _recipe(section: Any, default_name: str) -> Recipe:
+    section = {"base": section} if isinstance(section, str) else dict(section or {})
+    base = RECIPES.get(section.pop("base", default_name))
+    try:
+        return base.override(**section)
+    except TypeError as e:
+        raise LtbenchError(f"recipe: {e}") from e
+
+
+def _data_options(section: Any) -> DataOptions:
+    section = dict(section or {})
+    types = {"selection": str, "data_seed": int, "val_fraction": float, "val_max_per_class": int}
+    for key, typ in types.items():
+        value = section.get(key)
+        if value is not None and not isinstance(value, typ):
+            if typ is float and isinstance(value, int):
+                continue
+            raise LtbenchError(f"data.{key} must be {typ.__name__}, got {value!r}")
+    if not 0 < float(section.get("val_fraction", 0.2)) < 1:
+        raise LtbenchError(f"data.val_fraction must be in (0, 1), got {section['val_fraction']}")
+    return DataOptions(**section)
+
+
+def _resources(section: Any) -> dict[str, float]:
+    section = {**DEFAULTS["resources"], **(section or {})}
+    for key, value in section.items():
+        if key not in RESOURCE_KEYS:
+            raise unknown_choice("resource", key, RESOURCE_KEYS)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise LtbenchError(f"resources.{key} must be a number >= 0, got {value!r}")
+    if section["cpu"] <= 0:
+        raise LtbenchError("resources.cpu must be > 0 (each trial needs a CPU to drive it)")
+    return {k: float(v) for k, v in section.items()}

@@ -1,0 +1,143 @@
+"""MLflow tracking: one experiment per suite, one run per trial, found again by its trial key.
+
+Only the driver process talks to MLflow (trials report to it through Ray), so the embedded SQLite store
+never sees concurrent writers. The default store is `sqlite:///<results>/mlflow.db` with artifacts under
+`<results>/mlartifacts`; any tracking server works through its URI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.config import TrialConfig, flatten
+from harness.errors import LtbenchError
+from harness.provenance import git_commit, package_versions
+
+TRIAL_KEY_TAG = "ltbench.trial_key"
+FAILURE_TAG = "ltbench.failure"
+MAX_PARAM_CHARS = 6000
+
+
+def default_tracking_uri(results_dir: Path) -> str:
+    return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str, results_dir: Path) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+        except Exception as e:  # connection errors surface as several exception types
+            raise LtbenchError(
+                f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}; "
+                "check --tracking-uri (or leave it out for the local SQLite store)"
+            ) from e
+        if found is None:
+            artifacts = None
+            if uri.startswith("sqlite:"):
+                artifacts = (results_dir / "mlartifacts").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+        else:
+            self.experiment_id = found.experiment_id
+
+    # -- finding runs -------------------------------------------------------------------------------
+    def runs(self, status: str | None = None) -> list:
+        query = f"attributes.status = '{status}'" if status else ""
+        return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
+
+    def finished_keys(self) -> set[str]:
+        return {r.data.tags.get(TRIAL_KEY_TAG) for r in self.runs("FINISHED")}
+
+    def find_run(self, trial_key: str):
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'", max_results=10
+        )
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        return (finished or runs or [None])[0]
+
+    # -- writing -------------------------------------------------------------------------------------
+    def open_run(self, cfg: TrialConfig) -> str:
+        """The trial's run: the existing one (a resumed trial logs into it again) or a new one."""
+        existing = self.find_run(cfg.key)
+        if existing is not None:
+            self.client.update_run(existing.info.run_id, status="RUNNING")
+            if FAILURE_TAG in existing.data.tags:
+                self.client.delete_tag(existing.info.run_id, FAILURE_TAG)
+            return existing.info.run_id
+        versions = package_versions()
+        tags = {
+            TRIAL_KEY_TAG: cfg.key,
+            "ltbench.suite": cfg.suite,
+            "ltbench.dataset": cfg.dataset,
+            "ltbench.method": cfg.method,
+            "ltbench.git_commit": git_commit(),
+            **{f"ltbench.version.{k}": v for k, v in versions.items()},
+        }
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=cfg.label())
+        from mlflow.entities import Param
+
+        params = [
+            Param(k, _param_value(v))
+            for k, v in flatten({k: v for k, v in cfg.as_dict().items() if k != "suite"}).items()
+        ]
+        self.client.log_batch(run.info.run_id, params=params)
+        self.client.log_dict(run.info.run_id, cfg.as_dict(), "config.json")
+        return run.info.run_id
+
+    def log_epoch(self, run_id: str, row: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        step = int(row["epoch"])
+        metrics = [
+            Metric(k, float(v), 0, step)
+            for k, v in row.items()
+            if k != "epoch" and isinstance(v, int | float) and math.isfinite(v)
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def finish(self, run_id: str, trial_dir: Path, device: str | None = None) -> None:
+        result = json.loads((trial_dir / "result.json").read_text())
+        from mlflow.entities import Metric
+
+        metrics = [
+            Metric(f"final_{k}", float(v), 0, 0)
+            for k, v in result["metrics"].items()
+            if isinstance(v, int | float) and math.isfinite(float(v))
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+        # The trial's own view of where it ran (on a cluster it may differ from the driver's).
+        self.client.set_tag(run_id, "ltbench.device", result.get("device", device or "unknown"))
+        for name, value in result.get("versions", {}).items():
+            self.client.set_tag(run_id, f"ltbench.version.{name}", value)
+        for name in ("result.json", "manifest.json"):
+            if (trial_dir / name).is_file():
+                self.client.log_artifact(run_id, str(trial_dir / name))
+        with tempfile.TemporaryDirectory() as tmp:
+            table = Path(tmp) / "per_class_acc.csv"
+            rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
+            for c, (n_train, n_lt) in enumerate(
+                zip(result["train_counts"], result["class_counts"], strict=True)
+            ):
+                accs = ",".join(str(result["per_class_acc"][s][c]) for s in result["per_class_acc"])
+                rows.append(f"{c},{n_train},{n_lt},{accs}")
+            table.write_text("\n".join(rows) + "\n")
+            self.client.log_artifact(run_id, str(table))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str, reason: str) -> None:
+        self.client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+        self.client.set_terminated(run_id, "FAILED")
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return text[:MAX_PARAM_CHARS]

@@ -1,0 +1,1 @@
+"""Training: recipes, optimiser and schedule, checkpoints, and the trial loop."""

@@ -1,0 +1,92 @@
+"""Training recipes: the optimiser and schedule of each paper, as named configs (SPEC.md section 2).
+
+A suite names a recipe and may override any field; the resolved recipe is part of the trial key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from harness.errors import LtbenchError, unknown_choice
+from harness.registry import Registry
+
+SCHEDULES = ("step", "cosine", "constant")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr, per iteration
+    schedule: str = "cosine"  # step | cosine (to 0) | constant
+    milestones: tuple[int, ...] = field(default_factory=tuple)  # step schedule: epochs where lr is multiplied
+    step_gamma: float = 0.1  # ... by this factor (LDAM-DRW's code uses 0.01)
+    eval_every: int = 1  # evaluate validation and test every k epochs (always after the last)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be a positive integer, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be a positive integer, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.eval_every >= 1, f"eval_every must be a positive integer, got {self.eval_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LtbenchError(f"recipe: {message}")
+        if self.schedule not in SCHEDULES:
+            raise unknown_choice("schedule", self.schedule, SCHEDULES)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    def override(self, **changes: object) -> Recipe:
+        valid = {f.name for f in fields(self)}
+        for key in changes:
+            if key not in valid:
+                raise unknown_choice("recipe key", key, valid)
+        if "milestones" in changes:
+            changes["milestones"] = tuple(changes["milestones"])  # type: ignore[arg-type]
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+# LDAM-DRW's CIFAR-LT recipe: 200 epochs, 5 warm-up epochs, lr x0.01 at 160 and again at 180.
+RECIPES.register(
+    "cifar-lt",
+    Recipe(
+        epochs=200,
+        batch_size=128,
+        lr=0.1,
+        weight_decay=2e-4,
+        warmup_epochs=5,
+        schedule="step",
+        milestones=(160, 180),
+        step_gamma=0.01,
+        eval_every=10,
+    ),
+)
+# Kang et al.'s ImageNet-LT joint training: ResNeXt-50, 90 epochs, cosine to 0.
+RECIPES.register(
+    "imagenet-lt",
+    Recipe(epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4, schedule="cosine", eval_every=10),
+)
+# LORT's stage 1 (bilibili/LOS): plain CE, lr 0.01, wd 5e-3, batch 64, 200 epochs cosine.
+RECIPES.register(
+    "lort-stage1",
+    Recipe(epochs=200, batch_size=64, lr=0.01, weight_decay=5e-3, schedule="cosine", eval_every=10),
+)
+# ltbench's laptop recipe for Fashion-MNIST-LT: short, cosine, one warm-up epoch.
+RECIPES.register(
+    "quick",
+    Recipe(
+        epochs=12, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", eval_every=4
+    ),
+)

@@ -1,0 +1,23 @@
+"""Cross-entropy (joint training, ERM): softmax cross-entropy with instance-balanced sampling.
+
+    L(x, y) = -log softmax(f(x))_y,   predict argmax_y f_y(x)
+
+The baseline every long-tail paper starts from, and the shared stage 1 of the decoupled methods.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from harness.plugin import Method, register_method
+
+
+@register_method
+class CrossEntropy(Method):
+    name = "ce"
+    description = "Joint training with softmax cross-entropy and instance-balanced sampling (ERM)"
+    sampler = "instance"
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets)

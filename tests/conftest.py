@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny fake Fashion-MNIST files and a suite YAML that trains on them in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fakes import write_fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def fake_fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fashion")
+    write_fashion_mnist(root, per_class=40, test_per_class=5)
+    return root
+
+
+def write_tiny_suite(path: Path, data_root: Path, **changes) -> Path:
+    suite = {
+        "name": "tiny",
+        "description": "two one-epoch trials on fake data",
+        "datasets": ["fashion-mnist-lt"],
+        "imbalance_ratios": [4],
+        "methods": ["ce"],
+        "seeds": [0, 1],
+        "recipe": {"base": "quick", "epochs": 2, "batch_size": 32, "eval_every": 1},
+        "data": {"root": str(data_root), "max_per_class": 40, "val_fraction": 0.2},
+        "resources": {"cpu": 1, "gpu": 0},
+    }
+    suite.update(changes)
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path, fake_fashion_root: Path) -> Path:
+    return write_tiny_suite(tmp_path / "tiny.yaml", fake_fashion_root)

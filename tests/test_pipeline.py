@@ -1,0 +1,197 @@
+"""The batch augmentation and the training samplers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.data.pipeline import random_crop_flip
+from harness.data.samplers import SAMPLERS, ClassPowerSampler, InstanceSampler, make_sampler
+
+
+def _images(b=32, c=3, h=8, w=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    # values 1..255 so that the zero padding is distinguishable from image content
+    return torch.randint(1, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# -- random_crop_flip --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("pad", "flip"), [(4, True), (4, False), (0, True), (2, True)])
+def test_crop_flip_shape_and_dtype(pad, flip):
+    images = _images(b=5, c=3, h=32, w=32)
+    out = random_crop_flip(images, pad, flip, _gen())
+    assert out.shape == (5, 3, 32, 32)
+    assert out.dtype == torch.uint8
+
+
+def test_crop_flip_identity_without_pad_and_flip():
+    images = _images()
+    out = random_crop_flip(images, 0, False, _gen())
+    assert torch.equal(out, images)
+
+
+def _crops(padded: torch.Tensor, pad: int, h: int, w: int) -> list[tuple[int, int, torch.Tensor]]:
+    return [
+        (dy, dx, padded[:, dy : dy + h, dx : dx + w])
+        for dy in range(2 * pad + 1)
+        for dx in range(2 * pad + 1)
+    ]
+
+
+def test_crop_is_a_crop_of_the_padded_image():
+    pad, h, w = 4, 8, 8
+    images = _images(b=64, c=3, h=h, w=w)
+    out = random_crop_flip(images, pad, False, _gen(1))
+    offsets = set()
+    for i in range(len(images)):
+        padded = torch.nn.functional.pad(images[i], (pad, pad, pad, pad))
+        matches = [(dy, dx) for dy, dx, crop in _crops(padded, pad, h, w) if torch.equal(out[i], crop)]
+        assert len(matches) == 1, f"image {i} is not a crop of its padded input"
+        offsets.add(matches[0])
+    # the offsets are random, not always the centre crop
+    assert len(offsets) > 10
+
+
+def test_crop_flip_is_a_crop_or_mirrored_crop():
+    pad, h, w = 2, 6, 6
+    images = _images(b=64, c=2, h=h, w=w, seed=3)
+    out = random_crop_flip(images, pad, True, _gen(2))
+    flipped = 0
+    for i in range(len(images)):
+        padded = torch.nn.functional.pad(images[i], (pad, pad, pad, pad))
+        crops = [crop for _, _, crop in _crops(padded, pad, h, w)]
+        plain = any(torch.equal(out[i], crop) for crop in crops)
+        mirrored = any(torch.equal(out[i], crop.flip(2)) for crop in crops)
+        assert plain or mirrored, f"image {i} is neither a crop nor a mirrored crop"
+        flipped += int(mirrored and not plain)
+    # about half are mirrored (binomial(64, 0.5): 16..48 is far beyond 4 sigma)
+    assert 16 <= flipped <= 48
+
+
+def test_flip_only():
+    images = _images(b=200)
+    out = random_crop_flip(images, 0, True, _gen(4))
+    same = torch.tensor([torch.equal(out[i], images[i]) for i in range(len(images))])
+    mirrored = torch.tensor([torch.equal(out[i], images[i].flip(2)) for i in range(len(images))])
+    assert bool((same | mirrored).all())
+    assert 60 <= int(mirrored.sum()) <= 140
+
+
+def test_each_image_gets_its_own_draw():
+    # the same image repeated: different crops within one batch
+    images = _images(b=1, h=8, w=8).repeat(32, 1, 1, 1)
+    out = random_crop_flip(images, 4, False, _gen(5))
+    distinct = {out[i].numpy().tobytes() for i in range(len(out))}
+    assert len(distinct) > 5
+
+
+def test_crop_flip_reproducible_with_seed():
+    images = _images(b=16, h=32, w=32)
+    a = random_crop_flip(images, 4, True, _gen(7))
+    b = random_crop_flip(images, 4, True, _gen(7))
+    c = random_crop_flip(images, 4, True, _gen(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_crop_flip_does_not_modify_input():
+    images = _images(b=8)
+    copy = images.clone()
+    random_crop_flip(images, 4, True, _gen())
+    assert torch.equal(images, copy)
+
+
+# -- samplers ----------------------------------------------------------------------------------------------
+
+COUNTS = [4000, 1000, 250, 50]
+
+
+def _labels(counts=COUNTS, seed=0):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    np.random.RandomState(seed).shuffle(labels)
+    return labels
+
+
+def _expected_p(counts, q):
+    w = np.asarray(counts, dtype=float) ** q
+    return w / w.sum()
+
+
+@pytest.mark.parametrize("q", [1.0, 0.5, 0.0])
+def test_class_power_sampler_frequencies(q):
+    labels = _labels()
+    sampler = ClassPowerSampler(labels, 4, q)
+    expected = _expected_p(COUNTS, q)
+    np.testing.assert_allclose(sampler.class_probabilities(0, 10).numpy(), expected, rtol=1e-12)
+    g = _gen(11)
+    draws = torch.cat([sampler.epoch_indices(e, 20, g) for e in range(20)])  # 20 x 5300 = 106,000 draws
+    assert draws.dtype == torch.int64
+    assert len(draws) == 20 * len(labels)
+    assert int(draws.min()) >= 0
+    assert int(draws.max()) < len(labels)
+    freq = np.bincount(labels[draws.numpy()], minlength=4) / len(draws)
+    # binomial standard error is at most 0.0016 here; 0.006 is > 3.5 sigma
+    np.testing.assert_allclose(freq, expected, atol=0.006)
+
+
+def test_class_power_sampler_uniform_within_class():
+    labels = _labels()
+    sampler = ClassPowerSampler(labels, 4, 0.0)
+    g = _gen(12)
+    draws = torch.cat([sampler.epoch_indices(e, 10, g) for e in range(10)]).numpy()
+    tail = np.flatnonzero(labels == 3)  # 50 images, each should get ~1/50 of the ~13,250 tail draws
+    hits = np.bincount(draws, minlength=len(labels))[tail]
+    assert hits.min() > 0.5 * hits.mean()
+    assert hits.max() < 1.5 * hits.mean()
+
+
+def test_class_power_sampler_absent_class():
+    labels = np.array([0] * 30 + [2] * 10)
+    sampler = ClassPowerSampler(labels, 4, 0.0)
+    p = sampler.class_probabilities(0, 1).numpy()
+    np.testing.assert_allclose(p, [0.5, 0.0, 0.5, 0.0])
+    draws = sampler.epoch_indices(0, 1, _gen())
+    assert set(labels[draws.numpy()].tolist()) <= {0, 2}
+
+
+def test_registered_samplers_use_kang_q():
+    labels = _labels()
+    assert isinstance(make_sampler("instance", labels, 4), InstanceSampler)
+    for name, q in (("square-root", 0.5), ("class-balanced", 0.0)):
+        sampler = make_sampler(name, labels, 4)
+        assert isinstance(sampler, ClassPowerSampler)
+        np.testing.assert_allclose(sampler.class_probabilities(0, 1).numpy(), _expected_p(COUNTS, q))
+    assert {"instance", "square-root", "class-balanced"} <= set(SAMPLERS.names())
+
+
+def test_class_power_sampler_reproducible():
+    labels = _labels()
+    sampler = ClassPowerSampler(labels, 4, 0.5)
+    a = sampler.epoch_indices(0, 1, _gen(3))
+    b = sampler.epoch_indices(0, 1, _gen(3))
+    c = sampler.epoch_indices(0, 1, _gen(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_instance_sampler_is_a_permutation():
+    labels = _labels([7, 5, 3])
+    sampler = InstanceSampler(labels, 3)
+    g = _gen(0)
+    first = sampler.epoch_indices(0, 2, g)
+    second = sampler.epoch_indices(1, 2, g)
+    for perm in (first, second):
+        assert perm.dtype == torch.int64
+        assert sorted(perm.tolist()) == list(range(len(labels)))
+    # shuffled, and a new order each epoch
+    assert first.tolist() != list(range(len(labels)))
+    assert not torch.equal(first, second)
+    # same seed, same order
+    assert torch.equal(first, sampler.epoch_indices(0, 2, _gen(0)))
