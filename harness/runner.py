@@ -60,7 +60,7 @@ def run_suite(
     finished = tracker.finished_keys()
     todo = [t for t in suite.trials if t.key not in finished]
     check_data(todo)
-    report = run_with_tune(todo, tracker, results_dir / suite.name, address, verbose)
+    report = run_with_tune(todo, tracker, results_dir, address, verbose)
     runs = runs_frame(tracker)
     _, status, text = write_leaderboard(
         runs, suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}"

@@ -154,9 +154,17 @@ def check_resources(trials: list[TrialConfig]) -> None:
 
 
 def run_with_tune(
-    trials: list[TrialConfig], tracker: Tracker, experiment_dir: Path, address: str | None, verbose: int = 1
+    trials: list[TrialConfig],
+    tracker: Tracker,
+    results_dir: Path,
+    address: str | None,
+    verbose: int = 1,
 ) -> ScheduleReport:
-    """Run `trials` (all not yet finished) and return each one's outcome."""
+    """Run `trials` (all not yet finished) and return each one's outcome.
+
+    Trial directories live in `<results>/trials/<trial key>/`, shared by all suites, so a trial finished
+    under one suite is reused (not retrained) by any other suite that contains it.
+    """
     import ray
     from ray import tune
 
@@ -169,7 +177,7 @@ def run_with_tune(
         trainable = tune.with_resources(_train_trial, _resources)
         param_space = {
             "trial": tune.grid_search([t.as_dict() for t in trials]),
-            "trials_root": str((experiment_dir / "trials").resolve()),
+            "trials_root": str((results_dir / "trials").resolve()),
         }
         tuner = tune.Tuner(
             trainable,
@@ -177,7 +185,7 @@ def run_with_tune(
             tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(
                 name=trials[0].suite,
-                storage_path=str((experiment_dir / "ray").resolve()),
+                storage_path=str((results_dir / "ray").resolve()),
                 callbacks=[_make_callback(tracker, report, len(trials), verbose)],
                 failure_config=tune.FailureConfig(max_failures=0),
                 verbose=0,  # progress comes from the tracking callback, one line per epoch
