@@ -127,7 +127,7 @@ def _expected_p(counts, q):
 @pytest.mark.parametrize("q", [1.0, 0.5, 0.0])
 def test_class_power_sampler_frequencies(q):
     labels = _labels()
-    sampler = ClassPowerSampler(labels, 4, q)
+    sampler = ClassPowerSampler(labels, 4, 128, q)
     expected = _expected_p(COUNTS, q)
     np.testing.assert_allclose(sampler.class_probabilities(0, 10).numpy(), expected, rtol=1e-12)
     g = _gen(11)
@@ -143,7 +143,7 @@ def test_class_power_sampler_frequencies(q):
 
 def test_class_power_sampler_uniform_within_class():
     labels = _labels()
-    sampler = ClassPowerSampler(labels, 4, 0.0)
+    sampler = ClassPowerSampler(labels, 4, 128, 0.0)
     g = _gen(12)
     draws = torch.cat([sampler.epoch_indices(e, 10, g) for e in range(10)]).numpy()
     tail = np.flatnonzero(labels == 3)  # 50 images, each should get ~1/50 of the ~13,250 tail draws
@@ -154,7 +154,7 @@ def test_class_power_sampler_uniform_within_class():
 
 def test_class_power_sampler_absent_class():
     labels = np.array([0] * 30 + [2] * 10)
-    sampler = ClassPowerSampler(labels, 4, 0.0)
+    sampler = ClassPowerSampler(labels, 4, 128, 0.0)
     p = sampler.class_probabilities(0, 1).numpy()
     np.testing.assert_allclose(p, [0.5, 0.0, 0.5, 0.0])
     draws = sampler.epoch_indices(0, 1, _gen())
@@ -163,9 +163,9 @@ def test_class_power_sampler_absent_class():
 
 def test_registered_samplers_use_kang_q():
     labels = _labels()
-    assert isinstance(make_sampler("instance", labels, 4), InstanceSampler)
+    assert isinstance(make_sampler("instance", labels, 4, 128), InstanceSampler)
     for name, q in (("square-root", 0.5), ("class-balanced", 0.0)):
-        sampler = make_sampler(name, labels, 4)
+        sampler = make_sampler(name, labels, 4, 128)
         assert isinstance(sampler, ClassPowerSampler)
         np.testing.assert_allclose(sampler.class_probabilities(0, 1).numpy(), _expected_p(COUNTS, q))
     assert {"instance", "square-root", "class-balanced"} <= set(SAMPLERS.names())
@@ -173,7 +173,7 @@ def test_registered_samplers_use_kang_q():
 
 def test_class_power_sampler_reproducible():
     labels = _labels()
-    sampler = ClassPowerSampler(labels, 4, 0.5)
+    sampler = ClassPowerSampler(labels, 4, 128, 0.5)
     a = sampler.epoch_indices(0, 1, _gen(3))
     b = sampler.epoch_indices(0, 1, _gen(3))
     c = sampler.epoch_indices(0, 1, _gen(4))
@@ -183,7 +183,7 @@ def test_class_power_sampler_reproducible():
 
 def test_instance_sampler_is_a_permutation():
     labels = _labels([7, 5, 3])
-    sampler = InstanceSampler(labels, 3)
+    sampler = InstanceSampler(labels, 3, 128)
     g = _gen(0)
     first = sampler.epoch_indices(0, 2, g)
     second = sampler.epoch_indices(1, 2, g)

@@ -1,0 +1,213 @@
+"""Dataset definitions and the long-tailed data bundle every trial trains on.
+
+A `DatasetSpec` knows one benchmark: where its files live, its class count, image statistics and how to
+read it. `build_lt_data` applies the shared long-tail rules of `harness.data.profile` to any spec, so the
+profile, selection and validation carve are written once for all datasets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.profile import (
+    ValidationCarve,
+    bucket_sizes,
+    carve_validation,
+    exp_profile,
+    select_indices,
+)
+from harness.errors import LtbenchError
+from harness.registry import Registry
+
+DATA_ENV = "LTBENCH_DATA"
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Dataset options a suite may set; all but `root` and `download` are part of the trial key."""
+
+    root: str | None = None
+    selection: str = "random"  # LDAM-DRW's choice; "first" is Weight Balancing's and LORT's
+    data_seed: int = 0
+    max_per_class: int | None = None  # caps n_max before the profile (the quick suite uses 1000)
+    val_fraction: float = 0.2
+    val_max_per_class: int = 20
+    download: bool = False
+
+    def identity(self) -> dict:
+        """The options that change which images a trial sees (what the trial key hashes)."""
+        d = asdict(self)
+        d.pop("root")
+        d.pop("download")
+        return d
+
+
+@dataclass
+class ArraySplit:
+    """Images held in memory as one uint8 array (N, C, H, W) with int64 labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class FileSplit:
+    """Images stored as files under `root` (ImageNet-LT); decoded by DataLoader workers."""
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+Split = ArraySplit | FileSplit
+
+
+@dataclass
+class LTData:
+    """What a trial trains and evaluates on."""
+
+    dataset: str
+    num_classes: int
+    class_counts: list[int]  # the long-tail profile (before the validation carve); defines the buckets
+    train: Split
+    val: Split
+    test: Split
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    manifest: dict = field(default_factory=dict)  # which source images went to train and val
+
+    @property
+    def train_counts(self) -> list[int]:
+        """Images per class actually trained on (profile minus validation carve)."""
+        return np.bincount(self.train.labels, minlength=self.num_classes).tolist()
+
+
+@dataclass(frozen=True)
+class Description:
+    class_counts: list[int]
+    num_test: int
+    num_val: int
+
+    def as_dict(self) -> dict:
+        return {
+            "class_counts": self.class_counts,
+            "num_train": int(sum(self.class_counts)),
+            "buckets": bucket_sizes(self.class_counts),
+            "num_test": self.num_test,
+            "num_val": self.num_val,
+        }
+
+
+class DatasetSpec:
+    """One benchmark. Subclasses for in-memory data implement `read_arrays`; others override `build`."""
+
+    name: str
+    num_classes: int
+    n_max: int
+    num_test: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_model: str
+    default_recipe: str
+    pad: int = 4  # random-crop padding of the training augmentation
+    flip: bool = True
+    folder: str = ""  # sub-folder name searched under the data roots
+    how_to_get: str = ""
+
+    # -- where the files are -------------------------------------------------------------------------
+    def candidate_roots(self, options: DataOptions) -> list[Path]:
+        if options.root:
+            return [Path(options.root).expanduser()]
+        roots = []
+        if os.environ.get(DATA_ENV):
+            roots.append(Path(os.environ[DATA_ENV]).expanduser())
+        roots += [Path("data"), Path.home() / ".cache" / "ltbench"]
+        return roots
+
+    def download_root(self, options: DataOptions) -> Path:
+        return self.candidate_roots(options)[0]
+
+    def missing(self, where: list[Path], detail: str = "") -> LtbenchError:
+        searched = ", ".join(str(p) for p in where)
+        extra = f" ({detail})" if detail else ""
+        return LtbenchError(
+            f"{self.name}: dataset files not found{extra}; searched {searched}. {self.how_to_get}"
+        )
+
+    def locate(self, options: DataOptions) -> Path | None:
+        """Where the dataset's files are, or None when they are missing."""
+        raise NotImplementedError
+
+    def check_available(self, options: DataOptions) -> None:
+        """Raise a `LtbenchError` saying how to get the files, unless they are here or will be downloaded."""
+        if not options.download and self.locate(options) is None:
+            raise self.missing(self.candidate_roots(options))
+
+    # -- the long-tail profile ----------------------------------------------------------------------
+    def class_counts(self, imbalance_ratio: float | None, options: DataOptions) -> list[int]:
+        if imbalance_ratio is None:
+            raise LtbenchError(f"{self.name} needs an imbalance ratio (e.g. 10, 50, 100 or 200)")
+        n_max = self.n_max if options.max_per_class is None else min(self.n_max, int(options.max_per_class))
+        if n_max < 1:
+            raise LtbenchError(f"max_per_class must be a positive integer, got {options.max_per_class}")
+        return exp_profile(n_max, self.num_classes, imbalance_ratio)
+
+    def describe(self, imbalance_ratio: float | None, options: DataOptions) -> Description:
+        counts = self.class_counts(imbalance_ratio, options)
+        k = ValidationCarve(options.val_fraction, options.val_max_per_class).per_class(counts)
+        return Description(counts, self.num_test, k * self.num_classes)
+
+    # -- loading --------------------------------------------------------------------------------------
+    def read_arrays(self, options: DataOptions) -> tuple[ArraySplit, ArraySplit]:
+        """Return the full (train, test) source data as uint8 NCHW arrays."""
+        raise NotImplementedError
+
+    def build(self, imbalance_ratio: float | None, options: DataOptions) -> LTData:
+        counts = self.class_counts(imbalance_ratio, options)
+        source_train, test = self.read_arrays(options)
+        return assemble(self, counts, source_train, test, options)
+
+
+def assemble(
+    spec: DatasetSpec, counts: list[int], source_train: Split, test: Split, options: DataOptions
+) -> LTData:
+    """Select the LT subset of `source_train`, carve the validation split and record the manifest."""
+    lt_idx = select_indices(source_train.labels, counts, options.selection, options.data_seed)
+    k = ValidationCarve(options.val_fraction, options.val_max_per_class).per_class(counts)
+    train_idx, val_idx = carve_validation(lt_idx, source_train.labels, k, options.data_seed)
+    return LTData(
+        dataset=spec.name,
+        num_classes=spec.num_classes,
+        class_counts=list(counts),
+        train=subset(source_train, train_idx),
+        val=subset(source_train, val_idx),
+        test=test,
+        mean=spec.mean,
+        std=spec.std,
+        manifest={
+            "dataset": spec.name,
+            "options": options.identity(),
+            "class_counts": list(counts),
+            "train_indices": train_idx.tolist(),
+            "val_indices": val_idx.tolist(),
+        },
+    )
+
+
+def subset(split: Split, idx: np.ndarray) -> Split:
+    if isinstance(split, ArraySplit):
+        return ArraySplit(split.images[idx], split.labels[idx])
+    return FileSplit(split.root, [split.paths[i] for i in idx], split.labels[idx])
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
