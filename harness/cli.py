@@ -18,8 +18,11 @@ def _results_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import run_suite
+    from harness.runner import dry_run, run_suite
 
+    if args.dry_run:
+        print(dry_run(args.suite, args.set))
+        return 0
     summary = run_suite(
         args.suite,
         args.set,
@@ -41,9 +44,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.runner import report_suite
+    from harness.reports.report import build_report
 
-    print(report_suite(args.suite, args.set, args.tracking_uri, _results_dir(args)))
+    outcome = build_report(args.suite, args.set, args.tracking_uri, _results_dir(args), plots=not args.no_plots)
+    print(outcome.leaderboard_md)
+    print(f"leaderboard: {outcome.out_dir / 'leaderboard.md'} (.csv, .tex; trials.csv lists every trial)")
+    if outcome.plots:
+        print(f"plots: {len(outcome.plots)} files in {outcome.out_dir / 'plots'}")
+    for note in outcome.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from harness.reports.report import build_tables
+
+    outcome = build_tables(args.suites or None, args.tracking_uri, _results_dir(args))
+    for line in outcome.summary:
+        print(line)
+    print(f"tables: {_results_dir(args) / 'tables'} (index.md; each table as .md, .csv, .tex)")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.reports.report import build_claims
+
+    print(build_claims(args.suites or None, args.tracking_uri, _results_dir(args)), end="")
     return 0
 
 
@@ -79,9 +105,13 @@ def cmd_methods(args: argparse.Namespace) -> int:
     registry = load_methods()
     for name in registry.names():
         method = registry.get(name)
-        print(f"{name:<14} {method.description}  [sampler: {method.sampler}]")
-        for pname, ptype, default in param_spec(method):
-            print(f"{'':<16}{pname}: {ptype} = {default!r}")
+        kind = f"stage two on the shared {method.stage1} backbone" if method.stage1 else "end to end"
+        print(f"{name:<12} {method.description}")
+        params = param_spec(method)
+        sampler = dict((p, d) for p, _, d in params).get("sampler", method.sampler)
+        print(f"{'':<13}[{kind}; sampler: {sampler}]")
+        for pname, ptype, default in params:
+            print(f"{'':<13}{pname}: {ptype} = {default!r}")
     return 0
 
 
@@ -91,6 +121,17 @@ def cmd_suites(args: argparse.Namespace) -> int:
     for name in builtin_suites():
         suite = build_suite(name)
         print(f"{name:<14} {len(suite):>4} trials  {suite.description}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import format_table, run_bench, write_bench
+
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    result = run_bench(args.device, args.quick, args.data_root, args.threads, log)
+    path = write_bench(result, _results_dir(args) / "bench.json")
+    print(format_table(result))
+    print(f"written: {path}")
     return 0
 
 
@@ -116,15 +157,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="a built-in suite name or a path to a suite YAML")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
     run.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster)")
-    run.add_argument("--quiet", action="store_true", help="no Ray Tune progress table")
+    run.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    run.add_argument("--dry-run", action="store_true", help="print the plan (shared stages and their users)")
     tracking_args(run)
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="rebuild a suite's leaderboard from MLflow")
+    report = sub.add_parser("report", help="rebuild a suite's leaderboard and plots from MLflow")
     report.add_argument("suite", nargs="?", default="quick")
     report.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    report.add_argument("--no-plots", action="store_true", help="write the leaderboard only")
     tracking_args(report)
     report.set_defaults(func=cmd_report)
+
+    tables = sub.add_parser("tables", help="the seed papers' tables: published vs ltbench, side by side")
+    tables.add_argument("suites", nargs="*", metavar="SUITE", help="suites to read (default: all)")
+    tracking_args(tables)
+    tables.set_defaults(func=cmd_tables)
+
+    claims = sub.add_parser("claims", help="check the seed papers' qualitative claims on your runs")
+    claims.add_argument("suites", nargs="*", metavar="SUITE", help="suites to read (default: all)")
+    tracking_args(claims)
+    claims.set_defaults(func=cmd_claims)
 
     data = sub.add_parser("data", help="dataset tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -142,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list methods and their hyperparameters").set_defaults(func=cmd_methods)
     sub.add_parser("suites", help="list built-in suites").set_defaults(func=cmd_suites)
+
+    bench = sub.add_parser("bench", help="measure speed as ratios against same-process baselines")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    bench.add_argument("--quick", action="store_true", help="small sizes: about a minute on two CPU cores")
+    bench.add_argument("--data-root", help="where to look for Fashion-MNIST / CIFAR-10 files")
+    bench.add_argument("--threads", type=int, help="torch threads (default: one per CPU; fewer on a busy machine)")
+    bench.add_argument("--results-dir", help=f"bench.json goes here (default: ${RESULTS_ENV} or ./results)")
+    bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="open the MLflow UI on the results store")
     ui.add_argument("--port", type=int, default=5000)

@@ -1,8 +1,16 @@
 """The method plugin API: what a method file in `methods/` (or a third-party package) implements.
 
-A method is a small class: a name, a one-line description, typed hyperparameters (a dataclass), the sampler
-it trains with, its training loss and its prediction rule. The trainer calls only these hooks, so a method
-never touches the scheduler, the tracker or the data pipeline.
+A method is a small class: a name, a one-line description, typed hyperparameters (a dataclass), and hooks.
+There are two kinds:
+
+- **End-to-end** methods (`stage1 = None`) train the whole model: they may set the `sampler`, replace the
+  classifier head (`build_head`), and define the training `loss` and the prediction rule `predict`.
+- **Decoupled** methods (`stage1 = "ce"`) start from the model that method `stage1` trained with the same
+  dataset, ratio, seed, model and recipe: that backbone is trained once and shared by every decoupled method
+  (and by the `ce` row itself). They implement `fit_classifier(stage)`, which gets a `StageTwo` (frozen
+  backbone features, the stage-1 head, a head-training loop and validation scoring) and returns the new head.
+
+The trainer calls only these hooks, so a method never touches the scheduler, the tracker or the data files.
 
 Third-party methods register through the entry-point group `ltbench.methods`; each entry point names a
 module (imported for its `@register_method` side effect) or a `Method` subclass.
@@ -12,15 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from harness.errors import LtbenchError, unknown_choice
 from harness.registry import Registry
+
+if TYPE_CHECKING:
+    from harness.training.decoupled import StageTwo
 
 ENTRY_POINT_GROUP = "ltbench.methods"
 
@@ -43,6 +55,20 @@ class NoParams:
     """For methods without hyperparameters."""
 
 
+@dataclass
+class StageTwoResult:
+    """What a decoupled method's `fit_classifier` returns.
+
+    `head` maps backbone features to class scores (argmax = prediction). `variants` are extra heads reported
+    beside the main one (e.g. τ = 1 next to the τ* chosen on validation), logged as `<variant>_test_top1` etc.
+    `extras` are scalars worth logging (e.g. the chosen τ).
+    """
+
+    head: nn.Module
+    variants: dict[str, nn.Module] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)
+
+
 class Method:
     """Base class of every method. Defaults give plain cross-entropy with instance-balanced sampling."""
 
@@ -50,10 +76,24 @@ class Method:
     description: ClassVar[str]
     Params: ClassVar[type] = NoParams
     sampler: ClassVar[str] = "instance"
+    stage1: ClassVar[str | None] = None  # None: end-to-end; else the method whose trained model this reuses
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         self.params = params
         self.context = context
+
+    # -- end-to-end hooks ---------------------------------------------------------------------------
+    def sampler_name(self) -> str:
+        """The training sampler: a `sampler` hyperparameter when the method has one, else the class default."""
+        return getattr(self.params, "sampler", None) or type(self).sampler
+
+    def sampler_options(self) -> dict[str, Any]:
+        """Keyword options for the sampler (e.g. B3RS's group count)."""
+        return {}
+
+    def build_head(self, feature_dim: int, num_classes: int) -> nn.Module | None:
+        """A replacement classifier head, or None for the plain linear head."""
+        return None
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Training loss of a batch."""
@@ -62,6 +102,11 @@ class Method:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Scores whose argmax is the prediction (identity unless the method adjusts post hoc)."""
         return logits
+
+    # -- decoupled hook -------------------------------------------------------------------------------
+    def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
+        """Build the new classifier on the frozen stage-1 backbone (decoupled methods only)."""
+        raise NotImplementedError(f"method {self.name!r} sets stage1={self.stage1!r} but has no fit_classifier")
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -74,6 +119,8 @@ def register_method(cls: type[Method]) -> type[Method]:
             raise TypeError(f"{cls.__name__} must set a string class attribute {attr!r}")
     if not dataclasses.is_dataclass(cls.Params):
         raise TypeError(f"{cls.__name__}.Params must be a dataclass")
+    if cls.stage1 is not None and cls.fit_classifier is Method.fit_classifier:
+        raise TypeError(f"{cls.__name__} is decoupled (stage1={cls.stage1!r}) and must define fit_classifier")
     METHODS.register(cls.name, cls)
     return cls
 
@@ -89,9 +136,10 @@ def load_methods() -> Registry[type[Method]]:
         import methods  # noqa: F401  (registers the built-ins)
 
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            obj = ep.load()
-            if isinstance(obj, type) and issubclass(obj, Method) and obj.name not in METHODS:
-                register_method(obj)
+            obj = ep.load()  # a module registers its methods on import; a class is registered here
+            already = obj.name in METHODS and METHODS.get(obj.name) is obj if isinstance(obj, type) else True
+            if isinstance(obj, type) and issubclass(obj, Method) and not already:
+                register_method(obj)  # a name clash with another method raises
     return METHODS
 
 
@@ -124,6 +172,10 @@ def parse_params(method: type[Method], values: dict[str, Any]) -> Any:
         ):
             raise LtbenchError(f"method {method.name!r}: {key} must be {expected.__name__}, got {value!r}")
         coerced[key] = value
+    if "sampler" in coerced:
+        from harness.data.samplers import SAMPLERS
+
+        SAMPLERS.get(coerced["sampler"])  # an unknown sampler is reported with the valid ones
     try:
         return method.Params(**coerced)
     except (TypeError, ValueError) as e:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions
+from harness.plan import epoch_budget, make_plan, stage1_config
 from harness.reports.leaderboard import write_leaderboard
 from harness.reports.runs import runs_frame
-from harness.scheduling import run_with_tune
+from harness.scheduling import Interrupted, ScheduleReport, ray_session, run_with_tune
 from harness.suite import Suite, build_suite
 from harness.tracking import Tracker, default_tracking_uri
+from harness.training.trainer import RESULT_FILE
 
 
 @dataclass
@@ -54,33 +56,78 @@ def run_suite(
     results_dir: Path = Path("results"),
     verbose: int = 1,
 ) -> RunSummary:
+    """Run every unfinished trial of the suite: shared backbones and end-to-end trials first, then the
+    decoupled trials on their frozen backbones; then rebuild the leaderboard."""
     started = time.perf_counter()
     suite = build_suite(name, overrides)
     tracker = open_tracker(suite, results_dir, tracking_uri)
     finished = tracker.finished_keys()
-    todo = [t for t in suite.trials if t.key not in finished]
-    check_data(todo)
-    report = run_with_tune(todo, tracker, results_dir, address, verbose)
+    trials_root = results_dir / "trials"
+    plan = make_plan(suite.trials)
+    # a backbone counts as done only if its files are here: stage two loads them
+    phase1 = [t for t in plan.phase1 if t.key not in finished or not (trials_root / t.key / RESULT_FILE).is_file()]
+    phase2 = [t for t in plan.phase2 if t.key not in finished]
+    check_data(phase1 + phase2)
+
+    failures: list[tuple[str, str]] = []
+    try:
+        with ray_session(address):
+            first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures)
+    except Interrupted:
+        write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
+        raise
+    failures = [(o.label, o.reason) for o in first.failed + second.failed] + failures
+
+
     runs = runs_frame(tracker)
-    _, status, text = write_leaderboard(
-        runs, suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}"
-    )
+    _, status, text = write_leaderboard(runs, suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
+    ran = {t.key for t in phase1 + phase2}
     return RunSummary(
         suite=suite.name,
         total=len(suite.trials),
-        skipped=len(suite.trials) - len(todo),
-        ran=len(todo),
-        failed=[(o.label, o.reason) for o in report.failed],
+        skipped=sum(t.key not in ran for t in suite.trials),
+        ran=len(ran),
+        failed=failures,
         missing=int((status.status != "FINISHED").sum()),
         leaderboard_md=text,
         seconds=time.perf_counter() - started,
     )
 
 
-def report_suite(name: str, overrides: list[str] | None, tracking_uri: str | None, results_dir: Path) -> str:
+def _run_phases(
+    phase1: list[TrialConfig],
+    phase2: list[TrialConfig],
+    tracker: Tracker,
+    results_dir: Path,
+    address: str | None,
+    verbose: int,
+    failures: list[tuple[str, str]],
+) -> tuple[ScheduleReport, ScheduleReport]:
+    """Phase 1 (end-to-end trials and shared backbones), then phase 2 (decoupled trials whose backbone
+    finished; those whose backbone failed are marked FAILED with that reason)."""
+    first = run_with_tune(phase1, tracker, results_dir, address, verbose)
+    broken = {o.key: o.reason for o in first.failed}
+    runnable = []
+    for cfg in phase2:
+        backbone = stage1_config(cfg)
+        assert backbone is not None
+        if backbone.key in broken:
+            reason = f"its stage-1 backbone {backbone.label()} failed: {broken[backbone.key]}"
+            tracker.fail(tracker.open_run(cfg), reason)
+            failures.append((cfg.label(), reason))
+        else:
+            runnable.append(cfg)
+    second = run_with_tune(runnable, tracker, results_dir, address, verbose)
+    return first, second
+
+
+def dry_run(name: str, overrides: list[str] | None = None) -> str:
+    """The plan of a suite: shared stages, the trials that use each, and the epochs that sharing saves."""
     suite = build_suite(name, overrides)
-    tracker = open_tracker(suite, results_dir, tracking_uri)
-    _, _, text = write_leaderboard(
-        runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}"
+    budget = epoch_budget(suite.trials)
+    return (
+        f"suite {suite.name}: {len(suite.trials)} trials\n{make_plan(suite.trials).describe()}\n"
+        f"backbone epochs: {budget.shared_epochs} with stage sharing, {budget.retrain_epochs} if every "
+        f"decoupled method retrained its backbone ({budget.saving:.2f}x); plus {budget.stage2_epochs} "
+        "head-only stage-two epochs either way"
     )
-    return text

@@ -8,6 +8,11 @@ callback forwards those reports to the `Tracker`, so MLflow has a single writer 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +30,14 @@ class TrialOutcome:
     reason: str = ""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The user stopped the run (SIGINT): finished trials are kept, unfinished ones resume on a rerun."""
+
+
 @dataclass
 class ScheduleReport:
     outcomes: list[TrialOutcome] = field(default_factory=list)
+    open_runs: dict[str, str] = field(default_factory=dict)  # Tune trial id -> MLflow run, until it ends
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -69,7 +79,9 @@ def _error_reason(trial) -> str:
 def _progress_line(cfg: TrialConfig, row: dict[str, Any]) -> str:
     line = f"  {cfg.label()} epoch {row['epoch']}/{cfg.recipe['epochs']} loss {row['train_loss']:.4f}"
     if "val_mean_class_acc" in row:
-        line += f" | val mean-class {100 * row['val_mean_class_acc']:.2f} test {100 * row['test_top1']:.2f}"
+        line += f" | val mean-class {100 * row['val_mean_class_acc']:.2f}"
+    if "test_top1" in row:
+        line += f" test {100 * row['test_top1']:.2f}"
     return line
 
 
@@ -80,7 +92,7 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
         """Driver-side bridge from Tune events to MLflow runs."""
 
         def __init__(self) -> None:
-            self.run_ids: dict[str, str] = {}
+            self.run_ids = report.open_runs
 
         def _cfg(self, trial) -> TrialConfig:
             return TrialConfig.from_dict(trial.config["trial"])
@@ -96,7 +108,7 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
-            tracker.finish(self.run_ids[trial.trial_id], Path(trial.config["trials_root"]) / cfg.key)
+            tracker.finish(self.run_ids.pop(trial.trial_id), Path(trial.config["trials_root"]) / cfg.key)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             if verbose:
                 print(f"[{len(report.outcomes)}/{total}] {cfg.label()} finished ({cfg.key})", flush=True)
@@ -106,11 +118,24 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
             reason = _error_reason(trial)
             if trial.trial_id not in self.run_ids:
                 self.run_ids[trial.trial_id] = tracker.open_run(cfg)
-            tracker.fail(self.run_ids[trial.trial_id], reason)
+            tracker.fail(self.run_ids.pop(trial.trial_id), reason)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
             print(f"[{len(report.outcomes)}/{total}] {cfg.label()} FAILED: {reason}", flush=True)
 
     return TrackingCallback()
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Ray for the duration of a suite run: started (or joined) once, shut down at the end if we started it."""
+    import ray
+
+    started_here = connect_ray(address)
+    try:
+        yield
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def connect_ray(address: str | None) -> bool:
@@ -120,9 +145,12 @@ def connect_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    check_address(address)
     try:
         ray.init(
-            address=address,
+            # "local" always starts a fresh instance: plain ray.init() would join whatever cluster was last
+            # started with `ray start` on this machine, even a dead one
+            address=address or "local",
             include_dashboard=False,
             configure_logging=True,
             logging_level="ERROR",
@@ -136,6 +164,22 @@ def connect_ray(address: str | None) -> bool:
             "(use 'auto' for a cluster started with 'ray start --head' on this machine)"
         ) from e
     return True
+
+
+def check_address(address: str | None) -> None:
+    """Fail in seconds, not minutes, when a host:port Ray address does not answer."""
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise LtbenchError(f"Ray address {address!r} is not host:port, 'auto' or a ray:// URI")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as e:
+        raise LtbenchError(
+            f"cannot reach the Ray cluster at {address!r} ({e.strerror or e}); start it with 'ray start --head' "
+            "or fix --address"
+        ) from e
 
 
 def check_resources(trials: list[TrialConfig]) -> None:
@@ -165,14 +209,12 @@ def run_with_tune(
     Trial directories live in `<results>/trials/<trial key>/`, shared by all suites, so a trial finished
     under one suite is reused (not retrained) by any other suite that contains it.
     """
-    import ray
     from ray import tune
 
     report = ScheduleReport()
     if not trials:
         return report
-    started_here = connect_ray(address)
-    try:
+    with ray_session(address):
         check_resources(trials)
         trainable = tune.with_resources(_train_trial, _resources)
         param_space = {
@@ -182,7 +224,11 @@ def run_with_tune(
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id),
+            # reuse_actors: a worker process runs trial after trial, so each trial skips process start-up
+            # and imports (seconds each); run_trial sets threads, seeds and state for every trial anew
+            tune_config=tune.TuneConfig(
+                num_samples=1, trial_dirname_creator=lambda t: t.trial_id, reuse_actors=True
+            ),
             run_config=tune.RunConfig(
                 name=trials[0].suite,
                 storage_path=str((results_dir / "ray").resolve()),
@@ -191,8 +237,16 @@ def run_with_tune(
                 verbose=0,  # progress comes from the tracking callback, one line per epoch
             ),
         )
-        tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
+        try:
+            tuner.fit()
+        finally:
+            # Tune installs its own SIGINT handler for the length of fit() and leaves it behind; restore
+            # Python's so that a Ctrl+C between the two phases is not swallowed by a finished run.
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+    if len(report.outcomes) < len(trials):
+        # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted
+        for run_id in report.open_runs.values():
+            tracker.interrupt(run_id)
+        raise Interrupted(f"{len(trials) - len(report.outcomes)} trials did not finish")
     return report

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,22 @@ FAILURE_TAG = "ltbench.failure"
 MAX_PARAM_CHARS = 6000
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """An HTTP tracking server must answer its /health endpoint within seconds (MLflow's own client would
+    retry for minutes before failing)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise LtbenchError(
+            f"cannot reach the MLflow tracking server {uri} ({reason}); start it (mlflow server ...) or fix "
+            "--tracking-uri (leave it out for the local SQLite store)"
+        ) from e
+
+
 def default_tracking_uri(results_dir: Path) -> str:
     return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
 
@@ -32,6 +50,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        check_reachable(uri)
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
         try:
@@ -106,11 +125,21 @@ class Tracker:
 
     def finish(self, run_id: str, trial_dir: Path, device: str | None = None) -> None:
         result = json.loads((trial_dir / "result.json").read_text())
+        # An epoch reported just before an interruption may never have reached the driver; the trial's own
+        # history is complete, so log whatever epochs the run lacks (an epoch is checkpointed before it is
+        # reported, so a resumed trial never reports one twice).
+        logged = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+        for row in result.get("history", []):
+            if int(row["epoch"]) not in logged:
+                self.log_epoch(run_id, row)
         from mlflow.entities import Metric
 
+        finals = {f"final_{k}": v for k, v in result["metrics"].items()}
+        for variant, values in result.get("variants", {}).items():
+            finals.update({f"final_{variant}_{k}": v for k, v in values.items()})
         metrics = [
-            Metric(f"final_{k}", float(v), 0, 0)
-            for k, v in result["metrics"].items()
+            Metric(name, float(v), 0, 0)
+            for name, v in finals.items()
             if isinstance(v, int | float) and math.isfinite(float(v))
         ]
         self.client.log_batch(run_id, metrics=metrics)
@@ -118,7 +147,7 @@ class Tracker:
         self.client.set_tag(run_id, "ltbench.device", result.get("device", device or "unknown"))
         for name, value in result.get("versions", {}).items():
             self.client.set_tag(run_id, f"ltbench.version.{name}", value)
-        for name in ("result.json", "manifest.json"):
+        for name in ("result.json", "manifest.json", "analysis.npz"):
             if (trial_dir / name).is_file():
                 self.client.log_artifact(run_id, str(trial_dir / name))
         with tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +161,11 @@ class Tracker:
             table.write_text("\n".join(rows) + "\n")
             self.client.log_artifact(run_id, str(table))
         self.client.set_terminated(run_id, "FINISHED")
+
+    def interrupt(self, run_id: str) -> None:
+        """A trial stopped by the user: KILLED, and resumed into this same run by a rerun."""
+        self.client.set_tag(run_id, FAILURE_TAG, "interrupted; rerun the suite to resume it")
+        self.client.set_terminated(run_id, "KILLED")
 
     def fail(self, run_id: str, reason: str) -> None:
         self.client.set_tag(run_id, FAILURE_TAG, reason[:5000])

@@ -2,10 +2,14 @@
 
     L(x, y) = -log softmax(f(x))_y,   predict argmax_y f_y(x)
 
-The baseline every long-tail paper starts from, and the shared stage 1 of the decoupled methods.
+The baseline every long-tail paper starts from, and (with the default sampler) the shared stage 1 of the
+decoupled methods. `sampler` gives Kang et al.'s joint training with other samplers (`class-balanced`,
+`square-root`, `progressive`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +21,10 @@ from harness.plugin import Method, register_method
 class CrossEntropy(Method):
     name = "ce"
     description = "Joint training with softmax cross-entropy and instance-balanced sampling (ERM)"
-    sampler = "instance"
+
+    @dataclass(frozen=True)
+    class Params:
+        sampler: str = "instance"
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)

@@ -1,4 +1,8 @@
-"""Two trials through Ray Tune into MLflow and a leaderboard, then a rerun that trains nothing."""
+"""Trials through Ray Tune into MLflow and a leaderboard, then a rerun that trains nothing.
+
+The suite has `ce` and `tau-norm` at two seeds: the two `ce` trials are also the shared stage-1 backbones of
+the `tau-norm` trials, which run in the second phase on the frozen backbones.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pandas as pd
 
 from harness.suite import build_suite
 from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
+from tests.conftest import write_tiny_suite
 
 
 def ltbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -18,11 +23,12 @@ def ltbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_two_trials_through_ray_tune_into_mlflow(tmp_path: Path, tiny_suite: Path) -> None:
+def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: Path) -> None:
     results = tmp_path / "results"
+    tiny_suite = write_tiny_suite(tmp_path / "tiny.yaml", fake_fashion_root, methods=["ce", "tau-norm"])
     done = ltbench("run", str(tiny_suite), "--results-dir", str(results), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "2 trials, 0 already finished, 2 run, 0 failed" in done.stdout
+    assert "4 trials, 0 already finished, 4 run, 0 failed" in done.stdout
 
     suite = build_suite(str(tiny_suite))
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
@@ -33,19 +39,27 @@ def test_two_trials_through_ray_tune_into_mlflow(tmp_path: Path, tiny_suite: Pat
         assert run.data.params["dataset"] == "fashion-mnist-lt" and run.data.params["recipe.epochs"] == "2"
         assert run.data.tags["ltbench.git_commit"] and run.data.tags["ltbench.version.torch"]
         assert run.data.tags["ltbench.device"].startswith("cpu")
-        assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
         assert 0 <= run.data.metrics["final_test_top1"] <= 1
         artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
-        assert {"config.json", "result.json", "manifest.json", "per_class_acc.csv"} <= artifacts
+        assert {"config.json", "result.json", "manifest.json", "per_class_acc.csv", "analysis.npz"} <= artifacts
+        if run.data.params["method"] == "ce":
+            assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+        else:  # tau-norm: τ* chosen on validation, τ = 1 logged as a variant
+            assert 0 <= run.data.metrics["final_chosen_tau"] <= 2
+            assert 0 <= run.data.metrics["final_tau1_test_mean_class_acc"] <= 1
 
     board = pd.read_csv(results / "tiny" / "leaderboard.csv")
-    assert len(board) == 1 and board.loc[0, "n"] == 2 and board.loc[0, "method"] == "ce"
+    assert sorted(board.method) == ["ce", "tau-norm"] and list(board.n) == [2, 2]
     assert "| fashion-mnist-lt | 4 | ce |" in (results / "tiny" / "leaderboard.md").read_text()
 
+    backbone = next(t for t in suite.trials if t.method == "ce")
+    checkpoint = results / "trials" / backbone.key / "checkpoint.pt"
+    stamp = checkpoint.stat().st_mtime_ns
     again = ltbench("run", str(tiny_suite), "--results-dir", str(results), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "2 trials, 2 already finished, 0 run" in again.stdout
-    assert len(tracker.runs()) == 2
+    assert "4 trials, 4 already finished, 0 run" in again.stdout
+    assert len(tracker.runs()) == 4
+    assert checkpoint.stat().st_mtime_ns == stamp  # the shared backbone was not retrained
 
     report = ltbench("report", str(tiny_suite), "--results-dir", str(results), cwd=tmp_path)
     assert report.returncode == 0 and "| fashion-mnist-lt | 4 | ce |" in report.stdout

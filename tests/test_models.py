@@ -111,7 +111,7 @@ def test_resnext_is_grouped():
     assert all(m.groups == 1 for m in plain.modules() if isinstance(m, nn.Conv2d))
 
 
-@pytest.mark.parametrize(("name", "dim"), [("resnet32", 64), ("resnet-small-gray", 64), ("resnet50", 2048)])
+@pytest.mark.parametrize(("name", "dim"), [("resnet32", 64), ("resnet-small-gray", 32), ("resnet50", 2048)])
 def test_head_is_separate_linear(name, dim):
     model = build_model(name, 5, 3)
     assert isinstance(model.head, nn.Linear)

@@ -21,10 +21,12 @@ DEBIAN_PACKAGE = "dataset-fashion-mnist"
 def _apt_install(package: str) -> bool:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         return False
-    for attempt in (["apt-get", "install", "-y", "-q", package], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", package]):
-        done = subprocess.run(attempt, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode == 0 and attempt[1] == "install":
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", package]
+    # try the package lists as they are, then refreshed ones
+    for attempt in (install, ["apt-get", "update", "-q"], install):
+        done = subprocess.run(attempt, capture_output=True, text=True, env=env)
+        if done.returncode == 0 and attempt is install:
             return True
     return False
 

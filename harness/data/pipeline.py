@@ -1,9 +1,10 @@
 """Batches for training and evaluation.
 
 In-memory datasets (CIFAR, Fashion-MNIST) live as one uint8 tensor on the trial's device; the training
-augmentation (pad + random crop, horizontal flip) is applied to a whole batch at once with tensor indexing,
-so the training step runs no per-sample Python. File datasets (ImageNet-LT) go through DataLoader workers
-with torchvision transforms, pinned memory and persistent workers.
+augmentation (pad + random crop, horizontal flip) is applied to a whole batch at once with one gather, so
+the training step runs no per-sample Python. An epoch's indices and augmentation draws reach the device in
+one copy before its first batch, so no step waits on a host-to-device transfer. File datasets (ImageNet-LT)
+go through DataLoader workers with torchvision transforms, pinned memory and persistent workers.
 """
 
 from __future__ import annotations
@@ -18,36 +19,69 @@ from harness.data.base import ArraySplit, FileSplit, LTData, Split
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def random_crop_flip(
-    images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator
-) -> torch.Tensor:
-    """Pad-`pad` random crop and horizontal flip of a uint8 batch (B, C, H, W), each image its own draw.
+def draw_crop_flip(batch: int, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """The random part of `random_crop_flip` for one batch: a (3, batch) int64 CPU tensor of row offsets,
+    column offsets and flip flags (1 = mirror).
 
-    The random offsets are drawn on the CPU generator (a few ints per image) and moved to the images'
-    device, so the stream is identical on every device.
+    Drawn on the CPU generator in a fixed order (rows, columns, flips), so the stream is identical on every
+    device, and a whole epoch's draws can be made up front and moved to the device in one copy.
+    """
+    dy = dx = mirror = torch.zeros(batch, dtype=torch.int64)
+    if pad > 0:
+        dy = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (batch,), generator=generator)
+    if flip:
+        mirror = (torch.rand(batch, generator=generator) < 0.5).long()
+    return torch.stack([dy, dx, mirror])
+
+
+def apply_crop_flip(images: torch.Tensor, draws: torch.Tensor, pad: int) -> torch.Tensor:
+    """Crop (after zero padding by `pad`) and mirror a uint8 batch (B, C, H, W) as `draws` say.
+
+    One `gather` over flattened pixels does both: the mirror is folded into the column index (column x of a
+    mirrored crop is column w-1-x of the plain one), which is several times faster than indexing with four
+    broadcast index tensors and then flipping.
     """
     b, c, h, w = images.shape
     device = images.device
-    out = images
-    if pad > 0:
-        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(device, non_blocking=True)
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(device, non_blocking=True)
-        rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]
-        batch = torch.arange(b, device=device)[:, None, None, None]
-        chan = torch.arange(c, device=device)[None, :, None, None]
-        out = padded[batch, chan, rows, cols]
-    if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(device, non_blocking=True)
-        out = torch.where(mask[:, None, None, None], out.flip(3), out)
-    return out
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad)) if pad > 0 else images
+    width = padded.shape[3]
+    ar_h, ar_w = torch.arange(h, device=device), torch.arange(w, device=device)
+    rows = draws[0][:, None] + ar_h
+    cols = draws[1][:, None] + torch.where(draws[2][:, None].bool(), w - 1 - ar_w, ar_w)
+    flat = (rows[:, :, None] * width + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return torch.gather(padded.reshape(b, c, -1), 2, flat).view(b, c, h, w)
+
+
+def random_crop_flip(
+    images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """Pad-`pad` random crop and horizontal flip of a uint8 batch (B, C, H, W), each image its own draw."""
+    if pad == 0 and not flip:
+        return images
+    draws = draw_crop_flip(len(images), pad, flip, generator).to(images.device)
+    return apply_crop_flip(images, draws, pad)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host-to-device copy that does not block the host: from pinned memory when the target is a GPU."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 class TensorBatches:
-    """A split held on `device` as uint8; yields normalised float batches."""
+    """A split held on `device` as uint8; yields normalised float batches (NHWC when `channels_last`)."""
 
-    def __init__(self, split: ArraySplit, data: LTData, device: torch.device, pad: int, flip: bool) -> None:
+    def __init__(
+        self,
+        split: ArraySplit,
+        data: LTData,
+        device: torch.device,
+        pad: int,
+        flip: bool,
+        channels_last: bool = False,
+    ) -> None:
         self.images = torch.as_tensor(split.images).to(device)
         self.labels = torch.as_tensor(split.labels).to(device)
         shape = (1, len(data.mean), 1, 1)
@@ -55,21 +89,36 @@ class TensorBatches:
         self.inv_std = 1.0 / (torch.tensor(data.std, device=device).view(shape) * 255.0)
         self.device = device
         self.pad, self.flip = pad, flip
+        self.channels_last = channels_last
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # re-lay the uint8 batch (4x less to move than float), the float follows
+            images = images.contiguous(memory_format=torch.channels_last)
         return (images.float() - self.mean) * self.inv_std
 
     def train_batches(
         self, indices: torch.Tensor, batch_size: int, generator: torch.Generator
     ) -> Iterator[Batch]:
-        indices = indices.to(self.device)
-        for start in range(0, len(indices), batch_size):
-            idx = indices[start : start + batch_size]
-            images = random_crop_flip(self.images[idx], self.pad, self.flip, generator)
-            yield self.normalise(images), self.labels[idx]
+        """The epoch's batches. Its indices and every batch's augmentation draws go to the device in one
+        copy before the first batch, so the loop issues device work only and never waits on the host."""
+        if len(indices) == 0:
+            return
+        augment = self.pad > 0 or self.flip
+        sizes = [min(batch_size, len(indices) - start) for start in range(0, len(indices), batch_size)]
+        rows = [indices.to("cpu", torch.int64)[None]]
+        if augment:  # same generator calls, in the same order, as drawing batch by batch
+            rows.append(torch.cat([draw_crop_flip(n, self.pad, self.flip, generator) for n in sizes], 1))
+        plan = to_device(torch.cat(rows), self.device)
+        for chunk in plan.split(batch_size, dim=1):
+            idx = chunk[0]
+            # index_select, not images[idx]: same bytes, ~30x faster on CPU than advanced indexing
+            images = self.images.index_select(0, idx)
+            if augment:
+                images = apply_crop_flip(images, chunk[1:], self.pad)
+            yield self.normalise(images), self.labels.index_select(0, idx)
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(self.labels), batch_size):
@@ -109,7 +158,15 @@ class _ImageFiles(torch.utils.data.Dataset):
 class FileBatches:
     """A file split decoded by DataLoader workers (Kang et al.'s ImageNet-LT transforms)."""
 
-    def __init__(self, split: FileSplit, data: LTData, device: torch.device, train: bool, workers: int) -> None:
+    def __init__(
+        self,
+        split: FileSplit,
+        data: LTData,
+        device: torch.device,
+        train: bool,
+        workers: int,
+        channels_last: bool = False,
+    ) -> None:
         from torchvision import transforms as T
 
         normalise = T.Normalize(data.mean, data.std)
@@ -123,6 +180,7 @@ class FileBatches:
         self.dataset = _ImageFiles(split, tf)
         self.labels = torch.as_tensor(split.labels)
         self.device, self.workers = device, workers
+        self.channels_last = channels_last
         self.loader_kwargs = dict(
             num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0
         )
@@ -132,7 +190,10 @@ class FileBatches:
 
     def _iterate(self, loader) -> Iterator[Batch]:
         for images, labels in loader:
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            images = images.to(self.device, non_blocking=True)  # from pinned memory: asynchronous
+            if self.channels_last:  # re-laid on the device, not by the host before the copy
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels.to(self.device, non_blocking=True)
 
     def train_batches(
         self, indices: torch.Tensor, batch_size: int, generator: torch.Generator
@@ -156,11 +217,18 @@ class FileBatches:
 
 
 def make_batches(
-    split: Split, data: LTData, device: torch.device, train: bool, pad: int, flip: bool, workers: int = 0
+    split: Split,
+    data: LTData,
+    device: torch.device,
+    train: bool,
+    pad: int,
+    flip: bool,
+    workers: int = 0,
+    channels_last: bool = False,
 ) -> TensorBatches | FileBatches:
     if isinstance(split, ArraySplit):
-        return TensorBatches(split, data, device, pad if train else 0, flip and train)
-    return FileBatches(split, data, device, train, workers)
+        return TensorBatches(split, data, device, pad if train else 0, flip and train, channels_last)
+    return FileBatches(split, data, device, train, workers, channels_last)
 
 
 def labels_of(split: Split) -> np.ndarray:

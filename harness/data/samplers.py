@@ -10,7 +10,8 @@ Any method names one by its registry name (`ltbench methods` shows each method's
 | square-root | p_j ∝ n_j^(1/2) |
 | class-balanced | p_j ∝ n_j^0 = 1/C |
 | progressive | p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB, t the epoch, T the number of epochs |
-| class-aware | Kang's ClassAwareSampler: a class drawn from a shuffled cycle, then 4 consecutive images of it from that class's own shuffled cycle; an epoch is n_max x C draws |
+| class-aware | Kang's ClassAwareSampler: a class from a shuffled cycle, then 4 consecutive images of it from |
+|             | that class's own shuffled cycle; an epoch is n_max x C draws |
 | b3rs | reconstruction of Zhang's group-based relatively balanced batch sampler (see `B3RSSampler`) |
 | bet | reconstruction of Zhang's batch embedded training (see `BETSampler`) |
 """
@@ -43,13 +44,17 @@ class Sampler:
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def draw_by_class_probability(self, p_class: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    def draw_by_class_probability(
+        self, p_class: torch.Tensor, n: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """n draws with replacement: class j with probability p_j, then one of its images uniformly."""
         per_image = (p_class / self.class_counts.clamp(min=1))[self.labels]
         return torch.multinomial(per_image, n, replacement=True, generator=generator)
 
     def power_probabilities(self, q: float) -> torch.Tensor:
-        weights = torch.where(self.present, self.class_counts.clamp(min=1) ** q, torch.zeros((), dtype=torch.float64))
+        weights = torch.where(
+            self.present, self.class_counts.clamp(min=1) ** q, torch.zeros((), dtype=torch.float64)
+        )
         return weights / weights.sum()
 
 
@@ -71,7 +76,9 @@ class ClassPowerSampler(Sampler):
         return self.power_probabilities(self.q)
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        return self.draw_by_class_probability(self.class_probabilities(epoch, num_epochs), len(self.labels), generator)
+        return self.draw_by_class_probability(
+            self.class_probabilities(epoch, num_epochs), len(self.labels), generator
+        )
 
 
 class ProgressiveSampler(Sampler):
@@ -82,7 +89,9 @@ class ProgressiveSampler(Sampler):
         return (1 - t) * self.power_probabilities(1.0) + t * self.power_probabilities(0.0)
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        return self.draw_by_class_probability(self.class_probabilities(epoch, num_epochs), len(self.labels), generator)
+        return self.draw_by_class_probability(
+            self.class_probabilities(epoch, num_epochs), len(self.labels), generator
+        )
 
 
 class ClassAwareSampler(Sampler):
@@ -95,8 +104,8 @@ class ClassAwareSampler(Sampler):
         return int(self.class_counts.max().item()) * int(self.present.sum().item())
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        classes = torch.flatnonzero(self.present)
-        members = [torch.flatnonzero(self.labels == c) for c in classes.tolist()]
+        classes = torch.nonzero(self.present).flatten()
+        members = [torch.nonzero(self.labels == c).flatten() for c in classes.tolist()]
         cursors = [len(m) for m in members]  # exhausted: reshuffle on first use
         orders = list(members)
         class_cycle: list[int] = []
@@ -124,14 +133,16 @@ class B3RSSampler(Sampler):
     at least one slot for every group; each slot is an image drawn uniformly inside its group.
     """
 
-    def __init__(self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5) -> None:
+    def __init__(
+        self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5
+    ) -> None:
         super().__init__(labels, num_classes, batch_size)
         if groups < 1 or not 0 <= q <= 1:
             raise LtbenchError(f"b3rs needs groups >= 1 and 0 <= q <= 1, got groups={groups}, q={q}")
         order = torch.argsort(self.class_counts, descending=True, stable=True)
         order = order[self.present[order]]
         self.groups = [g for g in torch.tensor_split(order, min(groups, len(order))) if len(g)]
-        self.group_members = [torch.flatnonzero(torch.isin(self.labels, g)) for g in self.groups]
+        self.group_members = [torch.nonzero(torch.isin(self.labels, g)).flatten() for g in self.groups]
         sizes = torch.tensor([len(m) for m in self.group_members], dtype=torch.float64)
         self.group_share = sizes**q / (sizes**q).sum()
 
@@ -170,7 +181,12 @@ class BETSampler(B3RSSampler):
     """
 
     def __init__(
-        self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5,
+        self,
+        labels: np.ndarray,
+        num_classes: int,
+        batch_size: int,
+        groups: int = 3,
+        q: float = 0.5,
         embed_fraction: float = 0.5,
     ) -> None:
         super().__init__(labels, num_classes, batch_size, groups, q)
@@ -204,5 +220,7 @@ SAMPLERS.register("b3rs", B3RSSampler)
 SAMPLERS.register("bet", BETSampler)
 
 
-def make_sampler(name: str, labels: np.ndarray, num_classes: int, batch_size: int, **options: object) -> Sampler:
+def make_sampler(
+    name: str, labels: np.ndarray, num_classes: int, batch_size: int, **options: object
+) -> Sampler:
     return SAMPLERS.get(name)(labels, num_classes, batch_size, **options)

@@ -1,7 +1,9 @@
-"""Leaderboards: mean ± std over seeds per dataset x ratio x method, plus the trials that are missing.
+"""Leaderboards: mean ± std over seeds per dataset x ratio x method, plus the trials that are not finished.
 
 Only runs whose trial key belongs to the suite as configured now are counted, so results of an older
-configuration of the same suite never mix into its table.
+configuration of the same suite never mix into its table. Every expected dataset x ratio x method appears,
+even when none of its seeds finished (its cells then read "missing"), and every trial that is not FINISHED
+is listed with its status and failure reason: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from harness.config import TrialConfig
+from harness.reports.formatting import MISSING, latex_table, markdown_table, mean_std
+from harness.reports.runs import finished, result_rows
 
 GROUP = ["dataset", "imbalance_ratio", "method"]
 SHOWN = {
@@ -21,6 +25,7 @@ SHOWN = {
     "test_few_acc": "Few",
     "test_mean_class_acc": "MeanClass",
 }
+NATIVE = -1.0  # stands for a native split (ratio NaN) while grouping and merging
 
 
 def expected_trials(trials: list[TrialConfig]) -> pd.DataFrame:
@@ -35,7 +40,8 @@ def expected_trials(trials: list[TrialConfig]) -> pd.DataFrame:
                 "seed": t.seed,
             }
             for t in trials
-        ]
+        ],
+        columns=["trial_key", "label", "dataset", "imbalance_ratio", "method", "seed"],
     )
 
 
@@ -44,61 +50,154 @@ def trial_status(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
     expected = expected_trials(trials)
     latest = runs.drop_duplicates("trial_key", keep="first")[["trial_key", "status", "reason"]]
     # a FINISHED run wins over any other run of the same key
-    finished = runs[runs.status == "FINISHED"].drop_duplicates("trial_key")[["trial_key", "status", "reason"]]
-    latest = pd.concat([finished, latest]).drop_duplicates("trial_key", keep="first")
+    finished_runs = runs[runs.status == "FINISHED"].drop_duplicates("trial_key")
+    latest = pd.concat([finished_runs[["trial_key", "status", "reason"]], latest]).drop_duplicates(
+        "trial_key", keep="first"
+    )
     out = expected.merge(latest, on="trial_key", how="left")
     out["status"] = out["status"].fillna("MISSING")
     out["reason"] = out["reason"].fillna("")
     return out
 
 
-def leaderboard(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
-    """Accuracy in percent: <metric>_mean, <metric>_std (sample std, NaN for one seed), and n seeds."""
+def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
+    """Accuracy in percent per dataset x ratio x method x variant ('' the main result) over finished seeds,
+    with every expected main row present even when no seed finished."""
     keys = {t.key for t in trials}
-    done = runs[(runs.status == "FINISHED") & runs.trial_key.isin(keys)].drop_duplicates("trial_key")
+    expected = expected_trials(trials)
+    groups = (
+        expected.assign(imbalance_ratio=expected.imbalance_ratio.fillna(NATIVE))
+        .groupby(GROUP, sort=False)
+        .size()
+        .rename("expected")
+        .reset_index()
+    )
+    done = finished(runs[runs.trial_key.isin(keys)]) if len(runs) else runs
+    columns = GROUP + ["variant"] + [f"{n}_{s}" for n in SHOWN.values() for s in ("mean", "std")]
     if done.empty:
-        return pd.DataFrame(columns=GROUP + ["n"])
-    scaled = done.assign(**{c: done[c] * 100.0 for c in SHOWN})
-    grouped = scaled.groupby(GROUP, dropna=False)
-    table = grouped[list(SHOWN)].agg(["mean", "std"])
-    table.columns = [f"{SHOWN[c]}_{stat}" for c, stat in table.columns]
-    table["n"] = grouped.size()
-    return table.reset_index()
+        table = pd.DataFrame(
+            {c: pd.Series(dtype=object if c in ("dataset", "method", "variant") else float) for c in columns + ["n"]}
+        )
+    else:
+        rows = result_rows(done)
+        rows = rows.assign(imbalance_ratio=rows.imbalance_ratio.fillna(NATIVE))
+        scaled = rows.assign(**{c: rows[c] * 100.0 for c in SHOWN})
+        grouped = scaled.groupby(GROUP + ["variant"])
+        table = grouped[list(SHOWN)].agg(["mean", "std"])
+        table.columns = [f"{SHOWN[c]}_{stat}" for c, stat in table.columns]
+        table["n"] = grouped.size()
+        table = table.reset_index()
+    mains = groups.assign(variant="").merge(table, on=GROUP + ["variant"], how="left")
+    variants = table[table.variant != ""].merge(groups, on=GROUP, how="inner")
+    board = pd.concat([mains, variants], ignore_index=True)
+    board["n"] = board["n"].fillna(0).astype(int)
+    board = board.sort_values(GROUP + ["variant"], kind="stable").reset_index(drop=True)
+    board["imbalance_ratio"] = board.imbalance_ratio.replace(NATIVE, np.nan)
+    return board[columns + ["n", "expected"]]
+
+
+def leaderboard(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
+    """One row per expected dataset x ratio x method, main results: <metric>_mean and <metric>_std in
+    percent (sample std, NaN for one seed), n seeds finished and `expected` seeds."""
+    board = _aggregate(runs, trials)
+    return board[board.variant == ""].drop(columns="variant").reset_index(drop=True)
+
+
+def variant_leaderboard(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
+    """The same for the variants some methods report beside their main result (tau-norm's τ = 1 next to τ*)."""
+    board = _aggregate(runs, trials)
+    return board[board.variant != ""].reset_index(drop=True)
 
 
 def fmt(mean: float, std: float) -> str:
-    if np.isnan(mean):
-        return "n/a"
-    return f"{mean:.2f}" if np.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    return mean_std(mean, std)
 
 
-def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str) -> str:
-    lines = [f"# {title}", "", "Test accuracy (%), mean ± std over seeds; n = seeds finished.", ""]
-    header = ["dataset", "ratio", "method", *SHOWN.values(), "n"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def _ratio_text(ratio: float) -> str:
+    return "native" if pd.isna(ratio) else f"{ratio:g}"
+
+
+def _method_text(row: pd.Series) -> str:
+    variant = row.get("variant", "")
+    return row.method if not variant else f"{row.method} ({variant})"
+
+
+def _cells(board: pd.DataFrame) -> list[list[str]]:
+    out = []
     for _, row in board.iterrows():
-        ratio = "native" if pd.isna(row.imbalance_ratio) else f"{row.imbalance_ratio:g}"
-        cells = [row.dataset, ratio, row.method]
-        cells += [fmt(row[f"{name}_mean"], row[f"{name}_std"]) for name in SHOWN.values()]
-        cells.append(str(int(row.n)))
-        lines.append("| " + " | ".join(cells) + " |")
-    unfinished = status[status.status != "FINISHED"]
-    if len(unfinished):
+        cells = [row.dataset, _ratio_text(row.imbalance_ratio), _method_text(row)]
+        if row.n == 0:
+            cells += [MISSING] * len(SHOWN)
+        else:
+            cells += [mean_std(row[f"{n}_mean"], row[f"{n}_std"]) for n in SHOWN.values()]
+        cells.append(f"{row.n}/{row.expected}")
+        out.append(cells)
+    return out
+
+
+def _unfinished_lines(status: pd.DataFrame) -> list[str]:
+    lines = []
+    for _, row in status[status.status != "FINISHED"].iterrows():
+        reason = f": {row.reason}" if row.reason else ""
+        lines.append(f"{row.label} ({row.trial_key}) {row.status}{reason}")
+    return lines
+
+
+def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str, variants: pd.DataFrame | None = None) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "Test accuracy (%), mean ± std over seeds; n = seeds finished / expected. MeanClass is mean per-class "
+        "accuracy. 'n/a': the bucket has no class at this ratio; 'missing': no seed finished.",
+        "",
+    ]
+    header = ["dataset", "ratio", "method", *SHOWN.values(), "n"]
+    align = "lll" + "r" * (len(SHOWN) + 1)
+    lines.append(markdown_table(header, _cells(board), align))
+    if variants is not None and len(variants):
+        lines += ["", "## Method variants", "", "Reported beside a method's main result (e.g. τ = 1 next to τ*).", ""]
+        lines.append(markdown_table(header, _cells(variants), align))
+    unfinished = _unfinished_lines(status)
+    if unfinished:
         lines += ["", f"## Trials not finished ({len(unfinished)} of {len(status)})", ""]
-        for _, row in unfinished.iterrows():
-            reason = f": {row.reason}" if row.reason else ""
-            lines.append(f"- {row.label} ({row.trial_key}) {row.status}{reason}")
+        lines += [f"- {line}" for line in unfinished]
     return "\n".join(lines) + "\n"
+
+
+def latex(
+    board: pd.DataFrame, status: pd.DataFrame, title: str, label: str, variants: pd.DataFrame | None = None
+) -> str:
+    """The leaderboard (variant rows after the main ones) as a booktabs table; unfinished trials are counted
+    under it (each one is in trials.csv)."""
+    header = ["Dataset", "Ratio", "Method", "All", "Many", "Medium", "Few", "Mean/class", "n"]
+    unfinished = int((status.status != "FINISHED").sum())
+    notes = [
+        "Test accuracy (%), mean ± std over seeds; n = seeds finished / expected. "
+        "n/a: empty shot bucket; missing: no seed finished."
+    ]
+    if unfinished:
+        notes.append(
+            f"{unfinished} of {len(status)} trials not finished (FAILED, RUNNING or MISSING); "
+            "see trials.csv for each one and its reason."
+        )
+    rows = _cells(board) + (_cells(variants) if variants is not None else [])
+    return latex_table(header, rows, title, label, "lll" + "r" * 6, notes=notes)
 
 
 def write_leaderboard(
     runs: pd.DataFrame, trials: list[TrialConfig], out_dir: Path, title: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Write leaderboard.{csv,md,tex}, leaderboard_variants.csv and trials.csv into `out_dir`; return the
+    board, the trial status and the Markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     board = leaderboard(runs, trials)
+    variants = variant_leaderboard(runs, trials)
     status = trial_status(runs, trials)
     board.to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
+    variants.to_csv(out_dir / "leaderboard_variants.csv", index=False, float_format="%.4f")
     status.to_csv(out_dir / "trials.csv", index=False)
-    text = markdown(board, status, title)
+    text = markdown(board, status, title, variants)
     (out_dir / "leaderboard.md").write_text(text)
+    label = "tab:ltbench-" + out_dir.name.replace("_", "-")
+    (out_dir / "leaderboard.tex").write_text(latex(board, status, title, label, variants))
     return board, status, text

@@ -11,6 +11,9 @@ from harness.errors import LtbenchError, unknown_choice
 from harness.registry import Registry
 
 SCHEDULES = ("step", "cosine", "constant")
+# fp32: plain float32. bf16: bfloat16 autocast for forward passes (weights, gradients and optimiser stay
+# float32). auto: bf16 where the device runs it natively (CUDA with bf16 support), else fp32.
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Recipe:
     milestones: tuple[int, ...] = field(default_factory=tuple)  # step schedule: epochs where lr is multiplied
     step_gamma: float = 0.1  # ... by this factor (LDAM-DRW's code uses 0.01)
     eval_every: int = 1  # evaluate validation and test every k epochs (always after the last)
+    precision: str = "fp32"  # fp32 | bf16 | auto (see PRECISIONS); changes numerics, so it is in the key
+    channels_last: bool = False  # NHWC model and batches: faster convolutions on tensor cores and oneDNN
 
     def __post_init__(self) -> None:
         checks = [
@@ -41,6 +46,10 @@ class Recipe:
                 raise LtbenchError(f"recipe: {message}")
         if self.schedule not in SCHEDULES:
             raise unknown_choice("schedule", self.schedule, SCHEDULES)
+        if self.precision not in PRECISIONS:
+            raise unknown_choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.channels_last, bool):
+            raise LtbenchError(f"recipe: channels_last must be true or false, got {self.channels_last!r}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -71,12 +80,23 @@ RECIPES.register(
         milestones=(160, 180),
         step_gamma=0.01,
         eval_every=10,
+        precision="auto",  # bf16 autocast on a bf16 GPU, fp32 elsewhere
+        channels_last=True,
     ),
 )
 # Kang et al.'s ImageNet-LT joint training: ResNeXt-50, 90 epochs, cosine to 0.
 RECIPES.register(
     "imagenet-lt",
-    Recipe(epochs=90, batch_size=512, lr=0.2, weight_decay=5e-4, schedule="cosine", eval_every=10),
+    Recipe(
+        epochs=90,
+        batch_size=512,
+        lr=0.2,
+        weight_decay=5e-4,
+        schedule="cosine",
+        eval_every=10,
+        precision="auto",
+        channels_last=True,
+    ),
 )
 # LORT's stage 1 (bilibili/LOS): plain CE, lr 0.01, wd 5e-3, batch 64, 200 epochs cosine.
 RECIPES.register(
@@ -87,6 +107,6 @@ RECIPES.register(
 RECIPES.register(
     "quick",
     Recipe(
-        epochs=12, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", eval_every=4
+        epochs=12, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", eval_every=6
     ),
 )

@@ -16,6 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ from harness.data.base import ArraySplit
 from harness.data.pipeline import make_batches
 from harness.data.samplers import make_sampler
 from harness.metrics import classification_metrics
-from harness.models import build_model
+from harness.models import LTModel, build_model
 from harness.plugin import Method, MethodContext, build_method
 from harness.provenance import device_name, package_versions, resolve_device
+from harness.training.analysis import InputMoments, final_linear, save_analysis
 from harness.training.checkpoint import (
     atomic_write_json,
     load_checkpoint,
@@ -38,12 +40,15 @@ from harness.training.checkpoint import (
     rng_states,
     save_checkpoint,
 )
+from harness.training.decoupled import StageTwo, load_stage_one
 from harness.training.optim import make_optimizer, make_scheduler
+from harness.training.precision import FP32, Precision, memory_format, resolve_precision
 from harness.training.recipes import Recipe
 
 Reporter = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 512
 RESULT_FILE, CHECKPOINT_FILE, MANIFEST_FILE = "result.json", "checkpoint.pt", "manifest.json"
+ANALYSIS_FILE = "analysis.npz"
 
 
 class TrialDiverged(RuntimeError):
@@ -73,13 +78,18 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
+    precision: Precision = FP32,
 ) -> float:
-    """One pass over `indices`; the loss is summed on the device and read once at the end of the epoch."""
+    """One pass over `indices`; the loss is summed on the device and read once at the end of the epoch, so
+    no step waits for the device. The forward pass runs under `precision`; the loss sees float32 logits so a
+    method's loss arithmetic never runs in bf16 (`.float()` is a no-op on the fp32 path)."""
     model.train()
     total = torch.zeros((), device=next(model.parameters()).device)
     seen = 0
     for images, targets in batches.train_batches(indices, batch_size, generator):
-        loss = method.loss(model(images), targets)
+        with precision.autocast():
+            logits = model(images)
+        loss = method.loss(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -90,18 +100,24 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, method: Method, batches) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: torch.nn.Module, method: Method, batches, precision: Precision = FP32
+) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     preds, labels = [], []
     for images, targets in batches.eval_batches(EVAL_BATCH):
-        preds.append(method.predict(model(images)).argmax(1))
+        with precision.autocast():
+            logits = model(images)
+        preds.append(method.predict(logits.float()).argmax(1))
         labels.append(targets)
     return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
-def evaluate(model, method, data: LTData, splits: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def evaluate(
+    model, method, data: LTData, splits: dict[str, Any], precision: Precision = FP32
+) -> dict[str, dict[str, Any]]:
     return {
-        name: classification_metrics(*predict(model, method, batches), data.class_counts)
+        name: classification_metrics(*predict(model, method, batches, precision), data.class_counts)
         for name, batches in splits.items()
     }
 
@@ -116,34 +132,90 @@ def scalar_metrics(evaluation: dict[str, dict[str, Any]]) -> dict[str, float]:
     }
 
 
+@dataclass
+class TrialSetup:
+    """Everything a trial builds before training, shared by the end-to-end and decoupled paths."""
+
+    cfg: TrialConfig
+    device: torch.device
+    data: LTData
+    method: Method
+    recipe: Recipe
+    model: LTModel
+    splits: dict[str, Any]  # train (augmented), train_plain, val, test batch sources
+
+    @classmethod
+    def build(cls, cfg: TrialConfig) -> TrialSetup:
+        torch.set_num_threads(max(1, int(cfg.resources.get("cpu", 1))))
+        seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
+        spec = DATASETS.get(cfg.dataset)
+        data = spec.build(cfg.imbalance_ratio, DataOptions(**cfg.data))
+        context = MethodContext(data.num_classes, torch.tensor(data.train_counts, dtype=torch.float64))
+        method = build_method(cfg.method, cfg.method_params, context)
+        in_channels = data.train.images.shape[1] if isinstance(data.train, ArraySplit) else 3
+        model = build_model(cfg.model, data.num_classes, in_channels)
+        head = method.build_head(model.feature_dim, data.num_classes)
+        if head is not None:
+            model.head = head
+        workers = max(0, int(cfg.resources.get("cpu", 1)) - 1)
+        recipe = recipe_of(cfg)
+        nhwc = recipe.channels_last
+        splits = {
+            "train": make_batches(data.train, data, device, True, spec.pad, spec.flip, workers, nhwc),
+            **{
+                name: make_batches(split, data, device, False, 0, False, workers, nhwc)
+                for name, split in (("train_plain", data.train), ("val", data.val), ("test", data.test))
+            },
+        }
+        model = model.to(device, memory_format=memory_format(recipe))
+        return cls(cfg, device, data, method, recipe, model, splits)
+
+
+@dataclass
+class Outcome:
+    """What either path hands to `finish`: evaluations of the final classifier and its variants."""
+
+    evaluation: dict[str, dict[str, Any]]
+    history: list[dict[str, Any]]
+    head: torch.nn.Module
+    moments: InputMoments
+    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)
+
+
 def run_trial(cfg: TrialConfig, trial_dir: Path, report: Reporter | None = None) -> dict[str, Any]:
+    """Train (or finish training) one trial and return its result; a finished trial returns at once.
+
+    `trial_dir` is `<trials root>/<trial key>`; a decoupled trial finds its stage-1 backbone beside it.
+    """
     report = report or (lambda row: None)
     trial_dir.mkdir(parents=True, exist_ok=True)
     if (trial_dir / RESULT_FILE).is_file():
         return json.loads((trial_dir / RESULT_FILE).read_text())
+    setup = TrialSetup.build(cfg)
+    atomic_write_json(trial_dir / MANIFEST_FILE, setup.data.manifest)
+    if setup.method.stage1 is None:
+        outcome = train_end_to_end(setup, trial_dir, report)
+    else:
+        from harness.plan import stage1_config
 
-    torch.set_num_threads(max(1, int(cfg.resources.get("cpu", 1))))
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    spec = DATASETS.get(cfg.dataset)
-    data = spec.build(cfg.imbalance_ratio, DataOptions(**cfg.data))
-    atomic_write_json(trial_dir / MANIFEST_FILE, data.manifest)
+        backbone = stage1_config(cfg)
+        assert backbone is not None
+        outcome = fit_decoupled(setup, trial_dir.parent / backbone.key, report)
+    return finish(setup, outcome, trial_dir)
 
-    context = MethodContext(data.num_classes, torch.tensor(data.train_counts, dtype=torch.float64))
-    method = build_method(cfg.method, cfg.method_params, context)
-    in_channels = data.train.images.shape[1] if isinstance(data.train, ArraySplit) else 3
-    model = build_model(cfg.model, data.num_classes, in_channels).to(device)
-    recipe = recipe_of(cfg)
-    workers = max(0, int(cfg.resources.get("cpu", 1)) - 1)
-    train_batches = make_batches(data.train, data, device, True, spec.pad, spec.flip, workers)
-    eval_splits = {
-        name: make_batches(split, data, device, False, 0, False, workers)
-        for name, split in (("val", data.val), ("test", data.test))
-    }
-    sampler = make_sampler(method.sampler, data.train.labels, data.num_classes)
-    steps_per_epoch = math.ceil(len(data.train) / recipe.batch_size)
+
+def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Outcome:
+    cfg, model, method, recipe = setup.cfg, setup.model, setup.method, setup.recipe
+    precision = resolve_precision(recipe.precision, setup.device)
+    sampler = make_sampler(
+        method.sampler_name(), setup.data.train.labels, setup.data.num_classes, recipe.batch_size,
+        **method.sampler_options(),
+    )
     optimizer = make_optimizer(model.parameters(), recipe)
-    scheduler = make_scheduler(optimizer, recipe, steps_per_epoch)
+    scheduler = make_scheduler(optimizer, recipe, math.ceil(sampler.epoch_length() / recipe.batch_size))
+    eval_splits = {name: setup.splits[name] for name in ("val", "test")}
 
     start_epoch, history = 0, []
     checkpoint = load_checkpoint(trial_dir / CHECKPOINT_FILE)
@@ -154,13 +226,26 @@ def run_trial(cfg: TrialConfig, trial_dir: Path, report: Reporter | None = None)
         restore_rng_states(checkpoint["rng"])
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
 
+    def evaluate_final() -> dict[str, dict[str, Any]]:
+        """Validation and test, capturing the classifier's test-set inputs for `analysis.npz` on the way."""
+        linear = final_linear(model.head)
+        hook = linear.register_forward_pre_hook(moments.hook) if linear is not None else None
+        try:
+            test = evaluate(model, method, setup.data, {"test": setup.splits["test"]}, precision)
+        finally:
+            if hook is not None:
+                hook.remove()
+        return {**evaluate(model, method, setup.data, {"val": setup.splits["val"]}, precision), **test}
+
+    moments = InputMoments()
     evaluation = None
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
         generator = epoch_generator(cfg.seed, epoch)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)
         loss = train_one_epoch(
-            model, method, train_batches, indices, recipe.batch_size, optimizer, scheduler, generator
+            model, method, setup.splits["train"], indices, recipe.batch_size, optimizer, scheduler, generator,
+            precision,
         )
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
@@ -171,9 +256,11 @@ def run_trial(cfg: TrialConfig, trial_dir: Path, report: Reporter | None = None)
             "epoch_seconds": time.perf_counter() - started,
             "train_images_per_s": len(indices) / (time.perf_counter() - started),
         }
-        if epoch + 1 == recipe.epochs or (epoch + 1) % recipe.eval_every == 0:
-            evaluation = evaluate(model, method, data, eval_splits)
+        if epoch + 1 == recipe.epochs:
+            evaluation = evaluate_final()
             row.update(scalar_metrics(evaluation))
+        elif (epoch + 1) % recipe.eval_every == 0:
+            row.update(scalar_metrics(evaluate(model, method, setup.data, eval_splits, precision)))
         history.append(row)
         save_checkpoint(
             trial_dir / CHECKPOINT_FILE,
@@ -189,15 +276,43 @@ def run_trial(cfg: TrialConfig, trial_dir: Path, report: Reporter | None = None)
         report(row)
 
     if evaluation is None:  # resumed after the last epoch's checkpoint
-        evaluation = evaluate(model, method, data, eval_splits)
+        evaluation = evaluate_final()
+    return Outcome(evaluation, history, model.head, moments)
+
+
+def fit_decoupled(setup: TrialSetup, stage1_dir: Path, report: Reporter) -> Outcome:
+    """Stage two: the method fits a new head on the frozen stage-1 backbone (no checkpoint: it is short
+    and deterministic, so an interrupted stage two simply runs again)."""
+    load_stage_one(setup.model, stage1_dir)
+    stage = StageTwo(
+        setup.model, setup.data, setup.method.context, setup.recipe, setup.cfg.seed, setup.splits, stage1_dir,
+        report,
+    )
+    fitted = setup.method.fit_classifier(stage)
+    head = fitted.head.to(setup.device)
+    evaluation = {split: stage.evaluate(head, split) for split in ("val", "test")}
+    variants = {
+        name: {split: stage.evaluate(h.to(setup.device), split) for split in ("val", "test")}
+        for name, h in fitted.variants.items()
+    }
+    moments = InputMoments()
+    moments.add(stage.features("test")[0])
+    return Outcome(evaluation, stage.history, head, moments, variants, dict(fitted.extras))
+
+
+def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, Any]:
+    """Write `analysis.npz` and `result.json` (last, so its presence means the trial is complete)."""
+    save_analysis(trial_dir / ANALYSIS_FILE, outcome.head, outcome.moments, setup.data.class_counts)
     result = {
-        "trial_key": cfg.key,
-        "metrics": scalar_metrics(evaluation),
-        "per_class_acc": {split: m["per_class_acc"] for split, m in evaluation.items()},
-        "class_counts": data.class_counts,
-        "train_counts": data.train_counts,
-        "history": history,
-        "device": device_name(device),
+        "trial_key": setup.cfg.key,
+        "metrics": {**scalar_metrics(outcome.evaluation), **outcome.extras},
+        "variants": {name: scalar_metrics(ev) for name, ev in outcome.variants.items()},
+        "per_class_acc": {split: m["per_class_acc"] for split, m in outcome.evaluation.items()},
+        "class_counts": setup.data.class_counts,
+        "train_counts": setup.data.train_counts,
+        "history": outcome.history,
+        "device": device_name(setup.device),
+        "precision": resolve_precision(setup.recipe.precision, setup.device).name,  # what "auto" became here
         "versions": package_versions(),
     }
     atomic_write_json(trial_dir / RESULT_FILE, result)

@@ -1,0 +1,93 @@
+"""The execution plan of a set of trials: which shared stage-1 backbones must exist, and who uses them.
+
+A decoupled method (`stage1 = "ce"`) starts from the model that its stage-1 method trains under the same
+dataset, ratio, seed, model, data options and recipe. That stage-1 trial is an ordinary trial (its key is
+the key of the `ce` trial with the same settings), so it is trained once, reused by every decoupled method,
+by the `ce` row of the leaderboard, and by any later rerun or other suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.config import TrialConfig
+from harness.plugin import load_methods
+
+
+def stage1_config(cfg: TrialConfig) -> TrialConfig | None:
+    """The trial whose trained model `cfg` starts from, or None for an end-to-end method."""
+    stage1 = load_methods().get(cfg.method).stage1
+    if stage1 is None:
+        return None
+    return TrialConfig.from_dict({**cfg.as_dict(), "method": stage1, "method_params": {}})
+
+
+@dataclass
+class Plan:
+    phase1: list[TrialConfig] = field(default_factory=list)  # end-to-end trials, shared backbones included
+    phase2: list[TrialConfig] = field(default_factory=list)  # decoupled trials, after their backbones
+    users: dict[str, list[TrialConfig]] = field(default_factory=dict)  # backbone key -> decoupled trials
+    backbones: dict[str, TrialConfig] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        lines = [f"phase 1: {len(self.phase1)} trials trained end to end (shared backbones included)"]
+        for cfg in self.phase1:
+            users = self.users.get(cfg.key, [])
+            shared = f" <- shared by {len(users)}: " + ", ".join(u.method for u in users) if users else ""
+            lines.append(f"  {cfg.label()} ({cfg.key}){shared}")
+        lines.append(f"phase 2: {len(self.phase2)} decoupled trials on frozen backbones")
+        for cfg in self.phase2:
+            backbone = stage1_config(cfg)
+            assert backbone is not None
+            lines.append(f"  {cfg.label()} ({cfg.key}) on {backbone.label()} ({backbone.key})")
+        return "\n".join(lines)
+
+
+def make_plan(trials: list[TrialConfig]) -> Plan:
+    plan = Plan()
+    seen: set[str] = set()
+
+    def add_phase1(cfg: TrialConfig) -> None:
+        if cfg.key not in seen:
+            seen.add(cfg.key)
+            plan.phase1.append(cfg)
+
+    for cfg in trials:
+        backbone = stage1_config(cfg)
+        if backbone is None:
+            add_phase1(cfg)
+        else:
+            plan.backbones[backbone.key] = backbone
+            plan.users.setdefault(backbone.key, []).append(cfg)
+            add_phase1(backbone)
+            plan.phase2.append(cfg)
+    return plan
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """Backbone-training epochs with stage sharing and with retraining the backbone per decoupled method.
+
+    Stage-two epochs (head only, on a frozen backbone) are the same in both and counted apart.
+    """
+
+    shared_epochs: int
+    retrain_epochs: int
+    stage2_epochs: int
+
+    @property
+    def saving(self) -> float:
+        return self.retrain_epochs / max(self.shared_epochs, 1)
+
+
+def epoch_budget(trials: list[TrialConfig]) -> EpochBudget:
+    plan = make_plan(trials)
+    methods = load_methods()
+    shared = sum(int(cfg.recipe["epochs"]) for cfg in plan.phase1)
+    # without sharing, every trial trains its own backbone: end-to-end ones and each decoupled one alike
+    retrain = sum(int(cfg.recipe["epochs"]) for cfg in trials)
+    stage2 = 0
+    for cfg in plan.phase2:
+        params = methods.get(cfg.method).Params(**cfg.method_params)
+        stage2 += int(getattr(params, "epochs", 0))
+    return EpochBudget(shared, retrain, stage2)

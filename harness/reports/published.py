@@ -1,0 +1,71 @@
+"""Published reference numbers: `results/published/*.csv`, one row per number with its paper and source.
+
+These numbers are the papers', never ltbench's: they are only ever shown in a column of their own beside
+ltbench's measured value. Values are kept as the text the paper printed (so '17.0' keeps its precision).
+
+Columns: paper (short key, e.g. kang2020), table (the paper's table), source (URL or citation), dataset
+(ltbench name), imbalance_ratio (empty for a native split such as ImageNet-LT), model (the paper's backbone
+as an ltbench model name, empty if unknown), method (ltbench method name), params (method hyperparameters
+as 'k=v,k=v', empty for defaults), variant (empty for the method's main result, else e.g. 'tau1'), label (the
+paper's row name), metric (see METRICS), value (percent), notes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import LtbenchError
+
+PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "results" / "published"
+REQUIRED = (
+    "paper", "table", "source", "dataset", "imbalance_ratio", "model", "method", "params", "variant", "label",
+    "metric", "value",
+)  # fmt: skip
+# metric -> (ltbench metric column, whether the published number is an error = 100 - accuracy)
+METRICS: dict[str, tuple[str, bool]] = {
+    "top1": ("test_top1", False),
+    "mean_class_acc": ("test_mean_class_acc", False),
+    "many_acc": ("test_many_acc", False),
+    "medium_acc": ("test_medium_acc", False),
+    "few_acc": ("test_few_acc", False),
+    "top1_error": ("test_top1", True),
+    "balanced_error": ("test_mean_class_acc", True),
+}
+
+
+def load_published(folder: Path = PUBLISHED_DIR) -> pd.DataFrame:
+    """Every published number under `folder`, with `ratio` as a float (NaN for native) and `number` parsed.
+
+    A malformed file is a user error naming the file and what is wrong, since users add their own papers.
+    """
+    frames = []
+    for path in sorted(folder.glob("*.csv")):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = [c for c in REQUIRED if c not in frame.columns]
+        if missing:
+            raise LtbenchError(f"{path}: missing columns {', '.join(missing)}; needed: {', '.join(REQUIRED)}")
+        bad = sorted(set(frame.metric) - set(METRICS))
+        if bad:
+            raise LtbenchError(f"{path}: unknown metric {bad[0]!r}; valid metrics: {', '.join(METRICS)}")
+        for column in ("source", "paper", "value"):
+            if (frame[column].str.strip() == "").any():
+                raise LtbenchError(f"{path}: every row needs a {column}")
+        try:
+            number = frame.value.astype(float)
+            ratio = frame.imbalance_ratio.map(lambda t: float(t) if t.strip() else math.nan)
+        except ValueError as e:
+            raise LtbenchError(f"{path}: value and imbalance_ratio must be numbers: {e}") from e
+        frames.append(frame.assign(file=path.name, number=number, ratio=ratio))
+    if not frames:
+        return pd.DataFrame(columns=[*REQUIRED, "notes", "file", "number", "ratio"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def same_ratio(a: float | None, b: float | None) -> bool:
+    """Ratios match when equal, or when both are native (None / NaN)."""
+    a_native = a is None or math.isnan(a)
+    b_native = b is None or math.isnan(b)
+    return a_native and b_native or (not a_native and not b_native and math.isclose(a, b))

@@ -1,0 +1,72 @@
+"""The report commands end to end: MLflow -> runs frame -> leaderboard, plots, paper tables, claims.
+
+`ltbench report SUITE` writes results/<suite>/leaderboard.{csv,md,tex}, trials.csv and plots/ (PNG + PDF;
+`--no-plots` skips them). `ltbench tables [SUITE...]` writes results/tables/. `ltbench claims [SUITE...]`
+prints the claims check. The last two read every suite's runs unless suites are named.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.reports.claims import check_claims, render
+from harness.reports.leaderboard import write_leaderboard
+from harness.reports.plots import write_plots
+from harness.reports.published import PUBLISHED_DIR, load_published
+from harness.reports.runs import load_runs, open_client, suite_experiment_name
+from harness.reports.tables import TablesOutcome, write_tables
+
+
+@dataclass
+class ReportOutcome:
+    leaderboard_md: str
+    out_dir: Path
+    plots: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(
+    name: str,
+    overrides: list[str] | None,
+    tracking_uri: str | None,
+    results_dir: Path,
+    plots: bool = True,
+) -> ReportOutcome:
+    """Leaderboard (and plots) of one suite as configured now, from its MLflow runs."""
+    from harness.suite import build_suite
+
+    suite = build_suite(name, overrides)
+    runs = load_runs(tracking_uri, results_dir, [suite.name], missing_ok=True)
+    out_dir = results_dir / suite.name
+    _, _, text = write_leaderboard(runs, suite.trials, out_dir, f"Leaderboard: {suite.name}")
+    outcome = ReportOutcome(text, out_dir)
+    if plots:
+        keys = {t.key for t in suite.trials}
+        mine = runs[runs.trial_key.isin(keys)] if len(runs) else runs
+        with tempfile.TemporaryDirectory() as scratch:
+            plotted = write_plots(mine, open_client(tracking_uri, results_dir), out_dir / "plots", Path(scratch))
+        outcome.plots, outcome.notes = plotted.paths, plotted.notes
+    return outcome
+
+
+def _experiments(suites: list[str] | None) -> list[str] | None:
+    return [suite_experiment_name(s) for s in suites] if suites else None
+
+
+def build_tables(
+    suites: list[str] | None,
+    tracking_uri: str | None,
+    results_dir: Path,
+    published_dir: Path = PUBLISHED_DIR,
+) -> TablesOutcome:
+    """The paper tables from the runs of the named suites (all suites when None) into results/tables/."""
+    runs = load_runs(tracking_uri, results_dir, _experiments(suites))
+    return write_tables(runs, results_dir / "tables", load_published(published_dir))
+
+
+def build_claims(suites: list[str] | None, tracking_uri: str | None, results_dir: Path) -> str:
+    """The claims check as text: the rule, then each claim's verdict with its numbers."""
+    runs = load_runs(tracking_uri, results_dir, _experiments(suites))
+    return render(check_claims(runs))

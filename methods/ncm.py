@@ -1,0 +1,57 @@
+"""Nearest class mean classifier (Kang et al. 2020) on the frozen CE backbone.
+
+    ẑ = (z - z̄) / ||z - z̄||,     m_c = mean of ẑ over class c, normalised,     predict argmin_c ||ẑ - m_c||
+
+z̄ is the mean training feature. Kang et al.'s default centres and L2-normalises features and means; both
+steps are hyperparameters. The "scores" are negative Euclidean distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.plugin import Method, StageTwoResult, register_method
+from harness.training.decoupled import StageTwo
+
+
+class NearestClassMean(nn.Module):
+    def __init__(self, means: torch.Tensor, center: torch.Tensor, normalize: bool) -> None:
+        super().__init__()
+        self.register_buffer("means", means)
+        self.register_buffer("center", center)
+        self.normalize = normalize
+
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
+        z = z - self.center
+        return F.normalize(z, dim=1) if self.normalize else z
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return -torch.cdist(self.embed(z), self.means)
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.means
+
+
+@register_method
+class NCM(Method):
+    name = "ncm"
+    description = "Nearest class mean of centred, L2-normalised CE features (Kang et al. 2020)"
+    stage1 = "ce"
+
+    @dataclass(frozen=True)
+    class Params:
+        center: bool = True
+        normalize: bool = True
+
+    def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
+        features, labels = stage.features("train")
+        center = features.mean(0) if self.params.center else torch.zeros_like(features[0])
+        head = NearestClassMean(torch.zeros(stage.num_classes, features.shape[1]), center, self.params.normalize)
+        embedded = head.embed(features)
+        means = torch.stack([embedded[labels == c].mean(0) for c in range(stage.num_classes)])
+        head.means.copy_(F.normalize(means, dim=1) if self.params.normalize else means)
+        return StageTwoResult(head.to(features.device))
