@@ -60,6 +60,7 @@ def run_suite(
     decoupled trials on their frozen backbones; then rebuild the leaderboard."""
     started = time.perf_counter()
     suite = build_suite(name, overrides)
+    check_data(suite.trials)  # before anything is written: a bad input leaves no trace
     tracker = open_tracker(suite, results_dir, tracking_uri)
     finished = tracker.finished_keys()
     trials_root = results_dir / "trials"
@@ -67,7 +68,6 @@ def run_suite(
     # a backbone counts as done only if its files are here: stage two loads them
     phase1 = [t for t in plan.phase1 if t.key not in finished or not (trials_root / t.key / RESULT_FILE).is_file()]
     phase2 = [t for t in plan.phase2 if t.key not in finished]
-    check_data(phase1 + phase2)
 
     failures: list[tuple[str, str]] = []
     try:

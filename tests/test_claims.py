@@ -123,3 +123,15 @@ def test_claims_command_on_an_empty_store(tmp_path: Path, capsys) -> None:
     assert main(["claims", "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Rule:" in out and out.count("[not enough runs]") >= len(CLAIMS)
+
+
+def test_a_method_run_only_with_tuned_hyperparameters_still_stands_for_the_method() -> None:
+    """The quick suite runs cRT with augment=false: the claim about cRT must still find those runs, and a
+    run with the default hyperparameters is preferred when both exist."""
+    crt = Comparison("crt", "ce", "test_few_acc")
+    tuned = seeds("crt", [0.80, 0.82], params="augment=False")
+    runs = synthetic_runs(tuned + seeds("ce", [0.10, 0.12]))
+    result = check_comparison(crt, runs)
+    assert result.verdict == HOLDS and len(result.contexts) == 1
+    both = synthetic_runs(tuned + seeds("crt", [0.05, 0.06]) + seeds("ce", [0.10, 0.12]))
+    assert check_comparison(crt, both).verdict == FAILS  # the default-hyperparameter cRT is the one judged

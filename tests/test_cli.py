@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.conftest import write_tiny_suite
+from tests.fakes import write_imagenet_lt
 
 
 def test_describe_json_cifar100(capsys: pytest.CaptureFixture) -> None:
@@ -57,3 +59,57 @@ def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, tmp_path
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("ltbench: error: ") and message in lines[-1]
     assert "Traceback" not in done.stderr
+
+
+# -- bad input to `ltbench run`: one line, exit code 2, nothing written ------------------------------------
+
+
+def run_fails(argv: list[str], results: Path, capsys: pytest.CaptureFixture) -> str:
+    assert main([*argv, "--results-dir", str(results)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ltbench: error: ")
+    assert not results.exists() or not any(results.iterdir()), "a rejected run must write nothing"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("datasets=[cifar11-lt]", "unknown dataset 'cifar11-lt'; valid datasets: cifar10-lt, cifar100-lt"),
+        ("methods=[ce,magic]", "unknown method 'magic'; valid methods: ce, crt, cw"),
+        ("recipe.epochz=3", "unknown recipe key 'epochz'"),
+        ("nosuchkey=1", "unknown suite key 'nosuchkey'"),
+        ("imbalance_ratios=[0.5]", "imbalance ratios must be numbers >= 1"),
+        ("recipe.epochs=0", "epochs must be a positive integer"),
+        ("seeds=[1.5]", "seeds must be integers, got 1.5"),
+    ],
+)
+def test_run_rejects_bad_suite_values(
+    override: str, message: str, tiny_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert message in run_fails(["run", str(tiny_suite), "--set", override], tmp_path / "r", capsys)
+
+
+def test_run_rejects_a_corrupt_dataset_file(
+    fake_fashion_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    root = tmp_path / "fashion"
+    shutil.copytree(fake_fashion_root, root)
+    images = next(root.glob("train-images-idx3-ubyte*"))
+    images.write_bytes(images.read_bytes()[:-100])
+    suite = write_tiny_suite(tmp_path / "s.yaml", root)
+    line = run_fails(["run", str(suite)], tmp_path / "r", capsys)
+    assert f"{images} is truncated or corrupt" in line and "fetch it again" in line
+
+
+def test_run_rejects_a_malformed_split_file_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fake = write_imagenet_lt(tmp_path / "ilsvrc")
+    val = fake.split_file("val")
+    lines = val.read_text().splitlines()
+    lines.insert(2, "val/n01440764/broken.JPEG not-a-label")
+    val.write_text("\n".join(lines) + "\n")
+    argv = ["run", "imagenet-lt", "--set", f"data.root={fake.root}", "--set", "methods=[ce]"]
+    line = run_fails(argv, tmp_path / "r", capsys)
+    assert f"{val}:3: malformed line 'val/n01440764/broken.JPEG not-a-label'" in line

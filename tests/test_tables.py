@@ -180,3 +180,14 @@ def test_tables_cli_reports_an_unknown_suite_in_one_line(tmp_path: Path, capsys)
     assert main(["tables", "nosuch", "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ltbench: error: no results store")
+
+
+def test_a_method_run_only_with_tuned_hyperparameters_gets_one_labelled_row() -> None:
+    records = [run_record("crt", s, dataset="fashion-mnist-lt", ratio=100.0, acc=0.7, params="augment=False")
+               for s in (0, 1)]  # fmt: skip
+    runs = synthetic_runs(records)
+    spec = T.fashion_grid(METHODS, runs)
+    labels = [r.label for r in spec.rows]
+    assert "crt[augment=False]" in labels and "crt" not in labels  # once, and saying how it was run
+    frame = T.to_frame(spec, T.fill(spec, runs, PUBLISHED)).set_index(["row", "column"])
+    assert frame.loc[("crt[augment=False]", "r=100 All")].ltbench_mean == pytest.approx(70.0)

@@ -149,9 +149,13 @@ class DatasetSpec:
         raise NotImplementedError
 
     def check_available(self, options: DataOptions) -> None:
-        """Raise a `LtbenchError` saying how to get the files, unless they are here or will be downloaded."""
-        if not options.download and self.locate(options) is None:
+        """Raise a `LtbenchError` saying what is wrong with the files (missing, truncated, corrupt) and how to
+        get them, before any trial starts. In-memory datasets are small enough to read here in full."""
+        if options.download:
+            return
+        if self.locate(options) is None:
             raise self.missing(self.candidate_roots(options))
+        self.read_arrays(options)
 
     # -- the long-tail profile ----------------------------------------------------------------------
     def class_counts(self, imbalance_ratio: float | None, options: DataOptions) -> list[int]:

@@ -53,7 +53,8 @@ class ImageNetLT(DatasetSpec):
         raise self.missing([split_dir], "no train/ image folder beside the split files")
 
     def check_available(self, options: DataOptions) -> None:
-        self.read_split(options, "train")  # split files, image root and the first image
+        for split in SPLITS:  # every line of every split file, the image root and each split's first image
+            self.read_split(options, split)
 
     def check_ratio(self, imbalance_ratio: float | None) -> None:
         if imbalance_ratio is not None and float(imbalance_ratio) != NATIVE_RATIO:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.reports.formatting import mean_std
-from harness.reports.runs import finished, pick_config
+from harness.reports.runs import finished, pick_config, runs_of
 
 MIN_SEEDS = 2
 HOLDS, FAILS, NOT_ENOUGH = "holds", "fails", "not enough runs"
@@ -122,14 +122,15 @@ def _context_label(rows: pd.DataFrame, ambiguous: bool) -> str:
 
 def check_comparison(comparison: Comparison, runs: pd.DataFrame) -> ComparisonResult:
     done = finished(runs) if len(runs) else runs
-    mine = done[done.setting.isin([comparison.better, comparison.worse])] if len(done) else done
+    methods = {comparison.better.split("[")[0], comparison.worse.split("[")[0]}
+    mine = done[done.method.isin(methods)] if len(done) else done
     contexts = []
     if len(mine):
         where = mine.groupby("context_key")[["dataset", "imbalance_ratio", "model"]].first()
         ambiguous = where.duplicated(keep=False)  # same dataset/ratio/model, other recipe or data options
         for context, rows in mine.groupby("context_key", sort=False):
-            a, _ = pick_config(rows[rows.setting == comparison.better])
-            b, _ = pick_config(rows[rows.setting == comparison.worse])
+            a, _ = pick_config(runs_of(rows, comparison.better))
+            b, _ = pick_config(runs_of(rows, comparison.worse))
             if a.empty or b.empty:
                 continue  # the two methods never ran together here: not a context of this comparison
             contexts.append(_judge(comparison, a, b, _context_label(rows, bool(ambiguous[context]))))

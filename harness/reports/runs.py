@@ -242,6 +242,19 @@ def result_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def runs_of(rows: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """The rows that stand for `setting` in a paper's table or claim.
+
+    An explicit 'method[k=v]' matches exactly. A bare method name matches its runs with default
+    hyperparameters or, when the method only ran with others (a suite may set them, as the quick suite sets
+    `augment: false` for cRT), those runs; `pick_config` then keeps one configuration.
+    """
+    if "[" in setting:
+        return rows[rows.setting == setting]
+    default = rows[rows.setting == setting]
+    return default if len(default) else rows[rows.method == setting]
+
+
 def pick_config(rows: pd.DataFrame, prefer_model: str | None = None) -> tuple[pd.DataFrame, int]:
     """The seeds of one configuration out of rows that may hold several, and how many others were set aside.
 

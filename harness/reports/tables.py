@@ -38,7 +38,7 @@ from harness.reports.formatting import (
     signed,
 )
 from harness.reports.published import METRICS, load_published, same_ratio
-from harness.reports.runs import finished, pick_config, result_rows, setting_name
+from harness.reports.runs import finished, pick_config, result_rows, runs_of, setting_name
 
 # SPEC section 3's methods in a reading order: joint training, logit adjustment, decoupled, whitening.
 CANONICAL_METHODS = (
@@ -236,9 +236,19 @@ def method_rows(
         rank = CANONICAL_METHODS.index(method) if method in CANONICAL_METHODS else len(CANONICAL_METHODS)
         return (rank, method, key[1], key[2])
 
+    # A method run with one non-default setting only (the quick suite's cRT with augment=false) is shown in
+    # its bare row, which `runs_of` fills with those runs: label that row with the setting, list it once.
+    observed: dict[str, set[str]] = {}
+    if rows is not None and len(rows):
+        for method, params in zip(rows.method, rows.method_params, strict=True):
+            observed.setdefault(method, set()).add(params)
+    only = {m: next(iter(p)) for m, p in observed.items() if len(p) == 1 and "" not in p}
     out = []
     for method, params, variant in sorted(seen, key=order):
-        label = setting_name(method, params) + (f" ({variant})" if variant else "")
+        if params and only.get(method) == params:
+            continue
+        shown = params if params else only.get(method, "")
+        label = setting_name(method, shown) + (f" ({variant})" if variant else "")
         out.append(Row(label, method, params, variant))
     return out
 
@@ -341,20 +351,24 @@ def _published_cell(cell: Cell, spec: TableSpec, published: pd.DataFrame) -> Non
 def _ltbench_cell(cell: Cell, results: pd.DataFrame, all_runs: pd.DataFrame) -> None:
     col, row = cell.column, cell.row
     column, is_error = METRICS[col.metric]
-    here = results[
-        (results.dataset == col.dataset)
-        & results.imbalance_ratio.map(lambda r: same_ratio(r, col.ratio))
-        & (results.setting == row.setting)
-        & (results.variant == row.variant)
-    ]
+    here = runs_of(
+        results[
+            (results.dataset == col.dataset)
+            & results.imbalance_ratio.map(lambda r: same_ratio(r, col.ratio))
+            & (results.variant == row.variant)
+        ],
+        row.setting,
+    )
     chosen, cell.set_aside = pick_config(here, cell.published_model or None)
     if chosen.empty:
-        failed = all_runs[
-            (all_runs.status == "FAILED")
-            & (all_runs.dataset == col.dataset)
-            & all_runs.imbalance_ratio.map(lambda r: same_ratio(r, col.ratio))
-            & (all_runs.setting == row.setting)
-        ]
+        failed = runs_of(
+            all_runs[
+                (all_runs.status == "FAILED")
+                & (all_runs.dataset == col.dataset)
+                & all_runs.imbalance_ratio.map(lambda r: same_ratio(r, col.ratio))
+            ],
+            row.setting,
+        )
         if len(failed):
             cell.status = "failed"
             pairs = zip(failed.seed, failed.reason, strict=True)
