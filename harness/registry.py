@@ -6,7 +6,7 @@ Datasets, models, recipes and methods each keep one. Looking up an unknown name 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from harness.errors import unknown_choice
@@ -24,12 +24,6 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered (by {self._items[name]!r})")
         self._items[name] = obj
         return obj
-
-    def decorator(self, name: str) -> Callable[[T], T]:
-        def wrap(obj: T) -> T:
-            return self.register(name, obj)
-
-        return wrap
 
     def get(self, name: str) -> T:
         try:

@@ -83,13 +83,17 @@ class ChannelWhitening(nn.Module):
         return mean, torch.block_diag(*blocks).to(z.dtype)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.training and len(z) > 1:
-            mean, whiten = self.batch_whitening(z)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_whiten.lerp_(whiten.detach(), self.momentum)
-            return (z - mean) @ whiten
-        return (z - self.running_mean) @ self.running_whiten
+        # Whitening runs in float32 even under bf16 autocast: a covariance and its inverse square root in
+        # bf16 would be meaningless, and the running statistics are float32 buffers.
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = z.float()
+            if self.training and len(z) > 1:
+                mean, whiten = self.batch_whitening(z)
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean.detach(), self.momentum)
+                    self.running_whiten.lerp_(whiten.detach(), self.momentum)
+                return (z - mean) @ whiten
+            return (z - self.running_mean) @ self.running_whiten
 
 
 class WhitenedLinear(nn.Module):

@@ -105,6 +105,21 @@ def test_whitening_groups_whiten_within_each_group() -> None:
     torch.testing.assert_close(cov[3:, 3:], torch.eye(3), atol=2e-3, rtol=0)
 
 
+def test_whitening_works_under_bf16_autocast_and_keeps_float32_statistics() -> None:
+    """The cifar-lt and imagenet-lt recipes train in bf16 on GPUs (precision: auto)."""
+    torch.manual_seed(2)
+    layer = ChannelWhitening(8, group_size=8).train()
+    linear = torch.nn.Linear(8, 3)
+    z = torch.randn(64, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear(layer(z.bfloat16()))
+    out.float().sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+    assert layer.running_mean.dtype == layer.running_whiten.dtype == torch.float32
+    cov = torch.cov(layer.train()(z.detach()).T, correction=0)
+    torch.testing.assert_close(cov, torch.eye(8), atol=2e-2, rtol=0)  # still whitened: computed in float32
+
+
 def test_inverse_square_root_gradient_is_exact_with_repeated_eigenvalues() -> None:
     a = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sigma = (a @ a.T + 1e-2 * torch.eye(6, dtype=torch.float64)).requires_grad_(True)  # 4 equal eigenvalues

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from harness.data.base import ArraySplit, FileSplit, LTData, Split
@@ -229,7 +228,3 @@ def make_batches(
     if isinstance(split, ArraySplit):
         return TensorBatches(split, data, device, pad if train else 0, flip and train, channels_last)
     return FileBatches(split, data, device, train, workers, channels_last)
-
-
-def labels_of(split: Split) -> np.ndarray:
-    return np.asarray(split.labels)
