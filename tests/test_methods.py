@@ -237,3 +237,18 @@ def test_method_from_outside_the_repo_runs_end_to_end(tmp_path: Path, fake_fashi
     assert "focal" in board
     result = json.loads(next((tmp_path / "r" / "trials").glob("*/result.json")).read_text())
     assert 0 <= result["metrics"]["test_top1"] <= 1
+
+
+def test_dry_run_plan_shares_one_backbone_per_ratio_and_seed() -> None:
+    from harness.plan import epoch_budget
+    from harness.runner import dry_run
+
+    suite = build_suite("quick")
+    plan = make_plan(suite.trials)
+    assert len(plan.phase1) == 2 * 2 * 5 and len(plan.phase2) == 2 * 2 * 6  # ratios x seeds x methods
+    assert all(len(users) == 6 for users in plan.users.values())
+    budget = epoch_budget(suite.trials)
+    assert (budget.shared_epochs, budget.retrain_epochs) == (20 * 12, 44 * 12)
+    text = dry_run("quick")
+    assert "fashion-mnist-lt-r100-ce-s0" in text and "shared by 6: la-posthoc, crt, tau-norm, lws, ncm, lort" in text
+    assert "240 with stage sharing, 528 if every decoupled method retrained its backbone (2.20x)" in text
