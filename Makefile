@@ -28,6 +28,7 @@ test: data
 
 lint: install
 	$(BIN)/ruff check harness methods tests
+	$(BIN)/ruff format --check harness methods tests
 
 clean:
 	rm -rf $(VENV) results/mlflow.db results/mlartifacts

@@ -78,7 +78,6 @@ def run_suite(
         raise
     failures = [(o.label, o.reason) for o in first.failed + second.failed] + failures
 
-
     runs = runs_frame(tracker)
     _, status, text = write_leaderboard(runs, suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
     ran = {t.key for t in phase1 + phase2}

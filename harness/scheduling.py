@@ -20,6 +20,7 @@ from typing import Any
 from harness.config import TrialConfig
 from harness.errors import LtbenchError
 from harness.tracking import Tracker
+from harness.training.trainer import RESULT_FILE
 
 
 @dataclass
@@ -37,7 +38,6 @@ class Interrupted(KeyboardInterrupt):
 @dataclass
 class ScheduleReport:
     outcomes: list[TrialOutcome] = field(default_factory=list)
-    open_runs: dict[str, str] = field(default_factory=dict)  # Tune trial id -> MLflow run, until it ends
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -92,7 +92,7 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
         """Driver-side bridge from Tune events to MLflow runs."""
 
         def __init__(self) -> None:
-            self.run_ids = report.open_runs
+            self.run_ids: dict[str, str] = {}  # Tune trial id -> MLflow run, until the trial ends
 
         def _cfg(self, trial) -> TrialConfig:
             return TrialConfig.from_dict(trial.config["trial"])
@@ -226,9 +226,7 @@ def run_with_tune(
             param_space=param_space,
             # reuse_actors: a worker process runs trial after trial, so each trial skips process start-up
             # and imports (seconds each); run_trial sets threads, seeds and state for every trial anew
-            tune_config=tune.TuneConfig(
-                num_samples=1, trial_dirname_creator=lambda t: t.trial_id, reuse_actors=True
-            ),
+            tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=trials[0].suite,
                 storage_path=str((results_dir / "ray").resolve()),
@@ -246,7 +244,23 @@ def run_with_tune(
                 signal.signal(signal.SIGINT, signal.default_int_handler)
     if len(report.outcomes) < len(trials):
         # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted
-        for run_id in report.open_runs.values():
-            tracker.interrupt(run_id)
+        settle_interrupted(trials, tracker, results_dir / "trials", report)
         raise Interrupted(f"{len(trials) - len(report.outcomes)} trials did not finish")
     return report
+
+
+def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, trials_root: Path, report: ScheduleReport) -> None:
+    """After a Ctrl+C: a trial whose result is on disk is FINISHED (its worker can write `result.json`
+    before the driver's callback hears of it); a trial whose run is still open is KILLED, and resumes into
+    that run on a rerun."""
+    ended = {o.key for o in report.outcomes}
+    for cfg in trials:
+        if cfg.key in ended:
+            continue
+        if (trials_root / cfg.key / RESULT_FILE).is_file():
+            tracker.finish(tracker.open_run(cfg), trials_root / cfg.key)
+            report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
+            continue
+        run = tracker.find_run(cfg.key)
+        if run is not None and run.info.status == "RUNNING":
+            tracker.interrupt(run.info.run_id)

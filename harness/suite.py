@@ -143,8 +143,7 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
         is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
         if ratio is not None and (not is_number or ratio < 1):
             raise LtbenchError(
-                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; "
-                "e.g. [10, 50, 100, 200]"
+                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; e.g. [10, 50, 100, 200]"
             )
     if cfg["device"] not in DEVICES:
         raise unknown_choice("device", cfg["device"], DEVICES)

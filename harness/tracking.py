@@ -153,9 +153,7 @@ class Tracker:
         with tempfile.TemporaryDirectory() as tmp:
             table = Path(tmp) / "per_class_acc.csv"
             rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
-            for c, (n_train, n_lt) in enumerate(
-                zip(result["train_counts"], result["class_counts"], strict=True)
-            ):
+            for c, (n_train, n_lt) in enumerate(zip(result["train_counts"], result["class_counts"], strict=True)):
                 accs = ",".join(str(result["per_class_acc"][s][c]) for s in result["per_class_acc"])
                 rows.append(f"{c},{n_train},{n_lt},{accs}")
             table.write_text("\n".join(rows) + "\n")

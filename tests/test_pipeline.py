@@ -38,11 +38,7 @@ def test_crop_flip_identity_without_pad_and_flip():
 
 
 def _crops(padded: torch.Tensor, pad: int, h: int, w: int) -> list[tuple[int, int, torch.Tensor]]:
-    return [
-        (dy, dx, padded[:, dy : dy + h, dx : dx + w])
-        for dy in range(2 * pad + 1)
-        for dx in range(2 * pad + 1)
-    ]
+    return [(dy, dx, padded[:, dy : dy + h, dx : dx + w]) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
 
 
 def test_crop_is_a_crop_of_the_padded_image():

@@ -10,9 +10,7 @@ from harness.suite import build_suite
 
 def test_quick_suite_grid_and_options() -> None:
     suite = build_suite("quick")
-    assert {(t.imbalance_ratio, t.seed) for t in suite.trials} == {
-        (r, s) for r in (100.0, 10.0) for s in (0, 1)
-    }
+    assert {(t.imbalance_ratio, t.seed) for t in suite.trials} == {(r, s) for r in (100.0, 10.0) for s in (0, 1)}
     assert all(t.data["max_per_class"] == 1000 and t.model == "resnet-small-gray" for t in suite.trials)
     assert len({t.key for t in suite.trials}) == len(suite.trials)
 

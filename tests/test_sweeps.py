@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.scheduling import ScheduleReport, settle_interrupted
 from harness.suite import build_suite
 from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
@@ -180,6 +181,31 @@ def test_sigint_of_the_driver_keeps_finished_trials_and_four_concurrent_trials_l
     for runs in after.values():  # every epoch of every trial reached MLflow
         steps = [m.step for m in tracker.client.get_metric_history(runs[0].info.run_id, "train_loss")]
         assert sorted(steps) == [1, 2, 3]  # each epoch exactly once
+
+
+def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_driver_heard(
+    tmp_path: Path, fake_fashion_root: Path
+) -> None:
+    """The race behind a flaky Ctrl+C: a worker writes result.json, then SIGINT stops Tune before the
+    driver's callback logs the trial. Its run must end FINISHED (not KILLED), and a trial still training
+    must end KILLED."""
+    suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, seeds=[0, 1, 2])
+    done, running, never_started = build_suite(str(suite_file)).trials
+    results = tmp_path / "r"
+    trials_root = results / "trials"
+    run_trial(done, trials_root / done.key)
+    tracker = Tracker(default_tracking_uri(results), "tiny", results)
+    done_run, running_run = tracker.open_run(done), tracker.open_run(running)  # both RUNNING, as Tune left them
+
+    report = ScheduleReport()
+    settle_interrupted([done, running, never_started], tracker, trials_root, report)
+
+    assert [(o.key, o.status) for o in report.outcomes] == [(done.key, "FINISHED")]
+    assert tracker.client.get_run(done_run).info.status == "FINISHED"
+    steps = [m.step for m in tracker.client.get_metric_history(done_run, "train_loss")]
+    assert sorted(steps) == [1, 2]  # its epochs, which the driver never saw, are logged from its history
+    assert tracker.client.get_run(running_run).info.status == "KILLED"
+    assert tracker.find_run(never_started.key) is None
 
 
 @pytest.fixture

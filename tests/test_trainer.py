@@ -29,9 +29,7 @@ def crash_after(epoch: int):
     return report
 
 
-def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(
-    tmp_path: Path, fake_fashion_root: Path
-) -> None:
+def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tmp_path: Path, fake_fashion_root: Path) -> None:
     cfg = tiny_trial(tmp_path, fake_fashion_root, recipe={"base": "quick", "epochs": 3, "batch_size": 32})
     straight = run_trial(cfg, tmp_path / "a")
 

@@ -140,9 +140,7 @@ class DatasetSpec:
     def missing(self, where: list[Path], detail: str = "") -> LtbenchError:
         searched = ", ".join(str(p) for p in where)
         extra = f" ({detail})" if detail else ""
-        return LtbenchError(
-            f"{self.name}: dataset files not found{extra}; searched {searched}. {self.how_to_get}"
-        )
+        return LtbenchError(f"{self.name}: dataset files not found{extra}; searched {searched}. {self.how_to_get}")
 
     def locate(self, options: DataOptions) -> Path | None:
         """Where the dataset's files are, or None when they are missing."""
@@ -182,9 +180,7 @@ class DatasetSpec:
         return assemble(self, counts, source_train, test, options)
 
 
-def assemble(
-    spec: DatasetSpec, counts: list[int], source_train: Split, test: Split, options: DataOptions
-) -> LTData:
+def assemble(spec: DatasetSpec, counts: list[int], source_train: Split, test: Split, options: DataOptions) -> LTData:
     """Select the LT subset of `source_train`, carve the validation split and record the manifest."""
     lt_idx = select_indices(source_train.labels, counts, options.selection, options.data_seed)
     k = ValidationCarve(options.val_fraction, options.val_max_per_class).per_class(counts)

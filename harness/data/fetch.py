@@ -51,9 +51,7 @@ def fetch(dataset: str, root: str | None = None) -> Path:
     except Exception as e:  # offline: torchvision raises URLError/RuntimeError
         if isinstance(e, LtbenchError):
             raise
-        raise LtbenchError(
-            f"{dataset}: could not download ({str(e).splitlines()[0]}). {spec.how_to_get}"
-        ) from e
+        raise LtbenchError(f"{dataset}: could not download ({str(e).splitlines()[0]}). {spec.how_to_get}") from e
     found = locate(options)
     if found is None:
         raise spec.missing(spec.candidate_roots(options))

@@ -91,9 +91,7 @@ class ImageNetLT(DatasetSpec):
         self.check_ratio(imbalance_ratio)
         train, val, test = (self.read_split(options, s) for s in SPLITS)
         counts = np.bincount(train.labels, minlength=self.num_classes).tolist()
-        digests = {
-            s: hashlib.sha256(self.split_file(options, s).read_bytes()).hexdigest() for s in SPLITS
-        }
+        digests = {s: hashlib.sha256(self.split_file(options, s).read_bytes()).hexdigest() for s in SPLITS}
         return LTData(
             dataset=self.name,
             num_classes=self.num_classes,

@@ -52,9 +52,7 @@ def apply_crop_flip(images: torch.Tensor, draws: torch.Tensor, pad: int) -> torc
     return torch.gather(padded.reshape(b, c, -1), 2, flat).view(b, c, h, w)
 
 
-def random_crop_flip(
-    images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator
-) -> torch.Tensor:
+def random_crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Pad-`pad` random crop and horizontal flip of a uint8 batch (B, C, H, W), each image its own draw."""
     if pad == 0 and not flip:
         return images
@@ -98,9 +96,7 @@ class TensorBatches:
             images = images.contiguous(memory_format=torch.channels_last)
         return (images.float() - self.mean) * self.inv_std
 
-    def train_batches(
-        self, indices: torch.Tensor, batch_size: int, generator: torch.Generator
-    ) -> Iterator[Batch]:
+    def train_batches(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """The epoch's batches. Its indices and every batch's augmentation draws go to the device in one
         copy before the first batch, so the loop issues device work only and never waits on the host."""
         if len(indices) == 0:
@@ -170,19 +166,22 @@ class FileBatches:
 
         normalise = T.Normalize(data.mean, data.std)
         if train:
-            tf = T.Compose([
-                T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ColorJitter(0.4, 0.4, 0.4, 0),
-                T.ToTensor(), normalise,
-            ])
+            tf = T.Compose(
+                [
+                    T.RandomResizedCrop(224),
+                    T.RandomHorizontalFlip(),
+                    T.ColorJitter(0.4, 0.4, 0.4, 0),
+                    T.ToTensor(),
+                    normalise,
+                ]
+            )
         else:
             tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalise])
         self.dataset = _ImageFiles(split, tf)
         self.labels = torch.as_tensor(split.labels)
         self.device, self.workers = device, workers
         self.channels_last = channels_last
-        self.loader_kwargs = dict(
-            num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0
-        )
+        self.loader_kwargs = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -194,9 +193,7 @@ class FileBatches:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, labels.to(self.device, non_blocking=True)
 
-    def train_batches(
-        self, indices: torch.Tensor, batch_size: int, generator: torch.Generator
-    ) -> Iterator[Batch]:
+    def train_batches(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         # One DataLoader for the whole trial keeps its workers alive across epochs; each epoch only swaps
         # the index batches it walks through.
         if not hasattr(self, "_train_loader"):

@@ -33,9 +33,7 @@ def exp_profile(n_max: int, num_classes: int, imbalance_ratio: float) -> list[in
     return [int(n_max * (1.0 / imbalance_ratio) ** (i / (num_classes - 1))) for i in range(num_classes)]
 
 
-def select_indices(
-    labels: np.ndarray, counts: list[int], selection: str = "first", data_seed: int = 0
-) -> np.ndarray:
+def select_indices(labels: np.ndarray, counts: list[int], selection: str = "first", data_seed: int = 0) -> np.ndarray:
     """Indices (into `labels`) of the kept training images, class by class in class order.
 
     `first` keeps the first n_c images of class c in file order (Weight Balancing, LORT).
@@ -49,9 +47,7 @@ def select_indices(
     for c, n in enumerate(counts):
         idx = np.flatnonzero(labels == c)
         if len(idx) < n:
-            raise LtbenchError(
-                f"class {c} has {len(idx)} images but the profile asks for {n}; check the dataset files"
-            )
+            raise LtbenchError(f"class {c} has {len(idx)} images but the profile asks for {n}; check the dataset files")
         if selection == "random":
             rng.shuffle(idx)
         kept.append(idx[:n])

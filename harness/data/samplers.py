@@ -44,17 +44,13 @@ class Sampler:
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def draw_by_class_probability(
-        self, p_class: torch.Tensor, n: int, generator: torch.Generator
-    ) -> torch.Tensor:
+    def draw_by_class_probability(self, p_class: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """n draws with replacement: class j with probability p_j, then one of its images uniformly."""
         per_image = (p_class / self.class_counts.clamp(min=1))[self.labels]
         return torch.multinomial(per_image, n, replacement=True, generator=generator)
 
     def power_probabilities(self, q: float) -> torch.Tensor:
-        weights = torch.where(
-            self.present, self.class_counts.clamp(min=1) ** q, torch.zeros((), dtype=torch.float64)
-        )
+        weights = torch.where(self.present, self.class_counts.clamp(min=1) ** q, torch.zeros((), dtype=torch.float64))
         return weights / weights.sum()
 
 
@@ -76,9 +72,7 @@ class ClassPowerSampler(Sampler):
         return self.power_probabilities(self.q)
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        return self.draw_by_class_probability(
-            self.class_probabilities(epoch, num_epochs), len(self.labels), generator
-        )
+        return self.draw_by_class_probability(self.class_probabilities(epoch, num_epochs), len(self.labels), generator)
 
 
 class ProgressiveSampler(Sampler):
@@ -89,9 +83,7 @@ class ProgressiveSampler(Sampler):
         return (1 - t) * self.power_probabilities(1.0) + t * self.power_probabilities(0.0)
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        return self.draw_by_class_probability(
-            self.class_probabilities(epoch, num_epochs), len(self.labels), generator
-        )
+        return self.draw_by_class_probability(self.class_probabilities(epoch, num_epochs), len(self.labels), generator)
 
 
 class ClassAwareSampler(Sampler):
@@ -133,9 +125,7 @@ class B3RSSampler(Sampler):
     at least one slot for every group; each slot is an image drawn uniformly inside its group.
     """
 
-    def __init__(
-        self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5
-    ) -> None:
+    def __init__(self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5) -> None:
         super().__init__(labels, num_classes, batch_size)
         if groups < 1 or not 0 <= q <= 1:
             raise LtbenchError(f"b3rs needs groups >= 1 and 0 <= q <= 1, got groups={groups}, q={q}")
@@ -220,7 +210,5 @@ SAMPLERS.register("b3rs", B3RSSampler)
 SAMPLERS.register("bet", BETSampler)
 
 
-def make_sampler(
-    name: str, labels: np.ndarray, num_classes: int, batch_size: int, **options: object
-) -> Sampler:
+def make_sampler(name: str, labels: np.ndarray, num_classes: int, batch_size: int, **options: object) -> Sampler:
     return SAMPLERS.get(name)(labels, num_classes, batch_size, **options)

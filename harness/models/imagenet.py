@@ -22,9 +22,7 @@ def torchvision_resnet(arch: str, num_classes: int, in_channels: int) -> LTModel
     return LTModel(net, feature_dim, num_classes)
 
 
-MODELS.register(
-    "resnet50", lambda num_classes, in_channels: torchvision_resnet("resnet50", num_classes, in_channels)
-)
+MODELS.register("resnet50", lambda num_classes, in_channels: torchvision_resnet("resnet50", num_classes, in_channels))
 MODELS.register(
     "resnext50-32x4d",
     lambda num_classes, in_channels: torchvision_resnet("resnext50_32x4d", num_classes, in_channels),

@@ -37,6 +37,4 @@ def make_scheduler(
     optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per iteration, so warm-up and cosine are smooth within an epoch."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(recipe, step / steps_per_epoch)
-    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(recipe, step / steps_per_epoch))

@@ -106,7 +106,5 @@ RECIPES.register(
 # ltbench's laptop recipe for Fashion-MNIST-LT: short, cosine, one warm-up epoch.
 RECIPES.register(
     "quick",
-    Recipe(
-        epochs=12, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", eval_every=6
-    ),
+    Recipe(epochs=12, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", eval_every=6),
 )

@@ -210,7 +210,10 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
     cfg, model, method, recipe = setup.cfg, setup.model, setup.method, setup.recipe
     precision = resolve_precision(recipe.precision, setup.device)
     sampler = make_sampler(
-        method.sampler_name(), setup.data.train.labels, setup.data.num_classes, recipe.batch_size,
+        method.sampler_name(),
+        setup.data.train.labels,
+        setup.data.num_classes,
+        recipe.batch_size,
         **method.sampler_options(),
     )
     optimizer = make_optimizer(model.parameters(), recipe)
@@ -244,7 +247,14 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
         generator = epoch_generator(cfg.seed, epoch)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)
         loss = train_one_epoch(
-            model, method, setup.splits["train"], indices, recipe.batch_size, optimizer, scheduler, generator,
+            model,
+            method,
+            setup.splits["train"],
+            indices,
+            recipe.batch_size,
+            optimizer,
+            scheduler,
+            generator,
             precision,
         )
         if not math.isfinite(loss):
@@ -285,7 +295,13 @@ def fit_decoupled(setup: TrialSetup, stage1_dir: Path, report: Reporter) -> Outc
     and deterministic, so an interrupted stage two simply runs again)."""
     load_stage_one(setup.model, stage1_dir)
     stage = StageTwo(
-        setup.model, setup.data, setup.method.context, setup.recipe, setup.cfg.seed, setup.splits, stage1_dir,
+        setup.model,
+        setup.data,
+        setup.method.context,
+        setup.recipe,
+        setup.cfg.seed,
+        setup.splits,
+        stage1_dir,
         report,
     )
     fitted = setup.method.fit_classifier(stage)
