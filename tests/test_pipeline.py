@@ -191,3 +191,28 @@ def test_instance_sampler_is_a_permutation():
     assert not torch.equal(first, second)
     # same seed, same order
     assert torch.equal(first, sampler.epoch_indices(0, 2, _gen(0)))
+
+
+def test_file_batches_send_uint8_and_normalise_like_torchvision(tmp_path):
+    """ImageNet-LT workers hand over uint8; the device-side normalisation equals ToTensor + Normalize."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from harness.data import DATASETS, DataOptions
+    from harness.data.pipeline import FileBatches
+    from tests import fakes
+
+    fakes.write_imagenet_lt(tmp_path)
+    data = DATASETS.get("imagenet-lt").build(None, DataOptions(root=str(tmp_path)))
+    batches = FileBatches(data.test, data, torch.device("cpu"), train=False, workers=0, channels_last=True)
+    raw, _ = batches.dataset[0]
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 224, 224)
+
+    images, labels = next(batches.eval_batches(batch_size=4))
+    reference = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(data.mean, data.std)])
+    for i in range(len(labels)):
+        with Image.open(data.test.root / data.test.paths[i]) as img:
+            expected = reference(img.convert("RGB"))
+        torch.testing.assert_close(images[i], expected, atol=1e-5, rtol=1e-5)
+    assert labels.tolist() == [int(c) for c in data.test.labels[: len(labels)]]
+    assert images.is_contiguous(memory_format=torch.channels_last)

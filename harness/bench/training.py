@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from harness.bench.cases import BenchCase
 from harness.bench.common import Figure, compare, paired
-from harness.data.pipeline import TensorBatches, apply_crop_flip
+from harness.data.pipeline import Normaliser, TensorBatches, apply_crop_flip
 from harness.data.samplers import make_sampler
 from harness.models import build_model
 from harness.plugin import Method, MethodContext, build_method
@@ -88,8 +88,7 @@ def bare_loop(
         model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
     images, labels = batches.images, batches.labels
-    mean = torch.tensor(case.data.mean, device=device).view(1, -1, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(case.data.std, device=device).view(1, -1, 1, 1) * 255.0)
+    normalise = Normaliser(case.data, device, recipe.channels_last)
     n, size, pad = len(labels), recipe.batch_size, case.pad
 
     def epoch() -> int:
@@ -105,10 +104,7 @@ def bare_loop(
                     torch.randint(0, 2 if case.flip else 1, (b,), device=device),
                 ]
             )
-            x = apply_crop_flip(images[idx], draws, pad)
-            if recipe.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            x = (x.float() - mean) * inv_std
+            x = normalise(apply_crop_flip(images[idx], draws, pad))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), labels[idx])

@@ -4,7 +4,8 @@ In-memory datasets (CIFAR, Fashion-MNIST) live as one uint8 tensor on the trial'
 augmentation (pad + random crop, horizontal flip) is applied to a whole batch at once with one gather, so
 the training step runs no per-sample Python. An epoch's indices and augmentation draws reach the device in
 one copy before its first batch, so no step waits on a host-to-device transfer. File datasets (ImageNet-LT)
-go through DataLoader workers with torchvision transforms, pinned memory and persistent workers.
+go through DataLoader workers with torchvision transforms, pinned memory and persistent workers, and
+reach the device as uint8 too.
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
+class Normaliser:
+    """uint8 images (B, C, H, W) on the device -> normalised float32, NHWC in memory when `channels_last`.
+
+    Images travel as uint8 (4x fewer bytes than float32) and become floats only on the trial's device.
+    """
+
+    def __init__(self, data: LTData, device: torch.device, channels_last: bool) -> None:
+        shape = (1, len(data.mean), 1, 1)
+        self.mean = torch.tensor(data.mean, device=device).view(shape) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(data.std, device=device).view(shape) * 255.0)
+        self.channels_last = channels_last
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # re-lay the uint8 batch (4x less to move than float), the float follows
+            images = images.contiguous(memory_format=torch.channels_last)
+        return (images.float() - self.mean) * self.inv_std
+
+
 class TensorBatches:
     """A split held on `device` as uint8; yields normalised float batches (NHWC when `channels_last`)."""
 
@@ -81,20 +100,12 @@ class TensorBatches:
     ) -> None:
         self.images = torch.as_tensor(split.images).to(device)
         self.labels = torch.as_tensor(split.labels).to(device)
-        shape = (1, len(data.mean), 1, 1)
-        self.mean = torch.tensor(data.mean, device=device).view(shape) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(data.std, device=device).view(shape) * 255.0)
+        self.normalise = Normaliser(data, device, channels_last)
         self.device = device
         self.pad, self.flip = pad, flip
-        self.channels_last = channels_last
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:  # re-lay the uint8 batch (4x less to move than float), the float follows
-            images = images.contiguous(memory_format=torch.channels_last)
-        return (images.float() - self.mean) * self.inv_std
 
     def train_batches(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """The epoch's batches. Its indices and every batch's augmentation draws go to the device in one
@@ -164,23 +175,23 @@ class FileBatches:
     ) -> None:
         from torchvision import transforms as T
 
-        normalise = T.Normalize(data.mean, data.std)
+        # Workers decode and augment on PIL images and hand over uint8 tensors; normalisation happens on
+        # the device (`Normaliser`), so pinned buffers and host-to-device copies are a quarter of float32's.
         if train:
             tf = T.Compose(
                 [
                     T.RandomResizedCrop(224),
                     T.RandomHorizontalFlip(),
                     T.ColorJitter(0.4, 0.4, 0.4, 0),
-                    T.ToTensor(),
-                    normalise,
+                    T.PILToTensor(),
                 ]
             )
         else:
-            tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalise])
+            tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])
         self.dataset = _ImageFiles(split, tf)
         self.labels = torch.as_tensor(split.labels)
         self.device, self.workers = device, workers
-        self.channels_last = channels_last
+        self.normalise = Normaliser(data, device, channels_last)
         self.loader_kwargs = dict(num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
 
     def __len__(self) -> int:
@@ -189,9 +200,7 @@ class FileBatches:
     def _iterate(self, loader) -> Iterator[Batch]:
         for images, labels in loader:
             images = images.to(self.device, non_blocking=True)  # from pinned memory: asynchronous
-            if self.channels_last:  # re-laid on the device, not by the host before the copy
-                images = images.contiguous(memory_format=torch.channels_last)
-            yield images, labels.to(self.device, non_blocking=True)
+            yield self.normalise(images), labels.to(self.device, non_blocking=True)
 
     def train_batches(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         # One DataLoader for the whole trial keeps its workers alive across epochs; each epoch only swaps
