@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.scheduling import ScheduleReport, settle_interrupted
+from harness import runner
+from harness.plan import make_plan
+from harness.scheduling import ScheduleReport, TrialOutcome, settle_interrupted
 from harness.suite import build_suite
 from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
@@ -206,6 +208,41 @@ def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_drive
     assert sorted(steps) == [1, 2]  # its epochs, which the driver never saw, are logged from its history
     assert tracker.client.get_run(running_run).info.status == "KILLED"
     assert tracker.find_run(never_started.key) is None
+
+
+def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(
+    tmp_path: Path, fake_fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Phase 2 never starts a decoupled trial whose shared stage-1 backbone failed in phase 1: the trial is
+    FAILED in MLflow with the backbone's reason, and the trials on a healthy backbone still run."""
+    suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["ce", "crt", "lws"])
+    plan = make_plan(build_suite(str(suite_file)).trials)
+    broken_backbone = next(t for t in plan.phase1 if t.seed == 0)
+    results = tmp_path / "r"
+    tracker = Tracker(default_tracking_uri(results), "tiny", results)
+    scheduled: list[list[str]] = []
+
+    def fake_run_with_tune(trials, tracker, results_dir, address, verbose) -> ScheduleReport:
+        scheduled.append([t.key for t in trials])
+        report = ScheduleReport()
+        for t in trials:
+            if t.key == broken_backbone.key:
+                report.outcomes.append(TrialOutcome(t.key, t.label(), "FAILED", "CUDA out of memory"))
+            else:
+                report.outcomes.append(TrialOutcome(t.key, t.label(), "FINISHED"))
+        return report
+
+    monkeypatch.setattr(runner, "run_with_tune", fake_run_with_tune)
+    failures: list[tuple[str, str]] = []
+    runner._run_phases(plan.phase1, plan.phase2, tracker, results, None, 0, failures)
+
+    orphans = [t for t in plan.phase2 if t.seed == 0]
+    assert len(orphans) == 2 and scheduled[1] == [t.key for t in plan.phase2 if t.seed != 0]
+    reason = f"its stage-1 backbone {broken_backbone.label()} failed: CUDA out of memory"
+    assert sorted(failures) == sorted((t.label(), reason) for t in orphans)
+    for t in orphans:
+        run = tracker.find_run(t.key)
+        assert run.info.status == "FAILED" and run.data.tags["ltbench.failure"] == reason
 
 
 @pytest.fixture
