@@ -41,6 +41,18 @@ class Figure:
     target: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def paired(cls, samples: dict[str, list[float]], side: str, reference: str, **fields: Any) -> Figure:
+        """`side` against `reference`, both timed in the same rounds: the medians of each, and the median
+        over rounds of the per-round ratio side / reference (load hits both sides of a round alike)."""
+        ratios = [a / b for a, b in zip(samples[side], samples[reference], strict=True)]
+        return cls(
+            value=statistics.median(samples[side]),
+            baseline=statistics.median(samples[reference]),
+            ratio=statistics.median(ratios),
+            **fields,
+        )
+
     @property
     def verdict(self) -> str:
         if self.target is None:
@@ -114,16 +126,6 @@ def compare(
         for name in names if r % 2 == 0 else reversed(names):
             samples[name].append(throughput(runs[name], device, min_seconds))
     return samples
-
-
-def paired(samples: dict[str, list[float]], side: str, reference: str, scale: float = 1.0) -> tuple[float, ...]:
-    """(median of `side` x scale, median of `reference`, median over rounds of side x scale / reference)."""
-    ratios = [a * scale / b for a, b in zip(samples[side], samples[reference], strict=True)]
-    return (
-        statistics.median(samples[side]) * scale,
-        statistics.median(samples[reference]),
-        statistics.median(ratios),
-    )
 
 
 def cpu_model() -> str:

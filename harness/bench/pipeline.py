@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.bench.cases import BenchCase
-from harness.bench.common import Figure, compare, paired
+from harness.bench.common import Figure, compare
 from harness.data.base import ArraySplit
 from harness.data.pipeline import TensorBatches
 from harness.data.samplers import make_sampler
@@ -113,13 +113,12 @@ def measure(
             samples = compare(runs, device, rounds, min_seconds)
         finally:
             del runs, loader  # stops the persistent workers
-        value, baseline, ratio = paired(samples, "device", "torchvision")
         figures.append(
-            Figure(
+            Figure.paired(
+                samples,
+                "device",
+                "torchvision",
                 case=case.name,
-                value=value,
-                baseline=baseline,
-                ratio=ratio,
                 unit="images/s",
                 value_name="ltbench TensorBatches (device-resident uint8, batch crop+flip)",
                 baseline_name=f"torchvision per-sample PIL transforms, DataLoader num_workers={workers}",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.bench.cases import BenchCase
-from harness.bench.common import Figure, compare, paired
+from harness.bench.common import Figure, compare
 from harness.data.pipeline import Normaliser, TensorBatches, apply_crop_flip
 from harness.data.samplers import make_sampler
 from harness.models import build_model
@@ -188,13 +188,12 @@ def measure(
             "images": len(split),
             "samples": samples,
         }
-        value, baseline, ratio = paired(samples, "harness", f"bare {precision.name}")
         trainer.append(
-            Figure(
+            Figure.paired(
+                samples,
+                "harness",
+                f"bare {precision.name}",
                 case=f"{case.name}, {case.model}, {precision.name}",
-                value=value,
-                baseline=baseline,
-                ratio=ratio,
                 unit="images/s",
                 value_name="ltbench train_one_epoch",
                 baseline_name=f"bare PyTorch loop, {precision.name}",
@@ -203,13 +202,12 @@ def measure(
             )
         )
         if bf16_ok:
-            value, baseline, ratio = paired(samples, "bare bf16", "bare fp32")
             bf16.append(
-                Figure(
+                Figure.paired(
+                    samples,
+                    "bare bf16",
+                    "bare fp32",
                     case=f"{case.name}, {case.model}",
-                    value=value,
-                    baseline=baseline,
-                    ratio=ratio,
                     unit="images/s",
                     value_name="bare loop, bf16 autocast",
                     baseline_name="bare loop, fp32",
@@ -227,13 +225,12 @@ def measure(
                 side: [per_image * x for x in samples[side]],
                 "matmul": [matmul_flop * x for x in samples[f"matmul {name}"]],
             }
-            value, baseline, ratio = paired(scaled, side, "matmul")
             flops.append(
-                Figure(
+                Figure.paired(
+                    scaled,
+                    side,
+                    "matmul",
                     case=f"{case.name}, {case.model}, {name}" + (", bare loop" if side != "harness" else ""),
-                    value=value,
-                    baseline=baseline,
-                    ratio=ratio,
                     unit="FLOP/s",
                     value_name=f"{'ltbench training' if side == 'harness' else 'bare loop'}: counted FLOPs x "
                     "measured images/s",

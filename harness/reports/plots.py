@@ -118,11 +118,9 @@ def _figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2) -> 
     return fig, axes
 
 
-def _title(fig: Any, text: str) -> None:
-    fig.suptitle(text, fontsize="medium", wrap=True)
-
-
-def _save(fig: Any, out_dir: Path, name: str, outcome: PlotOutcome) -> None:
+def _save(fig: Any, title: str, out_dir: Path, name: str, outcome: PlotOutcome) -> None:
+    """Title the figure and write it as PNG and PDF."""
+    fig.suptitle(title, fontsize="medium", wrap=True)
     for suffix in (".png", ".pdf"):
         path = out_dir / f"{name}{suffix}"
         fig.savefig(path, dpi=DPI)
@@ -149,9 +147,19 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _hide_unused(axes: np.ndarray, used: int) -> None:
-    for ax in axes.flat[used:]:
+def _context_panels(frame: pd.DataFrame) -> tuple[Any, np.ndarray, list[tuple[Any, pd.DataFrame]]]:
+    """One panel per dataset x ratio of `frame`: the figure, its axes, and each panel's (axis, rows), the
+    axis already titled with its context."""
+    contexts = _contexts(frame)
+    rows, cols = _grid(len(contexts))
+    fig, axes = _figure(rows, cols, 4.6, 3.4)
+    panels = []
+    for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
+        ax.set_title(_context_label(dataset, ratio))
+        panels.append((ax, _in_context(frame, dataset, ratio)))
+    for ax in axes.flat[len(contexts) :]:
         ax.set_visible(False)
+    return fig, axes, panels
 
 
 # -- the plots -----------------------------------------------------------------------------------------------
@@ -186,16 +194,12 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, out_dir: Path, outcome: 
             ax.set_ylabel(ylabel)
             ax.set_title(dataset)
     axes[0, -1].legend(title="method", fontsize="small")
-    _title(fig, "Test accuracy vs imbalance ratio (mean ± std over seeds)")
-    _save(fig, out_dir, "accuracy_vs_ratio", outcome)
+    _save(fig, "Test accuracy vs imbalance ratio (mean ± std over seeds)", out_dir, "accuracy_vs_ratio", outcome)
 
 
 def shot_accuracy(done: pd.DataFrame, colors: dict, out_dir: Path, outcome: PlotOutcome) -> None:
-    contexts = _contexts(done)
-    rows, cols = _grid(len(contexts))
-    fig, axes = _figure(rows, cols, 4.6, 3.4)
-    for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
-        mine = _in_context(done, dataset, ratio)
+    fig, axes, panels = _context_panels(done)
+    for ax, mine in panels:
         methods = sorted(mine.method.unique(), key=list(colors).index)
         width = 0.8 / len(methods)
         for k, method in enumerate(methods):
@@ -210,11 +214,14 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, out_dir: Path, outcome: Plot
         ax.set_xticks(np.arange(len(BUCKETS)), [name for _, name in BUCKETS])
         ax.set_ylabel("test accuracy %")
         ax.set_ylim(0, 100)
-        ax.set_title(_context_label(dataset, ratio))
-    _hide_unused(axes, len(contexts))
     axes.flat[0].legend(title="method", fontsize="small")
-    _title(fig, "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20)")
-    _save(fig, out_dir, "shot_accuracy", outcome)
+    _save(
+        fig,
+        "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20)",
+        out_dir,
+        "shot_accuracy",
+        outcome,
+    )
 
 
 def per_class_accuracy(
@@ -228,11 +235,8 @@ def per_class_accuracy(
         return
     from matplotlib.ticker import FuncFormatter
 
-    contexts = _contexts(have)
-    rows, cols = _grid(len(contexts))
-    fig, axes = _figure(rows, cols, 4.6, 3.4)
-    for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
-        mine = _in_context(have, dataset, ratio)
+    fig, axes, panels = _context_panels(have)
+    for ax, mine in panels:
         for method in sorted(mine.method.unique(), key=list(colors).index):
             results = [arts[r].result for r in mine[mine.method == method].run_id]
             counts = np.asarray(results[0]["train_counts"], dtype=float)
@@ -246,11 +250,8 @@ def per_class_accuracy(
         ax.set_xlabel("training images of the class (log)")
         ax.set_ylabel("test accuracy of the class %")
         ax.set_ylim(-2, 102)
-        ax.set_title(_context_label(dataset, ratio))
-    _hide_unused(axes, len(contexts))
     axes.flat[0].legend(title="method", fontsize="small")
-    _title(fig, "Per-class test accuracy vs training count (mean over seeds)")
-    _save(fig, out_dir, "per_class_accuracy", outcome)
+    _save(fig, "Per-class test accuracy vs training count (mean over seeds)", out_dir, "per_class_accuracy", outcome)
 
 
 def _with_analysis(
@@ -273,11 +274,8 @@ def weight_norm(
     if have.empty:
         outcome.notes.append(f"weight_norm: skipped, no run of {', '.join(NORM_METHODS)} has weight norms")
         return
-    contexts = _contexts(have)
-    rows, cols = _grid(len(contexts))
-    fig, axes = _figure(rows, cols, 4.6, 3.4)
-    for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
-        mine = _in_context(have, dataset, ratio)
+    fig, axes, panels = _context_panels(have)
+    for ax, mine in panels:
         for method in [m for m in NORM_METHODS if m in set(mine.method)]:
             analyses = [arts[r].analysis for r in mine[mine.method == method].run_id]
             norms = np.mean([a["weight_norm"] for a in analyses], axis=0)
@@ -286,11 +284,8 @@ def weight_norm(
             ax.plot(np.arange(len(norms)), norms[order], label=method, **line_style(colors, method))
         ax.set_xlabel("class rank by training count (many to few)")
         ax.set_ylabel("classifier weight norm ||w_c||")
-        ax.set_title(_context_label(dataset, ratio))
-    _hide_unused(axes, len(contexts))
     axes.flat[0].legend(title="method", fontsize="small")
-    _title(fig, "Per-class norm of the effective classifier weights (mean over seeds)")
-    _save(fig, out_dir, "weight_norm", outcome)
+    _save(fig, "Per-class norm of the effective classifier weights (mean over seeds)", out_dir, "weight_norm", outcome)
 
 
 def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], out_dir: Path, outcome: PlotOutcome) -> None:
@@ -331,8 +326,9 @@ def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], out_d
                 f"{method}, {_context_label(dataset, ratio)}, seed {run.seed}\n"
                 f"mean |off-diagonal| {np.nanmean(off) if off.size else float('nan'):.3f}"
             )
-    _title(fig, "|Correlation| of the classifier's input channels on the test set")
-    _save(fig, out_dir, "feature_correlation", outcome)
+    _save(
+        fig, "|Correlation| of the classifier's input channels on the test set", out_dir, "feature_correlation", outcome
+    )
 
 
 def training_curves(
@@ -363,8 +359,13 @@ def training_curves(
         for ax in axes[:, j]:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].legend(title="method", fontsize="small")
-    _title(fig, "Training curves (mean over seeds; decoupled methods show their stage-two epochs)")
-    _save(fig, out_dir, "training_curves", outcome)
+    _save(
+        fig,
+        "Training curves (mean over seeds; decoupled methods show their stage-two epochs)",
+        out_dir,
+        "training_curves",
+        outcome,
+    )
 
 
 def write_plots(runs: pd.DataFrame, client: Any, out_dir: Path, scratch: Path) -> PlotOutcome:
