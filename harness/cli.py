@@ -77,18 +77,26 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from harness.data import DATASETS, DataOptions
 
     spec = DATASETS.get(args.dataset)
-    options = DataOptions(root=args.root, max_per_class=args.max_per_class)
+    options = DataOptions(root=args.root, max_per_class=args.max_per_class, val_per_class=args.val_per_class)
     info = spec.describe(args.imbalance_ratio, options).as_dict()
     if args.json:
         print(json.dumps(info))
         return 0
     ratio = "native" if args.imbalance_ratio is None else f"{args.imbalance_ratio:g}"
     print(f"{spec.name}, imbalance ratio {ratio}: {spec.num_classes} classes")
-    print("per-class training counts (class order): " + " ".join(str(n) for n in info["class_counts"]))
-    print(f"total training images: {info['num_train']} (of which {info['num_val']} carved for validation)")
+    print("per-class profile (class order): " + " ".join(str(n) for n in info["class_counts"]))
+    print(f"total: {info['num_profile']} images; shot buckets are computed on this profile")
     b = info["buckets"]
     print(f"classes per bucket: many (>100) {b['many']}, medium (20-100) {b['medium']}, few (<20) {b['few']}")
-    print(f"test images: {info['num_test']}")
+    print(
+        f"validation: {info['val_per_class']} images per class ({info['num_val']}), drawn from source training "
+        "images outside the LT subset"
+    )
+    for c, t in info["val_from_lt"].items():
+        print(f"  class {c} has too few spare images: {t} of its validation images come from its LT images")
+    if info["train_counts"] != info["class_counts"]:
+        print("per-class training counts (what the model trains on): " + " ".join(map(str, info["train_counts"])))
+    print(f"training images: {info['num_train']}; test images: {info['num_test']}")
     return 0
 
 
@@ -186,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--imbalance-ratio", type=float, default=None)
     describe.add_argument("--root", default=None, help="dataset root folder")
     describe.add_argument("--max-per-class", type=int, default=None)
+    describe.add_argument(
+        "--val-per-class", type=int, default=None, help="validation images per class (default: the dataset's)"
+    )
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe)
     fetch = data_sub.add_parser("fetch", help="get a dataset's files if they are missing")

@@ -61,12 +61,14 @@ class StageTwoResult:
 
     `head` maps backbone features to class scores (argmax = prediction). `variants` are extra heads reported
     beside the main one (e.g. τ = 1 next to the τ* chosen on validation), logged as `<variant>_test_top1` etc.
-    `extras` are scalars worth logging (e.g. the chosen τ).
+    `extras` are scalars worth logging (e.g. the chosen τ). `test_flip` evaluates every head on each image and its
+    horizontal flip, averaging the scores (LORT's official evaluation).
     """
 
     head: nn.Module
     variants: dict[str, nn.Module] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
+    test_flip: bool = False
 
 
 class Method:
@@ -77,6 +79,9 @@ class Method:
     Params: ClassVar[type] = NoParams
     sampler: ClassVar[str] = "instance"
     stage1: ClassVar[str | None] = None  # None: end-to-end; else the method whose trained model this reuses
+    # True for methods whose layers learn statistics from each training batch (Channel Whitening): an epoch then
+    # drops its last partial batch, as a DataLoader's drop_last does, instead of learning from a few images
+    full_batches: ClassVar[bool] = False
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         self.params = params

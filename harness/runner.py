@@ -34,13 +34,18 @@ class RunSummary:
 
 
 def check_data(trials: list[TrialConfig]) -> None:
-    """Fail before any trial starts when a dataset's files are missing (on a cluster, the driver's view)."""
-    seen = set()
+    """Fail before any trial starts when a dataset's files are missing (on a cluster, the driver's view) or its
+    profile cannot give the validation split asked for."""
+    seen, profiles = set(), set()
     for trial in trials:
-        options = DataOptions(**trial.data)
+        options = DataOptions(**trial.data).for_seed(trial.seed)
+        spec = DATASETS.get(trial.dataset)
         if (trial.dataset, options) not in seen:
             seen.add((trial.dataset, options))
-            DATASETS.get(trial.dataset).check_available(options)
+            spec.check_available(options)
+        if (trial.dataset, trial.imbalance_ratio, options) not in profiles:
+            profiles.add((trial.dataset, trial.imbalance_ratio, options))
+            spec.describe(trial.imbalance_ratio, options)
 
 
 def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None) -> Tracker:

@@ -17,6 +17,7 @@ import yaml
 
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions
+from harness.data.base import SEED_FROM_TRIAL
 from harness.errors import LtbenchError, unknown_choice
 from harness.models import MODELS
 from harness.plugin import load_methods, parse_params
@@ -191,15 +192,16 @@ def _recipe(section: Any, default_name: str) -> Recipe:
 
 def _data_options(section: Any) -> DataOptions:
     section = dict(section or {})
-    types = {"selection": str, "data_seed": int, "val_fraction": float, "val_max_per_class": int}
+    types = {"selection": str, "data_seed": int, "val_per_class": int}
     for key, typ in types.items():
         value = section.get(key)
-        if value is not None and not isinstance(value, typ):
-            if typ is float and isinstance(value, int):
-                continue
-            raise LtbenchError(f"data.{key} must be {typ.__name__}, got {value!r}")
-    if not 0 < float(section.get("val_fraction", 0.2)) < 1:
-        raise LtbenchError(f"data.val_fraction must be in (0, 1), got {section['val_fraction']}")
+        if key == "data_seed" and value == SEED_FROM_TRIAL:
+            continue
+        if value is not None and (not isinstance(value, typ) or isinstance(value, bool)):
+            also = f" or {SEED_FROM_TRIAL!r} (the trial's seed)" if key == "data_seed" else ""
+            raise LtbenchError(f"data.{key} must be {typ.__name__}{also}, got {value!r}")
+    if section.get("val_per_class") is not None and section["val_per_class"] < 1:
+        raise LtbenchError(f"data.val_per_class must be a positive integer, got {section['val_per_class']}")
     return DataOptions(**section)
 
 

@@ -143,8 +143,13 @@ class Tracker:
             if isinstance(v, int | float) and math.isfinite(float(v))
         ]
         self.client.log_batch(run_id, metrics=metrics)
-        # The trial's own view of where it ran (on a cluster it may differ from the driver's).
+        # The trial's own view of where it ran (on a cluster it may differ from the driver's), and what actually
+        # ran where the config leaves it open (precision "auto", the stage-two schedule, cuDNN settings).
         self.client.set_tag(run_id, "ltbench.device", result.get("device", device or "unknown"))
+        from mlflow.entities import Param
+
+        ran = flatten({"ran": result.get("effective", {})})
+        self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in ran.items()])
         for name, value in result.get("versions", {}).items():
             self.client.set_tag(run_id, f"ltbench.version.{name}", value)
         for name in ("result.json", "manifest.json", "analysis.npz"):

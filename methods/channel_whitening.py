@@ -16,6 +16,11 @@ Recognition", arXiv 2112.05958, withdrawn; successor arXiv 2408.17197, where B3R
   (their docstrings give the rules). BET's whitening statistics and loss use the whole mixed batch.
 
 The three ablation rows are registered separately: `cw` (+LA loss), `cw-b3rs`, `cw-b3rs-bet`.
+
+Every epoch has full batches only (`full_batches`: an instance-sampled epoch drops its last partial batch,
+as `drop_last` would). A partial batch of a few images would otherwise whiten with a rank-deficient
+covariance and fold it into the running matrix that evaluation uses, and the `cw` vs `cw-b3rs` ablation
+(whose samplers always give full batches) would differ by that artefact as well as by the sampler.
 """
 
 from __future__ import annotations
@@ -137,6 +142,7 @@ class ChannelWhiteningLA(Method):
     description = "Channel Whitening (batch ZCA before the classifier) + LA loss, end to end (Zhang; reconstruction)"
     Params = WhiteningParams
     sampler = "instance"
+    full_batches = True  # the whitening learns running statistics from every training batch
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         super().__init__(params, context)

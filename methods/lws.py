@@ -2,8 +2,10 @@
 
     logits_i = s_i · (W_i · z + b_i),     W, b frozen from the CE model, only s learned (s_i = 1 at start)
 
-Trained with class-balanced sampling for 5 epochs (ImageNet-LT: lr 0.2, wd 5e-4, cosine; ltbench takes the
-stage-1 lr and batch, `lr_scale` = 1).
+Trained as cRT is (see `methods/crt.py`: int(N / batch) steps per epoch, cosine stepped per epoch, the
+backbone's BatchNorm in training mode, the epoch best on validation), with class-balanced (class-aware)
+sampling for 5 epochs (ImageNet-LT: lr 0.2, wd 5e-4; ltbench takes the stage-1 lr and batch, `lr_scale` = 1).
+Remaining differences as for cRT.
 """
 
 from __future__ import annotations

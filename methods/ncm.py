@@ -1,9 +1,12 @@
 """Nearest class mean classifier (Kang et al. 2020) on the frozen CE backbone.
 
-    ẑ = (z - z̄) / ||z - z̄||,     m_c = mean of ẑ over class c, normalised,     predict argmin_c ||ẑ - m_c||
+    ẑ = (z - z̄) / ||z - z̄||,     m_c = mean of ẑ over the training images of class c,     predict argmin_c ||ẑ - m_c||
 
-z̄ is the mean training feature. Kang et al.'s default centres and L2-normalises features and means; both
-steps are hyperparameters. The "scores" are negative Euclidean distances.
+z̄ is the mean training feature (of un-augmented training images). As the official code
+(facebookresearch/classifier-balancing: `get_knncentroids` and `KNNClassifier`, feat_type "cl2n", dist "l2"):
+features are centred and L2-normalised, the class means of those features are NOT normalised again, and
+the distance is Euclidean. Centring and normalising are hyperparameters (`center`, `normalize`); the
+"scores" are negative Euclidean distances. No remaining difference from the official code is known.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class NearestClassMean(nn.Module):
 @register_method
 class NCM(Method):
     name = "ncm"
-    description = "Nearest class mean of centred, L2-normalised CE features (Kang et al. 2020)"
+    description = "Nearest class mean (Euclidean) of centred, L2-normalised CE features (Kang et al. 2020)"
     stage1 = "ce"
 
     @dataclass(frozen=True)
@@ -53,5 +56,5 @@ class NCM(Method):
         head = NearestClassMean(torch.zeros(stage.num_classes, features.shape[1]), center, self.params.normalize)
         embedded = head.embed(features)
         means = torch.stack([embedded[labels == c].mean(0) for c in range(stage.num_classes)])
-        head.means.copy_(F.normalize(means, dim=1) if self.params.normalize else means)
+        head.means.copy_(means)  # means of normalised features, not normalised again (official code)
         return StageTwoResult(head.to(features.device))

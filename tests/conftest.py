@@ -26,7 +26,7 @@ def write_tiny_suite(path: Path, data_root: Path, **changes) -> Path:
         "methods": ["ce"],
         "seeds": [0, 1],
         "recipe": {"base": "quick", "epochs": 2, "batch_size": 32, "eval_every": 1},
-        "data": {"root": str(data_root), "max_per_class": 40, "val_fraction": 0.2},
+        "data": {"root": str(data_root), "max_per_class": 30, "val_per_class": 5},
         "resources": {"cpu": 1, "gpu": 0},
     }
     suite.update(changes)

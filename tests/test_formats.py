@@ -22,6 +22,7 @@ from tests import fakes
 def _check_array_build(data, written: fakes.FakeArrays, options, ratio, num_classes, n_max, k):
     """Shared checks of an in-memory LT build against what the fake wrote."""
     counts = exp_profile(n_max, num_classes, ratio)
+    source = np.bincount(written.train_labels, minlength=num_classes)
     assert data.class_counts == counts
     assert data.num_classes == num_classes
     for split in (data.train, data.val, data.test):
@@ -29,17 +30,21 @@ def _check_array_build(data, written: fakes.FakeArrays, options, ratio, num_clas
         assert split.images.dtype == np.uint8
         assert split.labels.dtype == np.int64
         assert len(split.images) == len(split.labels)
-    # class counts: the profile, minus k per class carved into a balanced validation split
+    # a balanced validation split of k per class, drawn from spare source images; a class with fewer than k
+    # spare images gives the rest from its LT images, and only it trains on fewer than its profile count
+    taken = [max(0, k - (int(source[c]) - n)) for c, n in enumerate(counts)]
     assert np.bincount(data.val.labels, minlength=num_classes).tolist() == [k] * num_classes
-    assert data.train_counts == [n - k for n in counts]
+    assert data.train_counts == [n - t for n, t in zip(counts, taken, strict=True)]
+    assert data.manifest["val_from_lt"] == taken
     # the full balanced test set, in file order
     np.testing.assert_array_equal(data.test.labels, written.test_labels)
-    # which source images: exactly the selected LT subset, train and val disjoint
+    # which source images: training is exactly the selected LT subset less what validation took from it
     train_idx = np.asarray(data.manifest["train_indices"])
     val_idx = np.asarray(data.manifest["val_indices"])
-    expected = select_indices(written.train_labels, counts, options.selection, options.data_seed)
+    expected = set(select_indices(written.train_labels, counts, options.selection, options.data_seed).tolist())
     assert not set(train_idx.tolist()) & set(val_idx.tolist())
-    assert sorted(train_idx.tolist() + val_idx.tolist()) == sorted(expected.tolist())
+    assert set(train_idx.tolist()) <= expected
+    assert len(expected - set(train_idx.tolist())) == sum(taken) == len(set(val_idx.tolist()) & expected)
     np.testing.assert_array_equal(data.train.labels, written.train_labels[train_idx])
     np.testing.assert_array_equal(data.val.labels, written.train_labels[val_idx])
     return train_idx, val_idx
@@ -56,13 +61,14 @@ def _cifar_image(row: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("selection", ["random", "first"])
 def test_cifar10_lt_build(tmp_path, selection):
-    written = fakes.write_cifar10(tmp_path, per_class=30, test_per_class=2)
-    options = DataOptions(root=str(tmp_path), max_per_class=30, selection=selection)
+    written = fakes.write_cifar10(tmp_path, per_class=34, test_per_class=2)
+    options = DataOptions(root=str(tmp_path), max_per_class=30, selection=selection, val_per_class=6)
     data = DATASETS.get("cifar10-lt").build(10, options)
     assert data.dataset == "cifar10-lt"
-    # n_max 30, r 10 -> n_min 3 -> k = max(1, min(floor(0.6), 20, 2)) = 1
-    train_idx, val_idx = _check_array_build(data, written, options, 10, 10, 30, k=1)
-    assert data.train.images.shape == (sum(exp_profile(30, 10, 10)) - 10, 3, 32, 32)
+    # n_max 30 of 34 source images: the head class has 4 spare images and gives 2 of its 6 from its LT images
+    train_idx, val_idx = _check_array_build(data, written, options, 10, 10, 30, k=6)
+    assert data.manifest["val_from_lt"] == [2] + [0] * 9
+    assert data.train.images.shape == (sum(exp_profile(30, 10, 10)) - 2, 3, 32, 32)
     assert data.test.images.shape == (20, 3, 32, 32)
     # pixels round-trip exactly in CHW layout (train, val and test)
     for j in (0, 7, len(train_idx) - 1):
@@ -77,7 +83,7 @@ def test_cifar10_lt_build(tmp_path, selection):
 
 def test_cifar10_lt_images_span_all_batches(tmp_path):
     written = fakes.write_cifar10(tmp_path, per_class=30)
-    data = DATASETS.get("cifar10-lt").build(1, DataOptions(root=str(tmp_path), max_per_class=30))
+    data = DATASETS.get("cifar10-lt").build(1, DataOptions(root=str(tmp_path), max_per_class=30, val_per_class=3))
     # ratio 1 keeps every image: all five batches were read, in order
     all_idx = sorted(data.manifest["train_indices"] + data.manifest["val_indices"])
     assert all_idx == list(range(300))
@@ -89,9 +95,9 @@ def test_cifar10_lt_images_span_all_batches(tmp_path):
 def test_cifar10_lt_build_deterministic_and_seeded(tmp_path):
     fakes.write_cifar10(tmp_path, per_class=30)
     spec = DATASETS.get("cifar10-lt")
-    a = spec.build(10, DataOptions(root=str(tmp_path), max_per_class=30, data_seed=0))
-    b = spec.build(10, DataOptions(root=str(tmp_path), max_per_class=30, data_seed=0))
-    c = spec.build(10, DataOptions(root=str(tmp_path), max_per_class=30, data_seed=1))
+    a = spec.build(10, DataOptions(root=str(tmp_path), max_per_class=30, data_seed=0, val_per_class=3))
+    b = spec.build(10, DataOptions(root=str(tmp_path), max_per_class=30, data_seed=0, val_per_class=3))
+    c = spec.build(10, DataOptions(root=str(tmp_path), max_per_class=30, data_seed=1, val_per_class=3))
     assert a.manifest == b.manifest
     np.testing.assert_array_equal(a.train.images, b.train.images)
     assert a.manifest["train_indices"] != c.manifest["train_indices"]
@@ -100,10 +106,9 @@ def test_cifar10_lt_build_deterministic_and_seeded(tmp_path):
 
 def test_cifar100_lt_build(tmp_path):
     written = fakes.write_cifar100(tmp_path, per_class=10, test_per_class=1)
-    options = DataOptions(root=str(tmp_path), max_per_class=10, data_seed=3)
+    options = DataOptions(root=str(tmp_path), max_per_class=10, data_seed=3, val_per_class=1)
     data = DATASETS.get("cifar100-lt").build(2, options)
     assert data.dataset == "cifar100-lt"
-    # n_max 10, r 2 -> n_min 5 -> k = 1
     train_idx, _ = _check_array_build(data, written, options, 2, 100, 10, k=1)
     assert data.train.images.shape[1:] == (3, 32, 32)
     assert data.test.images.shape == (100, 3, 32, 32)
@@ -114,7 +119,7 @@ def test_cifar100_lt_build(tmp_path):
 
 def test_cifar100_reads_fine_labels_not_coarse(tmp_path):
     written = fakes.write_cifar100(tmp_path, per_class=10)
-    data = DATASETS.get("cifar100-lt").build(1, DataOptions(root=str(tmp_path), max_per_class=10))
+    data = DATASETS.get("cifar100-lt").build(1, DataOptions(root=str(tmp_path), max_per_class=10, val_per_class=1))
     assert data.test.labels.max() == 99
     np.testing.assert_array_equal(data.test.labels, written.test_labels)
 
@@ -169,11 +174,11 @@ def test_fashion_mnist_lt_build(tmp_path, gz):
     written = fakes.write_fashion_mnist(tmp_path, per_class=12, test_per_class=2, gz=gz)
     suffix = ".gz" if gz else ""
     assert (tmp_path / f"train-images-idx3-ubyte{suffix}").is_file()
-    options = DataOptions(root=str(tmp_path), max_per_class=12)
+    options = DataOptions(root=str(tmp_path), max_per_class=12, val_per_class=1)
     data = DATASETS.get("fashion-mnist-lt").build(4, options)
-    # n_max 12, r 4 -> n_min 3 -> k = 1
+    # n_max 12 of 12 source images: the head class gives its one validation image from its LT images
     train_idx, val_idx = _check_array_build(data, written, options, 4, 10, 12, k=1)
-    assert data.train.images.shape == (sum(exp_profile(12, 10, 4)) - 10, 1, 28, 28)
+    assert data.train.images.shape == (sum(exp_profile(12, 10, 4)) - 1, 1, 28, 28)
     assert data.test.images.shape == (20, 1, 28, 28)
     for j in (0, 11, len(train_idx) - 1):
         np.testing.assert_array_equal(data.train.images[j, 0], written.train_images[train_idx[j]])
@@ -183,7 +188,7 @@ def test_fashion_mnist_lt_build(tmp_path, gz):
 
 def test_fashion_mnist_torchvision_layout(tmp_path):
     written = fakes.write_fashion_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)
-    data = DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12))
+    data = DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12, val_per_class=1))
     np.testing.assert_array_equal(data.test.labels, written.test_labels)
 
 
@@ -220,7 +225,7 @@ def test_fashion_mnist_truncated_idx(tmp_path, gz):
     raw = fakes.idx_bytes(np.zeros((120, 28, 28), np.uint8))[:-100]  # data shorter than the header says
     path.write_bytes(gzip.compress(raw) if gz else raw)
     with pytest.raises(LtbenchError, match="truncated or corrupt") as e:
-        DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12))
+        DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12, val_per_class=1))
     assert name in str(e.value)
 
 
@@ -230,7 +235,7 @@ def test_fashion_mnist_truncated_gzip_stream(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(LtbenchError, match="t10k-labels-idx1-ubyte.gz"):
-        DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12))
+        DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12, val_per_class=1))
 
 
 def test_read_idx_bad_magic(tmp_path):
@@ -272,7 +277,7 @@ def test_fashion_mnist_inconsistent_files(tmp_path):
     fakes.write_fashion_mnist(tmp_path, per_class=12)
     fakes.write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(7, np.uint8))
     with pytest.raises(LtbenchError, match="do not match"):
-        DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12))
+        DATASETS.get("fashion-mnist-lt").build(4, DataOptions(root=str(tmp_path), max_per_class=12, val_per_class=1))
 
 
 def test_fashion_mnist_missing_files(tmp_path):
@@ -425,3 +430,19 @@ def test_imagenet_lt_label_out_of_range(tmp_path):
     fakes.write_split_file(fake.split_file("val"), paths, [1000] + labels[1:])
     with pytest.raises(LtbenchError, match="out of range"):
         DATASETS.get("imagenet-lt").build(None, DataOptions(root=str(tmp_path)))
+
+
+def test_cifar100_lt_r100_keeps_the_published_profile_on_full_size_files(tmp_path):
+    """Full-size fake CIFAR-100 files (500 per class): the LT subset is exactly the published r=100 profile
+    (10,847 images, a tail class of 5), validation is 20 per class drawn beside it, and only the head class,
+    which keeps all 500 of its images, gives its 20 from its own LT images."""
+    written = fakes.write_cifar100(tmp_path, per_class=500, test_per_class=1)
+    data = DATASETS.get("cifar100-lt").build(100, DataOptions(root=str(tmp_path)))
+    assert sum(data.class_counts) == 10847
+    assert data.train_counts[-1] == data.class_counts[-1] == 5
+    assert data.train_counts == [480] + data.class_counts[1:]
+    assert len(data.train) == 10847 - 20 and len(data.val) == 2000
+    lt = set(select_indices(written.train_labels, data.class_counts, "random", 0).tolist())
+    train, val = set(data.manifest["train_indices"]), set(data.manifest["val_indices"])
+    assert not train & val and train | (val & lt) == lt
+    assert {int(written.train_labels[i]) for i in val & lt} == {0}

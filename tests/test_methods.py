@@ -70,6 +70,21 @@ def test_ncm_predicts_the_nearest_normalised_mean() -> None:
     assert head(z).argmax(1).tolist() == [0, 1, 2]
 
 
+def test_ncm_fits_the_official_class_means_by_hand() -> None:
+    """Kang et al.'s code: means of centred, L2-normalised features, not normalised again; Euclidean distance."""
+    from types import SimpleNamespace
+
+    features = torch.tensor([[3.0, 0.0], [1.0, 0.0], [1.0, 2.0], [1.0, -2.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    stage = SimpleNamespace(features=lambda split: (features, labels), num_classes=2)
+    head = build_method("ncm", {}, MethodContext(2, torch.tensor([2.0, 2.0]).double())).fit_classifier(stage).head
+    # z̄ = (1.5, 0); centred (1.5, 0), (-.5, 0), (-.5, 2), (-.5, -2); normalised (1, 0), (-1, 0), (-c, s), (-c, -s)
+    c = 0.5 / math.sqrt(4.25)
+    torch.testing.assert_close(head.means, torch.tensor([[0.0, 0.0], [-c, 0.0]]))
+    x = torch.tensor([[2.5, 0.0]])  # centred (1, 0), normalised (1, 0): distances 1 and 1 + c
+    torch.testing.assert_close(head(x), torch.tensor([[-1.0, -(1.0 + c)]]))
+
+
 def test_lort_targets_are_over_smoothed_labels() -> None:
     t = retargeted(torch.tensor([2, 0]), num_classes=4, epsilon=0.98)
     torch.testing.assert_close(t[0], torch.tensor([0.245, 0.245, 1 - 0.98 + 0.245, 0.245]))
@@ -173,19 +188,111 @@ def test_decoupled_methods_share_one_backbone(trained: dict) -> None:
 
 
 @pytest.mark.parametrize("method", ["crt", "lort", "lws"])
-def test_stage_two_leaves_the_backbone_bit_identical(trained: dict, method: str) -> None:
+@pytest.mark.parametrize("bn", ["eval", "train"])
+def test_stage_two_freezes_the_backbone(trained: dict, method: str, bn: str) -> None:
+    """Stage two never changes the backbone's weights nor its file on disk; with `bn: eval` its BatchNorm
+    statistics stay as well, with `bn: train` (the official codes) they are re-estimated on stage-two batches."""
     cfg = next(t for t in trained["suite"].trials if t.method == method)
-    cfg = type(cfg).from_dict({**cfg.as_dict(), "method_params": {"augment": True, "epochs": 2}})
+    cfg = type(cfg).from_dict({**cfg.as_dict(), "method_params": {"augment": True, "epochs": 2, "bn": bn}})
     setup = TrialSetup.build(cfg)
     backbone_dir = trained["root"] / stage1_config(cfg).key
+    on_disk = (backbone_dir / "checkpoint.pt").read_bytes()
     load_stage_one(setup.model, backbone_dir)
     before = {k: v.clone() for k, v in setup.model.backbone.state_dict().items()}
     stage = StageTwo(setup.model, setup.data, setup.method.context, setup.recipe, 0, setup.splits, backbone_dir, print)
     setup.method.fit_classifier(stage)
     after = setup.model.backbone.state_dict()
     assert before.keys() == after.keys()
-    for name, value in before.items():  # weights and BatchNorm running statistics alike
-        assert torch.equal(value, after[name]), name
+    statistics = {name for name in before if "running_" in name or "num_batches_tracked" in name}
+    for name, value in before.items():
+        assert torch.equal(value, after[name]) != (bn == "train" and name in statistics), name
+    assert (backbone_dir / "checkpoint.pt").read_bytes() == on_disk
+
+
+def _stage_two(trained: dict, method: str, **params) -> tuple[StageTwo, TrialSetup]:
+    cfg = next(t for t in trained["suite"].trials if t.method == method)
+    cfg = type(cfg).from_dict({**cfg.as_dict(), "method_params": params})
+    setup = TrialSetup.build(cfg)
+    backbone_dir = trained["root"] / stage1_config(cfg).key
+    load_stage_one(setup.model, backbone_dir)
+    stage = StageTwo(setup.model, setup.data, setup.method.context, setup.recipe, 0, setup.splits, backbone_dir, print)
+    return stage, setup
+
+
+@pytest.mark.parametrize("sampler", ["class-aware", "class-balanced", "instance"])
+def test_a_stage_two_epoch_is_int_n_over_batch_steps_whatever_the_sampler(trained: dict, sampler: str) -> None:
+    """Kang et al.'s loop stops every epoch at int(N / batch) steps (a class-aware epoch used to be n_max x C
+    draws: 4-11x more steps); LORT's loader instead walks all N images with a partial last batch."""
+    stage, setup = _stage_two(trained, "crt")
+    n, batch = len(stage.features("train")[1]), 24
+    sizes: list[int] = []
+
+    def counting_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(targets))
+        return F.cross_entropy(logits, targets)
+
+    head = torch.nn.Linear(setup.model.feature_dim, 10)
+    stage.train_head(head, counting_loss, epochs=2, lr=0.1, batch_size=batch, sampler=sampler)
+    assert sizes == [batch] * (2 * (n // batch)) and n % batch  # the partial batch exists and is dropped
+    assert stage.effective[-1]["steps_per_epoch"] == n // batch
+    sizes.clear()
+    stage.train_head(head, counting_loss, epochs=1, lr=0.1, batch_size=batch, sampler="instance", drop_last=False)
+    assert sum(sizes) == n and sizes[-1] == n % batch
+
+
+def test_crt_and_lws_report_the_epoch_chosen_on_validation(trained: dict) -> None:
+    for method in ("crt", "lws"):
+        result = trained["results"][method]
+        chosen = int(result["metrics"]["chosen_epoch"])
+        history = result["history"]
+        best = max(h["val_mean_class_acc"] for h in history)
+        assert history[chosen - 1]["val_mean_class_acc"] == best
+        assert result["metrics"]["val_mean_class_acc"] == pytest.approx(best)
+        ran = result["effective"]["stage2"]
+        assert (ran["bn"], ran["select"], ran["lr_schedule"]) == (
+            "train",
+            "best on validation",
+            "cosine per epoch, shift 1",
+        )
+
+
+def test_lort_runs_as_its_official_code(trained: dict) -> None:
+    ran = trained["results"]["lort"]["effective"]
+    assert (ran["stage2"]["batch_size"], ran["stage2"]["bn"], ran["stage2_test_flip"]) == (64, "train", True)
+    assert ran["stage2"]["lr_schedule"] == "cosine per epoch, shift 0"
+
+
+def test_test_time_flip_averages_the_scores_of_each_image_and_its_flip(trained: dict) -> None:
+    stage, setup = _stage_two(trained, "lort")
+    head = stage.stage1_head.eval()
+    images = torch.cat([x for x, _ in setup.splits["test"].eval_batches(512)])
+    with torch.no_grad():
+        expected = (head(setup.model.features(images)) + head(setup.model.features(images.flip(-1)))) / 2
+    torch.testing.assert_close(stage.scores(head, "test", test_flip=True), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(stage.scores(head, "test"), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_whitening_never_learns_from_a_partial_batch(tmp_path: Path, fake_fashion_root: Path) -> None:
+    """The running whitening matrix after an epoch whose data end in a partial batch equals the one learnt from
+    its full batches alone: every training batch the whitening sees is full."""
+    path = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root)
+    cfg = build_suite(str(path), ["methods=[cw]", "seeds=[0]", "recipe.epochs=1", "recipe.batch_size=24"]).trials[0]
+    setup = TrialSetup.build(cfg)
+    n, batch = len(setup.data.train), setup.recipe.batch_size
+    assert n % batch  # this epoch's data end in a partial batch
+    from harness.training import trainer
+
+    seen: list[torch.Tensor] = []
+    whitening = setup.model.head.whitening
+    whitening.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if m.training else None)
+    (tmp_path / "trial").mkdir()
+    trainer.train_end_to_end(setup, tmp_path / "trial", lambda row: None)
+    assert [len(z) for z in seen] == [batch] * (n // batch)
+    replay = ChannelWhitening(whitening.dim, eps=whitening.eps, momentum=whitening.momentum).train()
+    for z in seen:
+        replay(z)
+    torch.testing.assert_close(whitening.running_whiten, replay.running_whiten)
+    torch.testing.assert_close(whitening.running_mean, replay.running_mean)
 
 
 def test_tau_norm_choice_is_the_best_on_validation(trained: dict) -> None:

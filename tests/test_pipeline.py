@@ -216,3 +216,26 @@ def test_file_batches_send_uint8_and_normalise_like_torchvision(tmp_path):
         torch.testing.assert_close(images[i], expected, atol=1e-5, rtol=1e-5)
     assert labels.tolist() == [int(c) for c in data.test.labels[: len(labels)]]
     assert images.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_file_batches_replay_their_augmentation_from_the_epoch_generator(tmp_path):
+    """A resumed ImageNet-LT trial replays an epoch's augmentation exactly: the draws depend on the epoch's
+    generator alone, not on the process, the global RNG or which DataLoader worker decodes an image."""
+    from harness.data import DATASETS, DataOptions
+    from harness.data.pipeline import FileBatches
+    from tests import fakes
+
+    fakes.write_imagenet_lt(tmp_path)
+    data = DATASETS.get("imagenet-lt").build(None, DataOptions(root=str(tmp_path)))
+    indices = torch.arange(len(data.train))
+
+    def epoch(workers: int, seed: int) -> torch.Tensor:
+        batches = FileBatches(data.train, data, torch.device("cpu"), train=True, workers=workers)
+        torch.manual_seed(1234 + workers)  # the global RNG must not matter
+        gen = torch.Generator().manual_seed(seed)
+        return torch.cat([x for x, _ in batches.train_batches(indices, 3, gen)])
+
+    first = epoch(0, seed=7)
+    torch.testing.assert_close(epoch(0, seed=7), first)
+    torch.testing.assert_close(epoch(2, seed=7), first)
+    assert not torch.equal(epoch(0, seed=8), first)

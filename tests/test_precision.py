@@ -151,7 +151,7 @@ def test_trial_setup_puts_model_and_batches_in_channels_last(tmp_path: Path) -> 
         datasets=["cifar10-lt"],
         model="resnet32",
         recipe={"base": "cifar-lt", "epochs": 1, "batch_size": 16},
-        data={"root": str(tmp_path / "c"), "max_per_class": 12},
+        data={"root": str(tmp_path / "c"), "max_per_class": 12, "val_per_class": 1},
     )
     setup = TrialSetup.build(build_suite(str(suite)).trials[0])
     assert setup.recipe.channels_last

@@ -1,4 +1,4 @@
-"""The long-tail profile, image selection, shot buckets and validation carve (SPEC.md section 1)."""
+"""The long-tail profile, image selection, shot buckets and the validation split (docs/protocol.md)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 
 from harness.data import DATASETS, DataOptions
 from harness.data.profile import (
-    ValidationCarve,
     bucket_of,
     bucket_sizes,
-    carve_validation,
+    draw_validation,
     exp_profile,
     select_indices,
+    taken_from_lt,
 )
 from harness.errors import LtbenchError
 
@@ -198,74 +198,90 @@ def test_select_errors():
         select_indices(labels, [6] + [5] * 9, "first")
 
 
-# -- validation carve ----------------------------------------------------------------------------------
+# -- validation split ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("counts", "k"),
-    [
-        ([500, 50], 10),  # floor(0.2 * 50)
-        ([5000, 500], 20),  # capped at max_per_class
-        ([100, 3], 1),  # floor(0.6) = 0 -> at least 1
-        ([100, 2], 1),  # at most n_min - 1: one image stays in train
-        ([100, 7], 1),
-        ([100, 10], 2),
-    ],
-)
-def test_validation_carve_per_class(counts, k):
-    assert ValidationCarve(0.2, 20).per_class(counts) == k
-
-
-def test_validation_carve_custom_fraction_and_cap():
-    assert ValidationCarve(0.5, 3).per_class([100, 10]) == 3
-    assert ValidationCarve(0.5, 100).per_class([100, 10]) == 5
-    assert ValidationCarve(0.9, 100).per_class([100, 10]) == 9
-
-
-def test_validation_carve_needs_two_images():
-    with pytest.raises(LtbenchError):
-        ValidationCarve().per_class([100, 1])
-
-
-def test_carve_validation_balanced_disjoint_deterministic():
-    labels = _interleaved_labels(per_class=50)
-    counts = exp_profile(50, 10, 10)  # 50 .. 5
+def test_validation_comes_from_images_outside_the_lt_subset():
+    labels = _interleaved_labels(per_class=60)
+    counts = exp_profile(50, 10, 10)  # 50 .. 5: every class has at least 10 spare images
     lt_idx = select_indices(labels, counts, "random", data_seed=0)
-    k = ValidationCarve().per_class(counts)
-    assert k == 1
-    k = 3
-    train, val = carve_validation(lt_idx, labels, k, data_seed=0)
-    # class-balanced: k of every class
-    assert np.bincount(labels[val], minlength=10).tolist() == [k] * 10
-    assert np.bincount(labels[train], minlength=10).tolist() == [n - k for n in counts]
-    # disjoint, and together exactly the LT subset
-    assert not set(train.tolist()) & set(val.tolist())
-    assert sorted(train.tolist() + val.tolist()) == sorted(lt_idx.tolist())
-    # deterministic
-    train2, val2 = carve_validation(lt_idx, labels, k, data_seed=0)
-    np.testing.assert_array_equal(train, train2)
-    np.testing.assert_array_equal(val, val2)
-    # a different data seed draws a different split (the 50-image class alone has C(50,3) choices)
-    _, val3 = carve_validation(lt_idx, labels, k, data_seed=1)
-    assert set(val3.tolist()) != set(val.tolist())
+    split = draw_validation(labels, lt_idx, per_class=8, data_seed=0)
+    # class-balanced, disjoint from training, and the training set is exactly the LT subset (the profile)
+    assert np.bincount(labels[split.val_idx], minlength=10).tolist() == [8] * 10
+    assert not set(split.val_idx.tolist()) & set(lt_idx.tolist())
+    assert sorted(split.train_idx.tolist()) == sorted(lt_idx.tolist())
+    assert split.taken_from_lt == [0] * 10
+    # deterministic, and a different data seed draws a different split
+    again = draw_validation(labels, lt_idx, per_class=8, data_seed=0)
+    np.testing.assert_array_equal(split.val_idx, again.val_idx)
+    other = draw_validation(labels, lt_idx, per_class=8, data_seed=1)
+    assert set(other.val_idx.tolist()) != set(split.val_idx.tolist())
 
 
-def test_carve_validation_independent_of_global_rng():
-    labels = _interleaved_labels(per_class=20)
+def test_a_class_without_enough_spare_images_gives_the_rest_from_its_lt_images():
+    labels = _interleaved_labels(per_class=50)
+    counts = exp_profile(50, 10, 10)  # the head class keeps all 50: no spare image
+    lt_idx = select_indices(labels, counts, "first")
+    split = draw_validation(labels, lt_idx, per_class=5, data_seed=0)
+    assert split.taken_from_lt == [5] + [0] * 9
+    assert split.train_counts(counts) == [45, *counts[1:]]
+    assert np.bincount(labels[split.train_idx], minlength=10).tolist() == [45, *counts[1:]]
+    assert np.bincount(labels[split.val_idx], minlength=10).tolist() == [5] * 10
+    assert not set(split.val_idx.tolist()) & set(split.train_idx.tolist())
+    # the arithmetic that `data describe` uses agrees with the draw
+    assert taken_from_lt(counts, [50] * 10, 5) == split.taken_from_lt
+
+
+def test_validation_too_large_for_a_class_is_an_error():
+    labels = _interleaved_labels(per_class=10)
+    lt_idx = select_indices(labels, [10] * 10, "first")
+    with pytest.raises(LtbenchError, match="val_per_class"):
+        draw_validation(labels, lt_idx, per_class=10, data_seed=0)
+    with pytest.raises(LtbenchError, match="val_per_class"):
+        taken_from_lt([10] * 10, [10] * 10, 10)
+
+
+def test_validation_independent_of_global_rng():
+    labels = _interleaved_labels(per_class=30)
     lt_idx = select_indices(labels, [20] * 10, "first")
     np.random.seed(1)
-    _, a = carve_validation(lt_idx, labels, 4, data_seed=3)
+    a = draw_validation(labels, lt_idx, 4, data_seed=3).val_idx
     np.random.seed(2)
-    _, b = carve_validation(lt_idx, labels, 4, data_seed=3)
+    b = draw_validation(labels, lt_idx, 4, data_seed=3).val_idx
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    ("dataset", "totals"),
+    [
+        ("cifar10-lt", (20431, 13996, 12406, 11203)),
+        ("cifar100-lt", (19573, 12608, 10847, 9502)),
+    ],
+)
+def test_describe_keeps_the_published_profile(dataset, totals):
+    spec = DATASETS.get(dataset)
+    for ratio, total in zip(RATIOS, totals, strict=True):
+        d = spec.describe(ratio, DataOptions()).as_dict()
+        assert d["num_profile"] == total
+        # only classes with fewer than k spare source images give validation images from their LT images: the
+        # head class (all n_max selected) and, for CIFAR-100-LT r=10, class 1 (488 of 500 selected)
+        k = d["val_per_class"]
+        expected = {str(c): k - (spec.n_max - n) for c, n in enumerate(d["class_counts"]) if spec.n_max - n < k}
+        assert d["val_from_lt"] == expected and "0" in expected
+        assert len(expected) == (2 if (dataset, ratio) == ("cifar100-lt", 10) else 1)
+        assert d["num_train"] == total - sum(expected.values())
+
+
 def test_describe_counts_validation():
-    spec = DATASETS.get("cifar100-lt")
-    d = spec.describe(100, DataOptions()).as_dict()
-    assert d["num_train"] == 10847
-    assert d["num_val"] == 100 * 1  # n_min = 5 -> k = 1
+    d = DATASETS.get("cifar100-lt").describe(100, DataOptions()).as_dict()
+    assert d["class_counts"][-1] == 5  # the tail class keeps its 5 images
+    assert d["train_counts"][-1] == 5
+    assert (d["val_per_class"], d["num_val"]) == (20, 2000)
     assert d["num_test"] == 10_000
     assert d["buckets"] == {"many": 35, "medium": 35, "few": 30}
-    d10 = DATASETS.get("cifar10-lt").describe(10, DataOptions()).as_dict()
-    assert d10["num_val"] == 10 * 20  # n_min = 500 -> min(100, 20)
+    d10 = DATASETS.get("cifar10-lt").describe(100, DataOptions()).as_dict()
+    assert (d10["val_per_class"], d10["num_val"]) == (100, 1000)
+    assert d10["class_counts"][-1] == d10["train_counts"][-1] == 50
+    capped = DATASETS.get("fashion-mnist-lt").describe(100, DataOptions(max_per_class=1000)).as_dict()
+    assert capped["val_from_lt"] == {} and capped["train_counts"] == capped["class_counts"]
+    assert DATASETS.get("cifar10-lt").describe(100, DataOptions(val_per_class=7)).as_dict()["num_val"] == 70

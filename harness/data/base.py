@@ -1,29 +1,30 @@
 """Dataset definitions and the long-tailed data bundle every trial trains on.
 
 A `DatasetSpec` knows one benchmark: where its files live, its class count, image statistics and how to
-read it. `build_lt_data` applies the shared long-tail rules of `harness.data.profile` to any spec, so the
-profile, selection and validation carve are written once for all datasets.
+read it. `assemble` applies the shared long-tail rules of `harness.data.profile` to any spec, so the profile,
+selection and validation split are written once for all datasets.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from harness.data.profile import (
-    ValidationCarve,
     bucket_sizes,
-    carve_validation,
+    draw_validation,
     exp_profile,
     select_indices,
+    taken_from_lt,
 )
 from harness.errors import LtbenchError
 from harness.registry import Registry
 
 DATA_ENV = "LTBENCH_DATA"
+SEED_FROM_TRIAL = "seed"  # data.data_seed value meaning "the trial's own seed"
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,11 @@ class DataOptions:
 
     root: str | None = None
     selection: str = "random"  # LDAM-DRW's choice; "first" is Weight Balancing's and LORT's
-    data_seed: int = 0
+    # which images (random selection) and which validation images: an int, or "seed" for the trial's seed, so
+    # that the ± over seeds includes the 1.5-3 points that the choice of images moves
+    data_seed: int | str = 0
     max_per_class: int | None = None  # caps n_max before the profile (the quick suite uses 1000)
-    val_fraction: float = 0.2
-    val_max_per_class: int = 20
+    val_per_class: int | None = None  # validation images per class; None: the dataset's default
     download: bool = False
 
     def identity(self) -> dict:
@@ -44,6 +46,19 @@ class DataOptions:
         d.pop("root")
         d.pop("download")
         return d
+
+    def for_seed(self, seed: int) -> DataOptions:
+        """These options with `data_seed: seed` resolved to the trial's seed."""
+        return replace(self, data_seed=seed) if self.data_seed == SEED_FROM_TRIAL else self
+
+    @property
+    def resolved_data_seed(self) -> int:
+        if not isinstance(self.data_seed, int) or isinstance(self.data_seed, bool):
+            raise LtbenchError(
+                f"data.data_seed is {self.data_seed!r}: give an integer, or {SEED_FROM_TRIAL!r} inside a suite "
+                "(data describe takes --data-seed N)"
+            )
+        return self.data_seed
 
 
 @dataclass
@@ -78,7 +93,7 @@ class LTData:
 
     dataset: str
     num_classes: int
-    class_counts: list[int]  # the long-tail profile (before the validation carve); defines the buckets
+    class_counts: list[int]  # the long-tail profile; defines the shot buckets
     train: Split
     val: Split
     test: Split
@@ -88,23 +103,33 @@ class LTData:
 
     @property
     def train_counts(self) -> list[int]:
-        """Images per class actually trained on (profile minus validation carve)."""
+        """Images per class actually trained on: the profile, less any validation images a class without enough
+        spare source images had to give from its own LT images."""
         return np.bincount(self.train.labels, minlength=self.num_classes).tolist()
 
 
 @dataclass(frozen=True)
 class Description:
-    class_counts: list[int]
+    """What `ltbench data describe` prints: the profile (which defines the buckets) and what is trained on."""
+
+    class_counts: list[int]  # the long-tail profile
+    train_counts: list[int]  # what the model trains on
     num_test: int
     num_val: int
+    val_per_class: int
+    val_from_lt: list[int]  # per class: validation images taken from the class's LT images
 
     def as_dict(self) -> dict:
         return {
             "class_counts": self.class_counts,
-            "num_train": int(sum(self.class_counts)),
+            "num_profile": int(sum(self.class_counts)),
+            "train_counts": self.train_counts,
+            "num_train": int(sum(self.train_counts)),
             "buckets": bucket_sizes(self.class_counts),
             "num_test": self.num_test,
             "num_val": self.num_val,
+            "val_per_class": self.val_per_class,
+            "val_from_lt": {str(c): t for c, t in enumerate(self.val_from_lt) if t},
         }
 
 
@@ -119,6 +144,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     default_model: str
     default_recipe: str
+    val_per_class: int = 100  # default validation images per class (enough to choose on; 20 for 100 classes)
     pad: int = 4  # random-crop padding of the training augmentation
     flip: bool = True
     folder: str = ""  # sub-folder name searched under the data roots
@@ -164,10 +190,15 @@ class DatasetSpec:
             raise LtbenchError(f"max_per_class must be a positive integer, got {options.max_per_class}")
         return exp_profile(n_max, self.num_classes, imbalance_ratio)
 
+    def validation_size(self, options: DataOptions) -> int:
+        return self.val_per_class if options.val_per_class is None else int(options.val_per_class)
+
     def describe(self, imbalance_ratio: float | None, options: DataOptions) -> Description:
         counts = self.class_counts(imbalance_ratio, options)
-        k = ValidationCarve(options.val_fraction, options.val_max_per_class).per_class(counts)
-        return Description(counts, self.num_test, k * self.num_classes)
+        k = self.validation_size(options)
+        taken = taken_from_lt(counts, [self.n_max] * self.num_classes, k)  # balanced sources of n_max per class
+        train = [n - t for n, t in zip(counts, taken, strict=True)]
+        return Description(counts, train, self.num_test, k * self.num_classes, k, taken)
 
     # -- loading --------------------------------------------------------------------------------------
     def read_arrays(self, options: DataOptions) -> tuple[ArraySplit, ArraySplit]:
@@ -181,10 +212,11 @@ class DatasetSpec:
 
 
 def assemble(spec: DatasetSpec, counts: list[int], source_train: Split, test: Split, options: DataOptions) -> LTData:
-    """Select the LT subset of `source_train`, carve the validation split and record the manifest."""
-    lt_idx = select_indices(source_train.labels, counts, options.selection, options.data_seed)
-    k = ValidationCarve(options.val_fraction, options.val_max_per_class).per_class(counts)
-    train_idx, val_idx = carve_validation(lt_idx, source_train.labels, k, options.data_seed)
+    """Select the LT subset of `source_train`, draw the validation split beside it and record the manifest."""
+    seed = options.resolved_data_seed
+    lt_idx = select_indices(source_train.labels, counts, options.selection, seed)
+    split = draw_validation(source_train.labels, lt_idx, spec.validation_size(options), seed)
+    train_idx, val_idx = split.train_idx, split.val_idx
     return LTData(
         dataset=spec.name,
         num_classes=spec.num_classes,
@@ -200,6 +232,7 @@ def assemble(spec: DatasetSpec, counts: list[int], source_train: Split, test: Sp
             "class_counts": list(counts),
             "train_indices": train_idx.tolist(),
             "val_indices": val_idx.tolist(),
+            "val_from_lt": split.taken_from_lt,
         },
     )
 

@@ -83,6 +83,7 @@ class Cifar100LT(CifarLT):
     name = "cifar100-lt"
     num_classes = 100
     n_max = 500
+    val_per_class = 20  # as ImageNet-LT: 20 per class (2,000 images)
     folder = "cifar-100-python"
     label_key = "fine_labels"
     train_files = ("train",)

@@ -30,6 +30,7 @@ class ImageNetLT(DatasetSpec):
     std = (0.229, 0.224, 0.225)
     default_model = "resnext50-32x4d"
     default_recipe = "imagenet-lt"
+    val_per_class = 20  # the official split's
     how_to_get = (
         "Set data.root to the ILSVRC-2012 folder (holding train/ and val/) and put ImageNet_LT_train.txt, "
         "_val.txt and _test.txt (from facebookresearch/classifier-balancing) in it or in its ImageNet_LT/"
@@ -81,14 +82,25 @@ class ImageNetLT(DatasetSpec):
         _, labels = read_split_file(self.split_file(options, "train"))
         return np.bincount(labels, minlength=self.num_classes).tolist()
 
+    def validation_size(self, options: DataOptions) -> int:
+        if options.val_per_class is not None:
+            raise LtbenchError(
+                "imagenet-lt keeps its official validation split (ImageNet_LT_val.txt, 20 images per class from "
+                "ILSVRC training images outside the LT set); leave data.val_per_class unset"
+            )
+        return self.val_per_class
+
     def describe(self, imbalance_ratio: float | None, options: DataOptions) -> Description:
         counts = self.class_counts(imbalance_ratio, options)
-        num_val = len(read_split_file(self.split_file(options, "val"))[1])
+        self.validation_size(options)
+        val_labels = read_split_file(self.split_file(options, "val"))[1]
         num_test = len(read_split_file(self.split_file(options, "test"))[1])
-        return Description(counts, num_test, num_val)
+        per_class = int(np.bincount(val_labels).max())  # 20 in the official split
+        return Description(counts, counts, num_test, len(val_labels), per_class, [0] * self.num_classes)
 
     def build(self, imbalance_ratio: float | None, options: DataOptions) -> LTData:
         self.check_ratio(imbalance_ratio)
+        self.validation_size(options)
         train, val, test = (self.read_split(options, s) for s in SPLITS)
         counts = np.bincount(train.labels, minlength=self.num_classes).tolist()
         digests = {s: hashlib.sha256(self.split_file(options, s).read_bytes()).hexdigest() for s in SPLITS}

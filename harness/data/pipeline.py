@@ -137,7 +137,7 @@ class TensorBatches:
 class _SwappableBatches:
     """A batch sampler whose batches the trainer replaces every epoch."""
 
-    batches: list[list[int]] = []
+    batches: list[list] = []
 
     def __iter__(self):
         return iter(self.batches)
@@ -153,11 +153,19 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        """`item` is an index (evaluation) or (index, seed): the seed fixes this image's augmentation draws, so
+        they depend on the epoch's generator alone, not on which worker decodes it or on a resume."""
         from PIL import Image
 
+        i, seed = item if isinstance(item, tuple) else (item, None)
         with Image.open(self.split.root / self.split.paths[i]) as img:
-            image = self.transform(img.convert("RGB"))
+            if seed is None:
+                image = self.transform(img.convert("RGB"))
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)  # torchvision's random transforms draw from torch's global RNG
+                    image = self.transform(img.convert("RGB"))
         return image, int(self.split.labels[i])
 
 
@@ -210,7 +218,12 @@ class FileBatches:
             self._train_loader = torch.utils.data.DataLoader(
                 self.dataset, batch_sampler=self._epoch_batches, **self.loader_kwargs
             )
-        self._epoch_batches.batches = [b.tolist() for b in indices.split(batch_size)]
+        # every image of the epoch gets its own augmentation seed from the epoch's generator
+        seeds = torch.randint(2**62, (len(indices),), generator=generator)
+        self._epoch_batches.batches = [
+            list(zip(b.tolist(), s.tolist(), strict=True))
+            for b, s in zip(indices.split(batch_size), seeds.split(batch_size), strict=True)
+        ]
         yield from self._iterate(self._train_loader)
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:

@@ -1,7 +1,8 @@
-"""The long-tailed training subset: class sizes, which images, shot buckets and the validation carve.
+"""The long-tailed training subset: class sizes, which images, shot buckets and the validation split.
 
 Everything here is pure NumPy on label arrays, so it is exact, fast and testable without image data.
-Source of the rules: SPEC.md section 1 (Cao et al. 2019's "exp" profile, LDAM-DRW's selection).
+Sources of the rules: docs/protocol.md (Cao et al. 2019's "exp" profile and LDAM-DRW's selection; the
+ImageNet-LT way of drawing a validation split).
 """
 
 from __future__ import annotations
@@ -71,43 +72,63 @@ def bucket_sizes(counts: list[int]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class ValidationCarve:
-    """How many images per class are moved from the LT training set into the validation split.
+class ValidationSplit:
+    """Which source images train and which validate, and how many validation images came out of the LT subset."""
 
-    The split is class-balanced: every class gives the same k = clamp(floor(fraction * n_min), 1, max_per_class)
-    images, so that the selection metric (mean per-class accuracy on validation) weighs every class alike and
-    no class is left without training images. There is no official validation split for CIFAR-LT; the
-    literature tunes on test, which ltbench never does.
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    taken_from_lt: list[int]  # per class: validation images taken from the class's own LT images
+
+    def train_counts(self, counts: list[int]) -> list[int]:
+        return [n - t for n, t in zip(counts, self.taken_from_lt, strict=True)]
+
+
+def taken_from_lt(counts: list[int], source_per_class: list[int], per_class: int) -> list[int]:
+    """Per class, how many of `per_class` validation images its spare source images cannot give.
+
+    Pure arithmetic (no image data), so `data describe` can say it without reading the files.
     """
-
-    fraction: float = 0.2
-    max_per_class: int = 20
-
-    def per_class(self, counts: list[int]) -> int:
-        n_min = min(counts)
-        if n_min < 2:
+    taken = []
+    for c, (n, source) in enumerate(zip(counts, source_per_class, strict=True)):
+        short = max(0, per_class - (source - n))
+        if n - short < 1:
             raise LtbenchError(
-                f"the smallest class has {n_min} training image(s): nothing can be carved for validation; "
-                "use a smaller imbalance ratio"
+                f"class {c} has {n} LT image(s) and {source - n} spare one(s): too few for {per_class} validation "
+                "images; lower data.val_per_class"
             )
-        k = int(self.fraction * n_min)
-        return max(1, min(k, self.max_per_class, n_min - 1))
+        taken.append(short)
+    return taken
 
 
-def carve_validation(
-    train_idx: np.ndarray, labels: np.ndarray, k: int, data_seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split LT training indices into (train, val) with k validation images of every class.
+def draw_validation(labels: np.ndarray, lt_idx: np.ndarray, per_class: int, data_seed: int) -> ValidationSplit:
+    """A class-balanced validation split of `per_class` images per class, drawn from the source training
+    images that the LT subset did not select, so the LT training set keeps its profile exactly.
 
-    Which k images is drawn with a RNG seeded by `data_seed`, independent of the training seed, so every
-    method and seed sees the same split.
+    This is how ImageNet-LT's validation split was made (20 images per class from ILSVRC training images outside
+    the LT training set). CIFAR-LT has no official split (the literature tunes on test, which ltbench never
+    does). Only a class with fewer spare images than `per_class` (the head class when n_max is its full size)
+    gives the rest from its own LT images; `taken_from_lt` records how many. Which images is drawn with a
+    generator seeded by `data_seed` alone, so every method and seed of a suite sees the same split.
     """
+    if per_class < 1:
+        raise LtbenchError(f"data.val_per_class must be a positive integer, got {per_class}")
     rng = np.random.RandomState(data_seed + 7919)
-    keep, val = [], []
-    for c in np.unique(labels[train_idx]):
-        idx = train_idx[labels[train_idx] == c]
-        chosen = np.zeros(len(idx), dtype=bool)
-        chosen[rng.choice(len(idx), size=k, replace=False)] = True
-        val.append(idx[chosen])
-        keep.append(idx[~chosen])
-    return np.concatenate(keep), np.concatenate(val)
+    in_lt = np.zeros(len(labels), dtype=bool)
+    in_lt[lt_idx] = True
+    train, val, taken = [], [], []
+    for c in np.unique(labels[lt_idx]):
+        kept = lt_idx[labels[lt_idx] == c]
+        spare = np.flatnonzero((labels == c) & ~in_lt)
+        from_spare = spare[rng.permutation(len(spare))[:per_class]]
+        short = per_class - len(from_spare)
+        if short >= len(kept):
+            raise LtbenchError(
+                f"class {c} has {len(kept)} LT image(s) and {len(spare)} spare one(s): too few for {per_class} "
+                "validation images; lower data.val_per_class"
+            )
+        moved = np.zeros(len(kept), dtype=bool)
+        moved[rng.choice(len(kept), size=short, replace=False)] = True
+        val.append(np.concatenate([from_spare, kept[moved]]))
+        train.append(kept[~moved])
+        taken.append(short)
+    return ValidationSplit(np.concatenate(train), np.sort(np.concatenate(val)), taken)

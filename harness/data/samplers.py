@@ -9,9 +9,9 @@ Any method names one by its registry name (`ltbench methods` shows each method's
 | instance | every image once per epoch: p_j ∝ n_j |
 | square-root | p_j ∝ n_j^(1/2) |
 | class-balanced | p_j ∝ n_j^0 = 1/C |
-| progressive | p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB, t the epoch, T the number of epochs |
+| progressive | p_j(t) = (1 - t/(T-1)) p_j^IB + (t/(T-1)) p_j^CB, t = 0..T-1 the epoch: class-balanced at the last |
 | class-aware | Kang's ClassAwareSampler: a class from a shuffled cycle, then 4 consecutive images of it from |
-|             | that class's own shuffled cycle; an epoch is n_max x C draws |
+|             | that class's own shuffled cycle; an epoch is int(N / batch) batches (Kang's loop stops there) |
 | b3rs | reconstruction of Zhang's group-based relatively balanced batch sampler (see `B3RSSampler`) |
 | bet | reconstruction of Zhang's batch embedded training (see `BETSampler`) |
 """
@@ -76,10 +76,11 @@ class ClassPowerSampler(Sampler):
 
 
 class ProgressiveSampler(Sampler):
-    """Progressively balanced: interpolates from instance- to class-balanced over the epochs."""
+    """Progressively balanced: interpolates from instance- to class-balanced over the epochs, reaching
+    class-balanced at the last epoch (Kang et al.'s code: linspace(0, 1, epochs))."""
 
     def class_probabilities(self, epoch: int, num_epochs: int) -> torch.Tensor:
-        t = epoch / max(num_epochs, 1)
+        t = epoch / (num_epochs - 1) if num_epochs > 1 else 1.0
         return (1 - t) * self.power_probabilities(1.0) + t * self.power_probabilities(0.0)
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
@@ -88,12 +89,16 @@ class ProgressiveSampler(Sampler):
 
 class ClassAwareSampler(Sampler):
     """Kang et al.'s class-aware sampler (from Shen et al. 2016): classes in a reshuffled cycle, and for each
-    class drawn, `per_class` consecutive images from that class's own reshuffled cycle."""
+    class drawn, `per_class` consecutive images from that class's own reshuffled cycle.
+
+    Its nominal length in Kang's code is n_max x C draws, but their training loop stops every epoch after
+    int(N / batch) steps whatever the sampler, so an epoch here is int(N / batch) full batches.
+    """
 
     per_class = 4
 
     def epoch_length(self) -> int:
-        return int(self.class_counts.max().item()) * int(self.present.sum().item())
+        return max(1, len(self.labels) // self.batch_size) * self.batch_size
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
         classes = torch.nonzero(self.present).flatten()

@@ -150,7 +150,7 @@ class TrialSetup:
         seed_everything(cfg.seed)
         device = resolve_device(cfg.device)
         spec = DATASETS.get(cfg.dataset)
-        data = spec.build(cfg.imbalance_ratio, DataOptions(**cfg.data))
+        data = spec.build(cfg.imbalance_ratio, DataOptions(**cfg.data).for_seed(cfg.seed))
         context = MethodContext(data.num_classes, torch.tensor(data.train_counts, dtype=torch.float64))
         method = build_method(cfg.method, cfg.method_params, context)
         in_channels = data.train.images.shape[1] if isinstance(data.train, ArraySplit) else 3
@@ -182,6 +182,7 @@ class Outcome:
     moments: InputMoments
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
+    effective: dict[str, Any] = field(default_factory=dict)  # what actually ran, where it differs from the config
 
 
 def run_trial(cfg: TrialConfig, trial_dir: Path, report: Reporter | None = None) -> dict[str, Any]:
@@ -216,8 +217,11 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
         recipe.batch_size,
         **method.sampler_options(),
     )
+    # a method with batch-statistics layers drops the epoch's last partial batch (see `Method.full_batches`)
+    draws = sampler.epoch_length()
+    keep = max(1, draws // recipe.batch_size) * recipe.batch_size if method.full_batches else draws
     optimizer = make_optimizer(model.parameters(), recipe)
-    scheduler = make_scheduler(optimizer, recipe, math.ceil(sampler.epoch_length() / recipe.batch_size))
+    scheduler = make_scheduler(optimizer, recipe, math.ceil(keep / recipe.batch_size))
     eval_splits = {name: setup.splits[name] for name in ("val", "test")}
 
     start_epoch, history = 0, []
@@ -245,7 +249,7 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
         generator = epoch_generator(cfg.seed, epoch)
-        indices = sampler.epoch_indices(epoch, recipe.epochs, generator)
+        indices = sampler.epoch_indices(epoch, recipe.epochs, generator)[:keep]
         loss = train_one_epoch(
             model,
             method,
@@ -306,14 +310,35 @@ def fit_decoupled(setup: TrialSetup, stage1_dir: Path, report: Reporter) -> Outc
     )
     fitted = setup.method.fit_classifier(stage)
     head = fitted.head.to(setup.device)
-    evaluation = {split: stage.evaluate(head, split) for split in ("val", "test")}
+    flip = fitted.test_flip
+    evaluation = {split: stage.evaluate(head, split, flip) for split in ("val", "test")}
     variants = {
-        name: {split: stage.evaluate(h.to(setup.device), split) for split in ("val", "test")}
+        name: {split: stage.evaluate(h.to(setup.device), split, flip) for split in ("val", "test")}
         for name, h in fitted.variants.items()
     }
     moments = InputMoments()
     moments.add(stage.features("test")[0])
-    return Outcome(evaluation, stage.history, head, moments, variants, dict(fitted.extras))
+    extras = {**stage.extras, **fitted.extras}
+    effective: dict[str, Any] = {"stage2_test_flip": flip}
+    if len(stage.effective) == 1:
+        effective["stage2"] = stage.effective[0]
+    elif stage.effective:
+        effective["stage2"] = {str(i + 1): schedule for i, schedule in enumerate(stage.effective)}
+    return Outcome(evaluation, stage.history, head, moments, variants, extras, effective)
+
+
+def effective_settings(setup: TrialSetup, outcome: Outcome) -> dict[str, Any]:
+    """What actually ran where the config leaves it open: the precision "auto" resolved to, the stage-two
+    schedule (epochs, steps per epoch, batch, lr, BatchNorm mode), and cuDNN's determinism settings on a GPU."""
+    ran: dict[str, Any] = {"precision": resolve_precision(setup.recipe.precision, setup.device).name}
+    if setup.device.type == "cuda":
+        ran["cudnn"] = {
+            "deterministic": torch.backends.cudnn.deterministic,
+            "benchmark": torch.backends.cudnn.benchmark,
+            "allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        }
+    return {**ran, **outcome.effective}
 
 
 def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, Any]:
@@ -329,6 +354,7 @@ def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, An
         "history": outcome.history,
         "device": device_name(setup.device),
         "precision": resolve_precision(setup.recipe.precision, setup.device).name,  # what "auto" became here
+        "effective": effective_settings(setup, outcome),
         "versions": package_versions(),
     }
     atomic_write_json(trial_dir / RESULT_FILE, result)
