@@ -17,8 +17,11 @@ from tests.fakes import write_imagenet_lt
 def test_describe_json_cifar100(capsys: pytest.CaptureFixture) -> None:
     assert main(["data", "describe", "cifar100-lt", "--imbalance-ratio", "100", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert set(info) >= {"class_counts", "num_train", "buckets", "num_test"}
-    assert info["num_train"] == 10847 and info["num_test"] == 10000
+    assert set(info) >= {"class_counts", "train_counts", "num_train", "num_val", "val_per_class", "buckets", "num_test"}
+    assert sum(info["class_counts"]) == info["num_profile"] == 10847 and info["num_test"] == 10000
+    # validation is drawn beside the LT subset: only the head class (all 500 images selected) gives 20 of its own
+    assert (info["val_per_class"], info["num_val"], info["val_from_lt"]) == (20, 2000, {"0": 20})
+    assert info["num_train"] == 10827 and info["train_counts"][-1] == 5
     assert info["buckets"] == {"many": 35, "medium": 35, "few": 30}
     assert info["class_counts"][:3] == [500, 477, 455] and info["class_counts"][-1] == 5
 

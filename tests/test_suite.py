@@ -67,3 +67,28 @@ def test_bad_overrides_are_clear(override: str, message: str) -> None:
 def test_unknown_suite_lists_builtins() -> None:
     with pytest.raises(LtbenchError, match="unknown suite 'nope'; valid suites: .*cifar-lt.*quick"):
         build_suite("nope")
+
+
+def test_data_seed_from_the_trial_seed_varies_the_subset_and_split(tiny_suite) -> None:
+    """`data_seed: seed` draws the LT subset and validation split from each trial's seed, so the spread over
+    seeds includes the points that the choice of images moves."""
+    from harness.data import DATASETS, DataOptions
+
+    suite = build_suite(str(tiny_suite), ["data.data_seed=seed", "data.selection=random"])
+    built = {}
+    for t in suite.trials:
+        options = DataOptions(**t.data).for_seed(t.seed)
+        assert options.data_seed == t.seed
+        built[t.seed] = DATASETS.get(t.dataset).build(t.imbalance_ratio, options).manifest
+    assert built[0]["train_indices"] != built[1]["train_indices"]
+    assert built[0]["val_indices"] != built[1]["val_indices"]
+    assert built[0]["class_counts"] == built[1]["class_counts"]
+    with pytest.raises(LtbenchError, match="data_seed must be int or 'seed'"):
+        build_suite(str(tiny_suite), ["data.data_seed=trial"])
+    with pytest.raises(LtbenchError, match="data_seed"):
+        DataOptions(data_seed="seed").resolved_data_seed  # noqa: B018  (an unresolved seed cannot build data)
+
+
+def test_old_validation_keys_are_rejected_with_the_new_one() -> None:
+    with pytest.raises(LtbenchError, match="val_per_class"):
+        build_suite("quick", ["data.val_fraction=0.2"])

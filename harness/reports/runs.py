@@ -58,8 +58,8 @@ COLUMNS = [
     "variants",
     *METRIC_COLUMNS,
 ]
-# params that do not change a result: where files are, what a trial may use, which device
-NOT_IDENTITY = re.compile(r"^(seed|device|data\.root|data\.download|resources\..*)$")
+# params that do not change a result: where files are, what a trial may use, which device, what it ran with
+NOT_IDENTITY = re.compile(r"^(seed|device|data\.root|data\.download|resources\..*|ran\..*)$")
 METHOD_PARAM = re.compile(r"^(method|method_params(\..*)?)$")
 _VARIANT_METRIC = re.compile(rf"^final_(.+)_({'|'.join(SPLITS)})_({'|'.join(METRICS)})$")
 
