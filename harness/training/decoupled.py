@@ -205,8 +205,11 @@ class StageTwo:
         augment: bool = False,
         parameters: list[nn.Parameter] | None = None,
         select_best_on_val: bool = False,
+        after_step: Callable[[], None] | None = None,
     ) -> nn.Module:
-        """SGD with a cosine schedule on the head only; returns the last head, or the best on validation."""
+        """SGD with a cosine schedule on the head only; returns the last head, or the best on validation.
+
+        `after_step` runs after every optimiser step (Weight Balancing's MaxNorm projection)."""
         from harness.training.trainer import epoch_generator, train_one_epoch
 
         head = head.to(self.device)
@@ -233,8 +236,9 @@ class StageTwo:
             generator = epoch_generator(self.seed, STAGE_TWO_EPOCH_OFFSET + epoch)
             indices = draw.epoch_indices(epoch, epochs, generator)
             train_loss = train_one_epoch(
-                head, _Loss(loss), batches, indices, recipe.batch_size, optimizer, scheduler, generator
-            )
+                head, _Loss(loss), batches, indices, recipe.batch_size, optimizer, scheduler, generator,
+                after_step=after_step,
+            )  # fmt: skip
             score = self.val_score(head)
             row = {
                 "epoch": len(self.history) + 1,
