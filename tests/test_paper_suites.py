@@ -112,3 +112,12 @@ def test_reproduce_dry_run_plans_the_papers_suite(capsys: pytest.CaptureFixture)
     assert capsys.readouterr().out.startswith("suite paper-alshammari2022: 36 trials")
     assert main(["reproduce", "nobody2099"]) == 2
     assert "unknown paper 'nobody2099'" in capsys.readouterr().err
+
+
+def test_wb_in_the_cifar_lt_suite_reuses_the_alshammari_ce_trials() -> None:
+    grid = ["methods=[wb]", "datasets=[cifar100-lt]", "imbalance_ratios=[100,50,10]"]
+    alshammari_ce = keys("paper-alshammari2022", ["methods=[ce]"])
+    random = set(make_plan(build_suite("cifar-lt", grid).trials).backbones)
+    assert len(random) == 9 and not random & alshammari_ce  # random selection: other images, other backbones
+    first = set(make_plan(build_suite("cifar-lt", [*grid, "data.selection=first"]).trials).backbones)
+    assert first == alshammari_ce
