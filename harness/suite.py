@@ -215,6 +215,8 @@ def _per_dataset(section: Any, datasets: list[str]) -> dict[str, dict[str, Any]]
         raise LtbenchError(f"per_dataset must map dataset names to {{{', '.join(PER_DATASET_KEYS)}}}")
     for dataset, own in section.items():
         DATASETS.get(dataset)
+        if not isinstance(own or {}, dict):
+            raise LtbenchError(f"per_dataset.{dataset} must be a mapping, e.g. {{seeds: [0], model: resnet50}}")
         for key in own or {}:
             if key not in PER_DATASET_KEYS:
                 raise unknown_choice(f"per_dataset.{dataset} key", key, PER_DATASET_KEYS)

@@ -100,7 +100,14 @@ def test_menon_suite_trains_each_dataset_with_its_own_recipe_model_and_seeds() -
 
 
 @pytest.mark.parametrize(
-    "override", ["per_dataset.cifar10-lt.epochs=3", "per_dataset.mnist.seeds=[0]", "per_dataset.imagenet-lt.seeds=[x]"]
+    "override",
+    [
+        "per_dataset.cifar10-lt.epochs=3",
+        "per_dataset.mnist.seeds=[0]",
+        "per_dataset.imagenet-lt.seeds=[x]",
+        "per_dataset.imagenet-lt=5",
+        "per_dataset={imagenet-lt: {recipe: {lr: -1}}}",
+    ],
 )
 def test_bad_per_dataset_settings_are_one_line_errors(override: str) -> None:
     with pytest.raises(LtbenchError):
