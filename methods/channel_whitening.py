@@ -30,9 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api import LtbenchError, Sampler, register_sampler
-from harness.losses import log_prior, logit_adjusted_loss
-from harness.plugin import Method, MethodContext, register_method
+from harness.api import (
+    LtbenchError,
+    Method,
+    MethodContext,
+    Sampler,
+    log_prior,
+    logit_adjusted_loss,
+    register_method,
+    register_sampler,
+)
 
 
 class InverseSquareRoot(torch.autograd.Function):

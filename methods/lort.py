@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import StageTwo
+from harness.api import Method, StageTwo, StageTwoResult, register_method
 
 
 def retargeted(targets: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:

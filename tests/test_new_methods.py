@@ -152,3 +152,13 @@ def test_the_new_methods_are_registered_with_their_kinds() -> None:
     for name in ("ldam-drw", "ce-drw", "focal", "cb", "balanced-softmax"):
         assert methods.get(name).stage1 is None
     assert methods.get("wb").stage1 == "ce" and methods.get("wb").Params().stage1_recipe == "wb-stage1"
+
+
+def test_built_in_methods_import_only_the_public_plugin_api() -> None:
+    import re
+    from pathlib import Path
+
+    methods_dir = Path(__file__).resolve().parents[1] / "methods"
+    for path in methods_dir.glob("*.py"):
+        harness_imports = set(re.findall(r"^from (harness[\w.]*) import", path.read_text(), flags=re.M))
+        assert harness_imports <= {"harness.api"}, f"{path.name} imports {harness_imports}"
