@@ -66,6 +66,32 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+PAPER_SUITE_PREFIX = "paper-"
+
+
+def paper_suites() -> list[str]:
+    """The papers `ltbench reproduce` knows: one built-in `paper-<name>` suite each."""
+    from harness.suite import builtin_suites
+
+    return [s.removeprefix(PAPER_SUITE_PREFIX) for s in builtin_suites() if s.startswith(PAPER_SUITE_PREFIX)]
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """`run` on the paper's suite, then `tables` on that suite's runs: one command per published table."""
+    from harness.errors import unknown_choice
+
+    paper = args.paper.removeprefix(PAPER_SUITE_PREFIX)
+    if paper not in paper_suites():
+        raise unknown_choice("paper", args.paper, paper_suites())
+    args.suite = PAPER_SUITE_PREFIX + paper
+    status = cmd_run(args)
+    if args.dry_run:
+        return status
+    args.suites = [args.suite]
+    cmd_tables(args)
+    return status
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     from harness.reports.report import build_claims
 
@@ -161,13 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under the results dir)")
         p.add_argument("--results-dir", help=f"where results go (default: ${RESULTS_ENV} or ./results)")
 
+    def run_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
+        p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster)")
+        p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+        p.add_argument("--dry-run", action="store_true", help="print the plan (shared stages and their users)")
+        tracking_args(p)
+
     run = sub.add_parser("run", help="run a suite's trials with Ray Tune")
     run.add_argument("suite", help="a built-in suite name or a path to a suite YAML")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
-    run.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster)")
-    run.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-    run.add_argument("--dry-run", action="store_true", help="print the plan (shared stages and their users)")
-    tracking_args(run)
+    run_args(run)
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild a suite's leaderboard and plots from MLflow")
@@ -181,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("suites", nargs="*", metavar="SUITE", help="suites to read (default: all)")
     tracking_args(tables)
     tables.set_defaults(func=cmd_tables)
+
+    reproduce = sub.add_parser(
+        "reproduce", help="run a paper's suite (paper-PAPER), then write its table beside the published one"
+    )
+    reproduce.add_argument("paper", help="kang2020, menon2021, cao2019, alshammari2022, lort or zhang")
+    run_args(reproduce)
+    reproduce.set_defaults(func=cmd_reproduce)
 
     claims = sub.add_parser("claims", help="check the seed papers' qualitative claims on your runs")
     claims.add_argument("suites", nargs="*", metavar="SUITE", help="suites to read (default: all)")

@@ -4,6 +4,11 @@ A decoupled method (`stage1 = "ce"`) starts from the model that its stage-1 meth
 dataset, ratio, seed, model, data options and recipe. That stage-1 trial is an ordinary trial (its key is
 the key of the `ce` trial with the same settings), so it is trained once, reused by every decoupled method,
 by the `ce` row of the leaderboard, and by any later rerun or other suite.
+
+A decoupled method whose hyperparameter `stage1_recipe` names a recipe (Weight Balancing's `wb-stage1`)
+starts instead from the `ce` trial trained with that recipe: a different shared backbone, shared in turn by
+every method (and every suite) that names the same recipe, and equal to the `ce` trial of a suite whose
+own recipe it is. `stage1_recipe: same` keeps the trial's own recipe.
 """
 
 from __future__ import annotations
@@ -11,15 +16,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.config import TrialConfig
-from harness.plugin import load_methods
+from harness.plugin import load_methods, parse_params
+from harness.training.recipes import named_stage1_recipe
+
+SAME_RECIPE = "same"
 
 
 def stage1_config(cfg: TrialConfig) -> TrialConfig | None:
     """The trial whose trained model `cfg` starts from, or None for an end-to-end method."""
-    stage1 = load_methods().get(cfg.method).stage1
-    if stage1 is None:
+    method = load_methods().get(cfg.method)
+    if method.stage1 is None:
         return None
-    return TrialConfig.from_dict({**cfg.as_dict(), "method": stage1, "method_params": {}})
+    recipe_name = getattr(parse_params(method, cfg.method_params), "stage1_recipe", SAME_RECIPE)
+    recipe = cfg.recipe if recipe_name == SAME_RECIPE else named_stage1_recipe(recipe_name, cfg.recipe)
+    return TrialConfig.from_dict({**cfg.as_dict(), "method": method.stage1, "method_params": {}, "recipe": recipe})
+
+
+def recipe_summary(recipe: dict) -> str:
+    """The optimisation settings that tell two backbones apart, in one short phrase."""
+    steps = f" x{recipe['step_gamma']:g} at {list(recipe['milestones'])}" if recipe["schedule"] == "step" else ""
+    return (
+        f"{recipe['epochs']} ep, batch {recipe['batch_size']}, lr {recipe['lr']:g}, "
+        f"wd {recipe['weight_decay']:g}, {recipe['schedule']}{steps}"
+    )
 
 
 @dataclass
@@ -34,7 +53,8 @@ class Plan:
         for cfg in self.phase1:
             users = self.users.get(cfg.key, [])
             shared = f" <- shared by {len(users)}: " + ", ".join(u.method for u in users) if users else ""
-            lines.append(f"  {cfg.label()} ({cfg.key}){shared}")
+            backbone = f" [{recipe_summary(cfg.recipe)}]" if users else ""
+            lines.append(f"  {cfg.label()} ({cfg.key}){backbone}{shared}")
         lines.append(f"phase 2: {len(self.phase2)} decoupled trials on frozen backbones")
         for cfg in self.phase2:
             backbone = stage1_config(cfg)

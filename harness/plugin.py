@@ -3,14 +3,21 @@
 A method is a small class: a name, a one-line description, typed hyperparameters (a dataclass), and hooks.
 There are two kinds:
 
-- **End-to-end** methods (`stage1 = None`) train the whole model: they may set the `sampler`, replace the
-  classifier head (`build_head`), and define the training `loss` and the prediction rule `predict`.
+- **End-to-end** methods (`stage1 = None`) train the whole model: they may set the `sampler` (a built-in one
+  or their own, registered with `register_sampler`), replace the classifier head (`build_head`), define the
+  training `loss` and the prediction rule `predict`, and follow the training with two hooks: `on_epoch_start`
+  (e.g. DRW switches its loss weights at an epoch) and `after_step` (e.g. a projection after every optimiser
+  step).
 - **Decoupled** methods (`stage1 = "ce"`) start from the model that method `stage1` trained with the same
   dataset, ratio, seed, model and recipe: that backbone is trained once and shared by every decoupled method
   (and by the `ce` row itself). They implement `fit_classifier(stage)`, which gets a `StageTwo` (frozen
   backbone features, the stage-1 head, a head-training loop and validation scoring) and returns the new head.
+  A decoupled method whose hyperparameters include `stage1_recipe` (a recipe name) starts from a backbone
+  trained with that recipe instead of the trial's own (Weight Balancing's tuned weight decay); the plan shares
+  it among every method that names the same recipe.
 
 The trainer calls only these hooks, so a method never touches the scheduler, the tracker or the data files.
+Method authors import what they need from `harness.api`, the public face of this module.
 
 Third-party methods register through the entry-point group `ltbench.methods`; each entry point names a
 module (imported for its `@register_method` side effect) or a `Method` subclass.
@@ -107,6 +114,20 @@ class Method:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Scores whose argmax is the prediction (identity unless the method adjusts post hoc)."""
         return logits
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Called before each end-to-end training epoch (`epoch` counts from 0 to `num_epochs` - 1).
+
+        A trial resumed from a checkpoint calls it again for the epoch it resumes at, so whatever it sets must
+        follow from `(epoch, num_epochs)` alone, as DRW's loss weights do.
+        """
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimiser step of end-to-end training, with the model being trained.
+
+        For constraints kept by projection (e.g. a max-norm ball); a decoupled method passes its own callable
+        to `StageTwo.train_head(after_step=...)` instead.
+        """
 
     # -- decoupled hook -------------------------------------------------------------------------------
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:

@@ -3,6 +3,10 @@
 A suite is a built-in name (harness/suites/<name>.yaml) or a path to a YAML file. `--set key=value`
 overrides any key with a dotted path (`recipe.epochs=3`, `seeds=[0,1,2]`, `data.root=/data`), the value read
 as YAML. Everything is validated before any trial starts, and an unknown name lists the valid ones.
+
+A suite that spans datasets trained differently (a paper's CIFAR and ImageNet-LT rows) gives a dataset its
+own ratios, seeds, recipe, model or resources under `per_dataset.<dataset>` (the same keys as the top level);
+everything else comes from the suite's top level. The `paper-*` suites follow each seed paper's protocol.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "method_params": {},
     "resources": {"cpu": 1, "gpu": 0},
     "device": "auto",
+    "per_dataset": {},
 }
+PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources")
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
 RESOURCE_KEYS = ("cpu", "gpu")
 DEVICES = ("auto", "cpu", "cuda")
@@ -92,6 +98,12 @@ def _check_key(parts: list[str]) -> None:
     if head in nested and len(parts) > 1:
         if parts[1] not in nested[head] or len(parts) > 2:
             raise unknown_choice(f"{head} key", ".".join(parts[1:]), nested[head])
+    elif head == "per_dataset" and len(parts) > 1:
+        DATASETS.get(parts[1])  # an unknown dataset is reported with the valid ones
+        if len(parts) > 2 and parts[2] not in PER_DATASET_KEYS:
+            raise unknown_choice("per_dataset key", parts[2], PER_DATASET_KEYS)
+        if len(parts) > 3 and (parts[2] != "recipe" or len(parts) > 4):
+            raise LtbenchError("per_dataset keys are per_dataset.<dataset>.<key> or ...recipe.<recipe key>")
     elif head == "method_params":
         if len(parts) > 1:
             load_methods().get(parts[1])  # an unknown method is reported with the valid ones
@@ -137,18 +149,12 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
         DATASETS.get(dataset)
     for method in grid["methods"]:
         methods.get(method)
-    for seed in grid["seeds"]:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise LtbenchError(f"seeds must be integers, got {seed!r}; e.g. --set seeds=[0,1,2]")
-    for ratio in grid["imbalance_ratios"]:
-        is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
-        if ratio is not None and (not is_number or ratio < 1):
-            raise LtbenchError(
-                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; e.g. [10, 50, 100, 200]"
-            )
+    per_dataset = _per_dataset(cfg["per_dataset"], grid["datasets"])
+    ratios = {d: _ratios(per_dataset[d].get("imbalance_ratios", grid["imbalance_ratios"])) for d in grid["datasets"]}
+    seeds = {d: _seeds(per_dataset[d].get("seeds", grid["seeds"])) for d in grid["datasets"]}
     if cfg["device"] not in DEVICES:
         raise unknown_choice("device", cfg["device"], DEVICES)
-    resources = _resources(cfg["resources"])
+    resources = {d: _resources(per_dataset[d].get("resources", cfg["resources"])) for d in grid["datasets"]}
     data_options = _data_options(cfg["data"])
     method_params = cfg["method_params"] or {}
     for method, params in method_params.items():
@@ -159,10 +165,13 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     trials = []
     for dataset in grid["datasets"]:
         spec = DATASETS.get(dataset)
-        recipe = _recipe(cfg["recipe"], spec.default_recipe)
-        for ratio in grid["imbalance_ratios"]:
+        own = per_dataset[dataset]
+        recipe = _recipe(_merged_recipe(cfg["recipe"], own.get("recipe")), spec.default_recipe)
+        model = own.get("model") or cfg["model"] or spec.default_model
+        MODELS.get(model)
+        for ratio in ratios[dataset]:
             for method in grid["methods"]:
-                for seed in grid["seeds"]:
+                for seed in seeds[dataset]:
                     trials.append(
                         TrialConfig(
                             suite=raw["name"],
@@ -170,19 +179,66 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
                             imbalance_ratio=None if ratio is None else float(ratio),
                             method=method,
                             seed=seed,
-                            model=cfg["model"] or spec.default_model,
+                            model=model,
                             recipe=recipe.as_dict(),
                             data=dataclasses.asdict(data_options),
                             method_params=dict(method_params.get(method) or {}),
-                            resources=resources,
+                            resources=resources[dataset],
                             device=cfg["device"],
                         )
                     )
     return Suite(raw["name"], cfg["description"] or "", trials, raw)
 
 
+def _ratios(values: Any) -> list[Any]:
+    values = values if isinstance(values, list) else [values]
+    for ratio in values:
+        is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
+        if ratio is not None and (not is_number or ratio < 1):
+            raise LtbenchError(
+                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; e.g. [10, 50, 100, 200]"
+            )
+    return values
+
+
+def _seeds(values: Any) -> list[int]:
+    values = values if isinstance(values, list) else [values]
+    for seed in values:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise LtbenchError(f"seeds must be integers, got {seed!r}; e.g. --set seeds=[0,1,2]")
+    return values
+
+
+def _per_dataset(section: Any, datasets: list[str]) -> dict[str, dict[str, Any]]:
+    """Each dataset's own settings ({} when it has none), checked against the schema."""
+    section = section or {}
+    if not isinstance(section, dict):
+        raise LtbenchError(f"per_dataset must map dataset names to {{{', '.join(PER_DATASET_KEYS)}}}")
+    for dataset, own in section.items():
+        DATASETS.get(dataset)
+        if not isinstance(own or {}, dict):
+            raise LtbenchError(f"per_dataset.{dataset} must be a mapping, e.g. {{seeds: [0], model: resnet50}}")
+        for key in own or {}:
+            if key not in PER_DATASET_KEYS:
+                raise unknown_choice(f"per_dataset.{dataset} key", key, PER_DATASET_KEYS)
+    return {d: dict(section.get(d) or {}) for d in datasets}
+
+
+def _merged_recipe(suite_section: Any, own_section: Any) -> Any:
+    """A dataset's recipe section: its own base (if named) with the suite's overrides, then its own ones."""
+    if own_section is None:
+        return suite_section
+    suite, own = _recipe_section(suite_section), _recipe_section(own_section)
+    return {**suite, **own}
+
+
+def _recipe_section(section: Any) -> dict[str, Any]:
+    """A suite's `recipe` value as a dict: a bare name is `{base: name}`."""
+    return {"base": section} if isinstance(section, str) else dict(section or {})
+
+
 def _recipe(section: Any, default_name: str) -> Recipe:
-    section = {"base": section} if isinstance(section, str) else dict(section or {})
+    section = _recipe_section(section)
     base = RECIPES.get(section.pop("base", default_name))
     try:
         return base.override(**section)

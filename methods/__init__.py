@@ -1,13 +1,19 @@
 """Built-in methods, one file each. Importing this package registers them (see `harness.plugin`)."""
 
 from methods import (  # noqa: F401  (registration)
+    balanced_softmax,
+    cb,
     ce,
+    ce_drw,
     channel_whitening,
     crt,
+    focal,
     la,
     la_posthoc,
+    ldam_drw,
     lort,
     lws,
     ncm,
     tau_norm,
+    wb,
 )

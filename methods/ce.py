@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import Method, register_method
+from harness.api import Method, register_method
 
 
 @register_method

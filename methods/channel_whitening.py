@@ -12,8 +12,9 @@ Recognition", arXiv 2112.05958, withdrawn; successor arXiv 2408.17197, where B3R
   momentum 0.1). Channels are whitened in groups of at most `group_size` (needed when the feature
   dimension approaches the batch size, e.g. 2048-d ResNeXt features). Trained end to end with a logits-margin
   loss: the logit-adjusted loss (τ = 1) by default.
-- B3RS and BET: the samplers `b3rs` and `bet` in `harness.data.samplers`, themselves reconstructions
-  (their docstrings give the rules). BET's whitening statistics and loss use the whole mixed batch.
+- B3RS and BET: the samplers `b3rs` and `bet` defined and registered below (`register_sampler`), themselves
+  reconstructions (their docstrings give the rules). BET's whitening statistics and loss use the whole
+  mixed batch.
 
 The three ablation rows are registered separately: `cw` (+LA loss), `cw-b3rs`, `cw-b3rs-bet`.
 
@@ -29,12 +30,21 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin import Method, MethodContext, register_method
-from methods.la import log_prior, logit_adjusted_loss
+from harness.api import (
+    LtbenchError,
+    Method,
+    MethodContext,
+    Sampler,
+    log_prior,
+    logit_adjusted_loss,
+    register_method,
+    register_sampler,
+)
 
 
 class InverseSquareRoot(torch.autograd.Function):
@@ -113,6 +123,91 @@ class WhitenedLinear(nn.Module):
         return self.linear(self.whitening(z))
 
 
+@register_sampler("b3rs")
+class B3RSSampler(Sampler):
+    """Reconstruction of B3RS (Zhang, arXiv 2112.05958): group-based relatively balanced batches.
+
+    The paper's exact rule (its Eqs. 4-5) is unknown. Reconstruction, every choice a hyperparameter: sort
+    classes by size, split them into `groups` contiguous groups of (nearly) equal class count; each batch gives
+    group g a share of slots ∝ N_g^q (N_g its images, 0 < q < 1: between instance- and class-balanced), with
+    at least one slot for every group; each slot is an image drawn uniformly inside its group.
+    """
+
+    def __init__(self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5) -> None:
+        super().__init__(labels, num_classes, batch_size)
+        if groups < 1 or not 0 <= q <= 1:
+            raise LtbenchError(f"b3rs needs groups >= 1 and 0 <= q <= 1, got groups={groups}, q={q}")
+        order = torch.argsort(self.class_counts, descending=True, stable=True)
+        order = order[self.present[order]]
+        self.groups = [g for g in torch.tensor_split(order, min(groups, len(order))) if len(g)]
+        self.group_members = [torch.nonzero(torch.isin(self.labels, g)).flatten() for g in self.groups]
+        sizes = torch.tensor([len(m) for m in self.group_members], dtype=torch.float64)
+        self.group_share = sizes**q / (sizes**q).sum()
+
+    def slots_per_batch(self, batch_size: int) -> list[int]:
+        """Largest-remainder apportionment of `batch_size` slots to groups, each group at least one."""
+        g = len(self.groups)
+        if batch_size < g:
+            raise LtbenchError(f"b3rs needs a batch of at least {g} images (one per group), got {batch_size}")
+        raw = self.group_share * (batch_size - g)
+        slots = torch.floor(raw).long() + 1
+        remainder = batch_size - int(slots.sum())
+        for i in torch.argsort(raw - torch.floor(raw), descending=True, stable=True)[:remainder].tolist():
+            slots[i] += 1
+        return slots.tolist()
+
+    def draw_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        parts = []
+        for members, k in zip(self.group_members, self.slots_per_batch(batch_size), strict=True):
+            parts.append(members[torch.randint(len(members), (k,), generator=generator)])
+        batch = torch.cat(parts)
+        return batch[torch.randperm(len(batch), generator=generator)]
+
+    def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
+        n_batches = -(-len(self.labels) // self.batch_size)
+        return torch.cat([self.draw_batch(self.batch_size, generator) for _ in range(n_batches)])
+
+
+@register_sampler("bet")
+class BETSampler(B3RSSampler):
+    """Reconstruction of BET (batch embedded training; Zhang, arXiv 2112.05958).
+
+    The public reviews describe BET only as "a simple technique to control the frequency of [B3RS]"; its
+    mechanism is unknown. Reconstruction: every batch is an instance-sampled batch in which a fraction
+    `embed_fraction` of the slots is replaced by a B3RS-drawn sub-batch; whitening statistics and the loss are
+    computed on the whole mixed batch. The instance part walks a fresh permutation, so an epoch still shows
+    about (1 - embed_fraction) of the images once each.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        num_classes: int,
+        batch_size: int,
+        groups: int = 3,
+        q: float = 0.5,
+        embed_fraction: float = 0.5,
+    ) -> None:
+        super().__init__(labels, num_classes, batch_size, groups, q)
+        if not 0 < embed_fraction < 1:
+            raise LtbenchError(f"bet needs 0 < embed_fraction < 1, got {embed_fraction}")
+        self.embedded = max(len(self.groups), round(embed_fraction * batch_size))
+        self.embedded = min(self.embedded, batch_size - 1)
+
+    def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
+        n_batches = -(-len(self.labels) // self.batch_size)
+        instance = torch.randperm(len(self.labels), generator=generator)
+        plain = self.batch_size - self.embedded
+        batches = []
+        for b in range(n_batches):
+            start = (b * plain) % len(instance)
+            head = instance[start : start + plain]
+            if len(head) < plain:
+                head = torch.cat([head, instance[: plain - len(head)]])
+            batches.append(torch.cat([head, self.draw_batch(self.embedded, generator)]))
+        return torch.cat(batches)
+
+
 @dataclass(frozen=True)
 class WhiteningParams:
     tau: float = 1.0  # logit adjustment of the loss; 0 gives plain cross-entropy
@@ -146,7 +241,7 @@ class ChannelWhiteningLA(Method):
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         super().__init__(params, context)
-        self.offset = log_prior(context, params.tau)
+        self.offset = log_prior(context.priors, params.tau)
 
     def build_head(self, feature_dim: int, num_classes: int) -> nn.Module:
         p = self.params

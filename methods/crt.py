@@ -22,8 +22,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import RetrainParams, StageTwo
+from harness.api import Method, RetrainParams, StageTwo, StageTwoResult, register_method
 
 
 @register_method

@@ -10,18 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from harness.plugin import Method, MethodContext, register_method
-
-
-def log_prior(context: MethodContext, tau: float) -> torch.Tensor:
-    """τ·log π as the official code writes it: log(π^τ + 1e-12)."""
-    return torch.log(context.priors**tau + 1e-12).float()
-
-
-def logit_adjusted_loss(logits: torch.Tensor, targets: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits + offset.to(logits.device, logits.dtype), targets)
+from harness.api import Method, MethodContext, log_prior, logit_adjusted_loss, register_method
 
 
 @register_method
@@ -39,7 +29,7 @@ class LogitAdjustedLoss(Method):
 
     def __init__(self, params: Params, context: MethodContext) -> None:
         super().__init__(params, context)
-        self.offset = log_prior(context, params.tau)
+        self.offset = log_prior(context.priors, params.tau)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return logit_adjusted_loss(logits, targets, self.offset)

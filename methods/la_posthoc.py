@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import StageTwo, TauSearchParams
+from harness.api import Method, StageTwo, StageTwoResult, TauSearchParams, register_method
 
 
 class PriorAdjustedHead(nn.Module):

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import StageTwo, check_bn_mode
+from harness.api import Method, StageTwo, StageTwoResult, check_bn_mode, register_method
 
 
 def retargeted(targets: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:

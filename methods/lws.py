@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import RetrainParams, StageTwo
+from harness.api import Method, RetrainParams, StageTwo, StageTwoResult, register_method
 
 
 class ScaledLinear(nn.Module):

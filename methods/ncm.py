@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import StageTwo
+from harness.api import Method, StageTwo, StageTwoResult, register_method
 
 
 class NearestClassMean(nn.Module):

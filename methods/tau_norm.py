@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
-from harness.training.decoupled import StageTwo, TauSearchParams
+from harness.api import Method, StageTwo, StageTwoResult, TauSearchParams, register_method
 
 
 class TauNormHead(nn.Module):

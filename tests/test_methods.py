@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -299,51 +298,6 @@ def test_tau_norm_choice_is_the_best_on_validation(trained: dict) -> None:
     result = trained["results"]["tau-norm"]
     grid = torch.linspace(0, 2, 21).tolist()
     assert min(abs(result["metrics"]["chosen_tau"] - g) for g in grid) < 1e-6
-
-
-def test_method_from_outside_the_repo_runs_end_to_end(tmp_path: Path, fake_fashion_root: Path) -> None:
-    """A third-party package registers a method through the `ltbench.methods` entry point."""
-    import subprocess
-    import sys
-
-    pkg = tmp_path / "site"
-    (pkg / "focal_plugin").mkdir(parents=True)
-    (pkg / "focal_plugin" / "__init__.py").write_text(
-        "from dataclasses import dataclass\n"
-        "import torch.nn.functional as F\n"
-        "from harness.plugin import Method, register_method\n\n"
-        "@register_method\n"
-        "class Focal(Method):\n"
-        "    name = 'focal'\n"
-        "    description = 'Focal loss (a third-party plugin)'\n\n"
-        "    @dataclass(frozen=True)\n"
-        "    class Params:\n"
-        "        gamma: float = 2.0\n\n"
-        "    def loss(self, logits, targets):\n"
-        "        logp = F.log_softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)\n"
-        "        return (-(1 - logp.exp()) ** self.params.gamma * logp).mean()\n"
-    )
-    dist = pkg / "focal_plugin-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: focal-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ltbench.methods]\nfocal = focal_plugin\n")
-    suite = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["focal"], seeds=[0])
-    env = {**__import__("os").environ, "PYTHONPATH": str(pkg)}
-    listed = subprocess.run([sys.executable, "-m", "harness.cli", "methods"], env=env, capture_output=True, text=True)
-    assert "focal" in listed.stdout and "gamma: float = 2.0" in listed.stdout
-    done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", str(suite), "--results-dir", str(tmp_path / "r"), "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "| fashion-mnist-lt | 4 | focal |" in done.stdout
-    board = (tmp_path / "r" / "tiny" / "leaderboard.csv").read_text()
-    assert "focal" in board
-    result = json.loads(next((tmp_path / "r" / "trials").glob("*/result.json")).read_text())
-    assert 0 <= result["metrics"]["test_top1"] <= 1
 
 
 def test_dry_run_plan_shares_one_backbone_per_ratio_and_seed() -> None:

@@ -53,7 +53,8 @@ def test_tables_agree_with_the_leaderboard(real: tuple[Path, Path], capsys) -> N
     assert main(["report", str(suite), "--results-dir", str(results), "--no-plots"]) == 0
     assert main(["tables", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "fashion_mnist_lt_grid: 4 of 55 cells with ltbench runs, 0 with a published number" in out
+    # 17 method rows (every registered method) x 5 columns
+    assert "fashion_mnist_lt_grid: 4 of 85 cells with ltbench runs, 0 with a published number" in out
     board = pd.read_csv(results / "tiny" / "leaderboard.csv").iloc[0]
     grid = pd.read_csv(results / "tables" / "fashion_mnist_lt_grid.csv").set_index(["row", "column"])
     cell = grid.loc[("ce", "r=4 All")]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data.samplers import B3RSSampler, BETSampler, ClassAwareSampler, ProgressiveSampler
+from harness.data.samplers import ClassAwareSampler, ProgressiveSampler
+from methods.channel_whitening import B3RSSampler, BETSampler
 
 COUNTS = [200, 80, 30, 10, 5]
 LABELS = np.repeat(np.arange(len(COUNTS)), COUNTS)

@@ -47,7 +47,7 @@ def test_cifar_suite_defaults_follow_ldam_drw() -> None:
         ("nosuchkey=1", "unknown suite key 'nosuchkey'"),
         ("recipe.epochz=3", "unknown recipe key 'epochz'"),
         ("data.rooot=/x", "unknown data key 'rooot'"),
-        ("methods=[ce, magic]", "unknown method 'magic'; valid methods: ce"),
+        ("methods=[ce, magic]", "unknown method 'magic'; valid methods: balanced-softmax, cb, ce"),
         ("datasets=[cifar11-lt]", "unknown dataset 'cifar11-lt'; valid datasets: cifar10-lt"),
         ("imbalance_ratios=[0.5]", "imbalance ratios must be numbers >= 1"),
         ("recipe.epochs=0", "epochs must be a positive integer"),

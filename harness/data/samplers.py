@@ -12,8 +12,9 @@ Any method names one by its registry name (`ltbench methods` shows each method's
 | progressive | p_j(t) = (1 - t/(T-1)) p_j^IB + (t/(T-1)) p_j^CB, t = 0..T-1 the epoch: class-balanced at the last |
 | class-aware | Kang's ClassAwareSampler: a class from a shuffled cycle, then 4 consecutive images of it from |
 |             | that class's own shuffled cycle; an epoch is int(N / batch) batches (Kang's loop stops there) |
-| b3rs | reconstruction of Zhang's group-based relatively balanced batch sampler (see `B3RSSampler`) |
-| bet | reconstruction of Zhang's batch embedded training (see `BETSampler`) |
+
+A method may bring its own sampler: subclass `Sampler` and register it with `@register_sampler("name")`
+(from `harness.api`); `b3rs` and `bet` are registered that way by `methods/channel_whitening.py`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from harness.errors import LtbenchError
 from harness.registry import Registry
 
 
@@ -121,89 +121,6 @@ class ClassAwareSampler(Sampler):
         return torch.tensor(out[:total], dtype=torch.int64)
 
 
-class B3RSSampler(Sampler):
-    """Reconstruction of B3RS (Zhang, arXiv 2112.05958): group-based relatively balanced batches.
-
-    The paper's exact rule (its Eqs. 4-5) is unknown. Reconstruction, every choice a hyperparameter: sort
-    classes by size, split them into `groups` contiguous groups of (nearly) equal class count; each batch gives
-    group g a share of slots ∝ N_g^q (N_g its images, 0 < q < 1: between instance- and class-balanced), with
-    at least one slot for every group; each slot is an image drawn uniformly inside its group.
-    """
-
-    def __init__(self, labels: np.ndarray, num_classes: int, batch_size: int, groups: int = 3, q: float = 0.5) -> None:
-        super().__init__(labels, num_classes, batch_size)
-        if groups < 1 or not 0 <= q <= 1:
-            raise LtbenchError(f"b3rs needs groups >= 1 and 0 <= q <= 1, got groups={groups}, q={q}")
-        order = torch.argsort(self.class_counts, descending=True, stable=True)
-        order = order[self.present[order]]
-        self.groups = [g for g in torch.tensor_split(order, min(groups, len(order))) if len(g)]
-        self.group_members = [torch.nonzero(torch.isin(self.labels, g)).flatten() for g in self.groups]
-        sizes = torch.tensor([len(m) for m in self.group_members], dtype=torch.float64)
-        self.group_share = sizes**q / (sizes**q).sum()
-
-    def slots_per_batch(self, batch_size: int) -> list[int]:
-        """Largest-remainder apportionment of `batch_size` slots to groups, each group at least one."""
-        g = len(self.groups)
-        if batch_size < g:
-            raise LtbenchError(f"b3rs needs a batch of at least {g} images (one per group), got {batch_size}")
-        raw = self.group_share * (batch_size - g)
-        slots = torch.floor(raw).long() + 1
-        remainder = batch_size - int(slots.sum())
-        for i in torch.argsort(raw - torch.floor(raw), descending=True, stable=True)[:remainder].tolist():
-            slots[i] += 1
-        return slots.tolist()
-
-    def draw_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        parts = []
-        for members, k in zip(self.group_members, self.slots_per_batch(batch_size), strict=True):
-            parts.append(members[torch.randint(len(members), (k,), generator=generator)])
-        batch = torch.cat(parts)
-        return batch[torch.randperm(len(batch), generator=generator)]
-
-    def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        n_batches = -(-len(self.labels) // self.batch_size)
-        return torch.cat([self.draw_batch(self.batch_size, generator) for _ in range(n_batches)])
-
-
-class BETSampler(B3RSSampler):
-    """Reconstruction of BET (batch embedded training; Zhang, arXiv 2112.05958).
-
-    The public reviews describe BET only as "a simple technique to control the frequency of [B3RS]"; its
-    mechanism is unknown. Reconstruction: every batch is an instance-sampled batch in which a fraction
-    `embed_fraction` of the slots is replaced by a B3RS-drawn sub-batch; whitening statistics and the loss are
-    computed on the whole mixed batch. The instance part walks a fresh permutation, so an epoch still shows
-    about (1 - embed_fraction) of the images once each.
-    """
-
-    def __init__(
-        self,
-        labels: np.ndarray,
-        num_classes: int,
-        batch_size: int,
-        groups: int = 3,
-        q: float = 0.5,
-        embed_fraction: float = 0.5,
-    ) -> None:
-        super().__init__(labels, num_classes, batch_size, groups, q)
-        if not 0 < embed_fraction < 1:
-            raise LtbenchError(f"bet needs 0 < embed_fraction < 1, got {embed_fraction}")
-        self.embedded = max(len(self.groups), round(embed_fraction * batch_size))
-        self.embedded = min(self.embedded, batch_size - 1)
-
-    def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        n_batches = -(-len(self.labels) // self.batch_size)
-        instance = torch.randperm(len(self.labels), generator=generator)
-        plain = self.batch_size - self.embedded
-        batches = []
-        for b in range(n_batches):
-            start = (b * plain) % len(instance)
-            head = instance[start : start + plain]
-            if len(head) < plain:
-                head = torch.cat([head, instance[: plain - len(head)]])
-            batches.append(torch.cat([head, self.draw_batch(self.embedded, generator)]))
-        return torch.cat(batches)
-
-
 SamplerFactory = Callable[..., Sampler]
 SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
 SAMPLERS.register("instance", InstanceSampler)
@@ -211,9 +128,26 @@ SAMPLERS.register("square-root", lambda labels, c, b, **kw: ClassPowerSampler(la
 SAMPLERS.register("class-balanced", lambda labels, c, b, **kw: ClassPowerSampler(labels, c, b, 0.0, **kw))
 SAMPLERS.register("progressive", ProgressiveSampler)
 SAMPLERS.register("class-aware", ClassAwareSampler)
-SAMPLERS.register("b3rs", B3RSSampler)
-SAMPLERS.register("bet", BETSampler)
+
+
+def register_sampler(name: str) -> Callable[[SamplerFactory], SamplerFactory]:
+    """Decorator: register a sampler class (or factory) under `name`; a duplicate name is an error.
+
+    The factory is called as `factory(labels, num_classes, batch_size, **options)`, the options coming from
+    the method's `sampler_options()`.
+    """
+
+    def register(factory: SamplerFactory) -> SamplerFactory:
+        SAMPLERS.register(name, factory)
+        return factory
+
+    return register
 
 
 def make_sampler(name: str, labels: np.ndarray, num_classes: int, batch_size: int, **options: object) -> Sampler:
+    """Build the sampler `name`; method plugins are loaded first, so the samplers they register are known."""
+    if name not in SAMPLERS:
+        from harness.plugin import load_methods
+
+        load_methods()
     return SAMPLERS.get(name)(labels, num_classes, batch_size, **options)

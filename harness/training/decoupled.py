@@ -292,6 +292,7 @@ class StageTwo:
         drop_last: bool = True,
         lr_shift: int = 1,
         test_flip: bool = False,
+        after_step: Callable[[], None] | None = None,
     ) -> nn.Module:
         """SGD on the head only, cosine to 0 stepped per epoch; returns the last head, or the epoch chosen on
         validation (`choose`'s rule) with `select_best_on_val`.
@@ -299,7 +300,8 @@ class StageTwo:
         An epoch is int(N / batch) steps whatever the sampler (`drop_last`, Kang's loop: the sampler's draws are
         cut there), or every one of N draws with a partial last batch (`drop_last=False`, LORT's loader).
         `bn` is the backbone's BatchNorm mode while training (see the module docstring); `lr_shift` see
-        `cosine_per_epoch`; `test_flip` scores validation on each image and its flip.
+        `cosine_per_epoch`; `test_flip` scores validation on each image and its flip; `after_step` runs after
+        every optimiser step (Weight Balancing's MaxNorm projection).
         """
         from harness.training.trainer import epoch_generator, train_one_epoch
 
@@ -343,7 +345,7 @@ class StageTwo:
             self.model.backbone.train(bn == "train")
             try:
                 train_loss = train_one_epoch(
-                    head, _Loss(loss), batches, indices, batch, optimizer, scheduler, generator
+                    head, _Loss(loss), batches, indices, batch, optimizer, scheduler, generator, after_step=after_step
                 )
             finally:
                 self.model.backbone.eval()

@@ -103,8 +103,38 @@ RECIPES.register(
     "lort-stage1",
     Recipe(epochs=200, batch_size=64, lr=0.01, weight_decay=5e-3, schedule="cosine", eval_every=10),
 )
+# Weight Balancing's stage 1 (ShadeAlsha/LTR-weight-balancing demo 1): CE with the tuned weight decay 5e-3,
+# lr 0.01, batch 64, 320 epochs cosine (no warm-up); bf16 and NHWC on a GPU like the other CIFAR recipe, so
+# the backbone `wb` names from the cifar-lt suite is the `ce` trial of paper-alshammari2022.
+RECIPES.register(
+    "wb-stage1",
+    Recipe(
+        epochs=320,
+        batch_size=64,
+        lr=0.01,
+        weight_decay=5e-3,
+        schedule="cosine",
+        eval_every=10,
+        precision="auto",
+        channels_last=True,
+    ),
+)
 # ltbench's laptop recipe for Fashion-MNIST-LT: short, cosine, one warm-up epoch.
 RECIPES.register(
     "quick",
     Recipe(epochs=12, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=1, schedule="cosine", eval_every=6),
 )
+# Menon et al. 2021's trainings: on CIFAR-LT, LDAM-DRW's schedule with weight decay 1e-4 and x0.1 lr steps; on
+# ImageNet-LT, ResNet-50 with lr 0.4 and a 5-epoch warm-up (its weight decay is not stated: Kang et al.'s kept).
+RECIPES.register("menon2021-cifar", RECIPES.get("cifar-lt").override(weight_decay=1e-4, step_gamma=0.1))
+RECIPES.register("menon2021-imagenet", RECIPES.get("imagenet-lt").override(lr=0.4, warmup_epochs=5))
+
+# Fields that say how a trial executes rather than what it trains: a named stage-1 recipe takes them from the
+# trial that names it, so `--set recipe.precision=fp32` or `recipe.eval_every` reach its backbone too.
+EXECUTION_FIELDS = ("precision", "channels_last", "eval_every")
+
+
+def named_stage1_recipe(name: str, trial_recipe: dict) -> dict:
+    """The resolved recipe of a backbone trained with recipe `name` for a trial whose recipe is `trial_recipe`."""
+    execution = {key: trial_recipe[key] for key in EXECUTION_FIELDS if key in trial_recipe}
+    return RECIPES.get(name).override(**execution).as_dict()

@@ -79,10 +79,12 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     generator: torch.Generator,
     precision: Precision = FP32,
+    after_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass over `indices`; the loss is summed on the device and read once at the end of the epoch, so
     no step waits for the device. The forward pass runs under `precision`; the loss sees float32 logits so a
-    method's loss arithmetic never runs in bf16 (`.float()` is a no-op on the fp32 path)."""
+    method's loss arithmetic never runs in bf16 (`.float()` is a no-op on the fp32 path). `after_step` runs
+    after every optimiser step (a method's projection, e.g. MaxNorm)."""
     model.train()
     total = torch.zeros((), device=next(model.parameters()).device)
     seen = 0
@@ -93,6 +95,8 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         scheduler.step()
         total += loss.detach() * len(targets)
         seen += len(targets)
@@ -249,6 +253,7 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
         generator = epoch_generator(cfg.seed, epoch)
+        method.on_epoch_start(epoch, recipe.epochs)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)[:keep]
         loss = train_one_epoch(
             model,
@@ -260,6 +265,7 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
             scheduler,
             generator,
             precision,
+            after_step=lambda: method.after_step(model),
         )
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")

@@ -1,0 +1,47 @@
+"""The public plugin API: everything a method file imports, from one module.
+
+A method (built in under `methods/`, or shipped by another package through the `ltbench.methods` entry
+point) imports only from here; the modules behind these names may move without breaking it.
+
+- `Method`, `register_method`, `MethodContext`, `NoParams`: define and register a method (see `Method` for
+  its hooks: `loss`, `predict`, `build_head`, `sampler_name`/`sampler_options`, `on_epoch_start`,
+  `after_step`, and `fit_classifier` for decoupled methods).
+- `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
+  shared backbone.
+- `Sampler`, `register_sampler`: a method's own training sampler.
+- `log_prior`, `logit_adjusted_loss`, `effective_number_weights`, `per_class_weighted_mean`, `focal_terms`:
+  loss arithmetic shared by several papers.
+- `LtbenchError`: raise it for bad input; the CLI prints its one-line message.
+"""
+
+from harness.data.samplers import Sampler, register_sampler
+from harness.errors import LtbenchError
+from harness.losses import (
+    effective_number_weights,
+    focal_terms,
+    log_prior,
+    logit_adjusted_loss,
+    per_class_weighted_mean,
+)
+from harness.plugin import Method, MethodContext, NoParams, StageTwoResult, register_method
+from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
+
+__all__ = [
+    "LtbenchError",
+    "Method",
+    "MethodContext",
+    "NoParams",
+    "RetrainParams",
+    "Sampler",
+    "StageTwo",
+    "StageTwoResult",
+    "TauSearchParams",
+    "check_bn_mode",
+    "effective_number_weights",
+    "focal_terms",
+    "log_prior",
+    "logit_adjusted_loss",
+    "per_class_weighted_mean",
+    "register_method",
+    "register_sampler",
+]
