@@ -70,6 +70,19 @@ class SuiteProgress:
             self._ticker = threading.Thread(target=self._tick, name="ltbench-progress", daemon=True)
             self._ticker.start()
 
+    def __getstate__(self) -> dict:
+        """Tune pickles its callbacks (and this with them) into its experiment state; the lock, the ticker
+        and the stream stay behind, and a copy revived from that state prints to stdout without a ticker."""
+        state = dict(self.__dict__)
+        for name in ("stream", "_lock", "_stop", "_ticker"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.stream, self.live = sys.stdout, False
+        self._lock, self._stop, self._ticker = threading.RLock(), threading.Event(), None
+
     # -- counting -----------------------------------------------------------------------------------
     @property
     def total(self) -> int:

@@ -121,9 +121,9 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, progress: SuiteProg
             if result.get("kind") == "epoch":
                 tracker.log_epoch(self.run_ids[trial.trial_id], result)
                 cfg = self._cfg(trial)
+                progress.epoch(cfg.key, result["epoch"])
                 if verbose:
                     progress.line(_progress_line(cfg, result, progress.planned(cfg.key)))
-                progress.epoch(cfg.key, result["epoch"])
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)

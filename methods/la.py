@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import Method, MethodContext, register_method
+from harness.plugin import Method, MethodContext, param, register_method
 
 
 def log_prior(context: MethodContext, tau: float) -> torch.Tensor:
@@ -31,7 +31,7 @@ class LogitAdjustedLoss(Method):
 
     @dataclass(frozen=True)
     class Params:
-        tau: float = 1.0
+        tau: float = param(1.0, "τ of the loss CE(f(x) + τ·log π, y); 0 is plain cross-entropy")
 
         def __post_init__(self) -> None:
             if self.tau < 0:

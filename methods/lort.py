@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.plugin import Method, StageTwoResult, register_method
+from harness.plugin import Method, StageTwoResult, param, register_method
 from harness.training.decoupled import StageTwo
 
 
@@ -36,13 +36,13 @@ class LogitsRetargeting(Method):
 
     @dataclass(frozen=True)
     class Params:
-        epsilon: float = 0.98
-        epochs: int = 20
-        lr: float = 5e-4
-        momentum: float = 0.9
-        weight_decay: float = 0.0
-        sampler: str = "instance"
-        augment: bool = True
+        epsilon: float = param(0.98, "ε of the targets (1-ε)·onehot + ε/K (0.98 is CIFAR-100-LT r=100's)")
+        epochs: int = param(20, "stage-two epochs re-training the classifier")
+        lr: float = param(5e-4, "SGD learning rate of the classifier (cosine schedule)")
+        momentum: float = param(0.9, "SGD momentum")
+        weight_decay: float = param(0.0, "weight decay of the classifier")
+        sampler: str = param("instance", "stage-two training sampler")
+        augment: bool = param(True, "augmented images through the frozen backbone (false: cached features)")
 
         def __post_init__(self) -> None:
             if not 0 <= self.epsilon < 1:

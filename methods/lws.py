@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
+from harness.plugin import Method, StageTwoResult, param, register_method
 from harness.training.decoupled import RetrainParams, StageTwo
 
 
@@ -40,7 +40,7 @@ class LearnableWeightScaling(Method):
 
     @dataclass(frozen=True)
     class Params(RetrainParams):
-        epochs: int = 5
+        epochs: int = param(5, "stage-two epochs learning the per-class scales")
 
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
         head = ScaledLinear(stage.stage1_head)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugin import Method, StageTwoResult, register_method
+from harness.plugin import Method, StageTwoResult, param, register_method
 from harness.training.decoupled import StageTwo
 
 
@@ -44,8 +44,8 @@ class NCM(Method):
 
     @dataclass(frozen=True)
     class Params:
-        center: bool = True
-        normalize: bool = True
+        center: bool = param(True, "subtract the mean training feature first")
+        normalize: bool = param(True, "L2-normalise the features")
 
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
         features, labels = stage.features("train")
