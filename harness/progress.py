@@ -5,10 +5,10 @@ On a terminal the display is a bar redrawn in place (once a second, and at every
 and never fills with carriage returns. Every other line of the run (epochs, finished trials) goes through
 `SuiteProgress.line` so that it is printed above the bar instead of through it.
 
-The ETA counts work in epochs (each trial's planned epochs; a trial that trains none counts as one unit),
-at the pace of the current phase: stage-two epochs on a frozen backbone are far cheaper than backbone
-epochs, so the pace of phase 1 would overstate what phase 2 has left. Until a phase has a pace of its own,
-the previous phase's pace stands in.
+The ETA counts work in epochs (each trial's planned epochs; a trial that trains none counts as one unit)
+at the pace measured in the current phase, and covers that phase: a stage-two epoch on a frozen backbone
+costs a small fraction of a backbone epoch, so phase 1's pace says nothing about phase 2. While a later
+phase is still to come the ETA says so (`ETA 3m05s + phase 2/2`).
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ def format_duration(seconds: float) -> str:
 class SuiteProgress:
     """Counts trials and epochs of every phase of one suite run and shows them with an ETA.
 
-    `planned_epochs` maps each trial key to run to the epochs it trains. Call `start_phase` before each
-    phase, `epoch` when a trial reports one, `trial_done` when a trial ends (finished or failed), `line` for
-    any message, and `close` at the end. Thread-safe: a terminal bar is redrawn by a ticker thread.
+    `phases` lists each phase's name and its trials (trial key -> epochs it trains). Call `start_phase`
+    before each phase, `epoch` when a trial reports one, `trial_done` / `trial_failed` when a trial ends,
+    `line` for any message, and `close` at the end. Thread-safe: a terminal bar is redrawn by a ticker thread.
     """
 
     def __init__(
         self,
-        planned_epochs: dict[str, int],
+        phases: list[tuple[str, dict[str, int]]],
         stream: TextIO | None = None,
         live: bool | None = None,
         every: float = 30.0,
@@ -53,15 +53,16 @@ class SuiteProgress:
         self.live = bool(getattr(self.stream, "isatty", lambda: False)()) if live is None else live
         self.every = every
         self.clock = clock
-        self.units = {key: max(1, int(n)) for key, n in planned_epochs.items()}
+        self.phases = [(name, {key: max(1, int(n)) for key, n in epochs.items()}) for name, epochs in phases]
+        self.units = {key: n for _, epochs in self.phases for key, n in epochs.items()}
         self.done_units: dict[str, int] = {}
         self.finished = 0
         self.failed = 0
-        self.phase = ""
+        self.current = -1  # index of the running phase
         self.started = clock()
         self.phase_started = self.started
         self.phase_units_at_start = 0
-        self.pace: float | None = None  # seconds per unit of work, measured in the current (or last) phase
+        self.pace: float | None = None  # seconds per unit of work in the current phase
         self._last_plain = self.started
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -92,10 +93,15 @@ class SuiteProgress:
         """Epochs the trial was planned to train (at least 1)."""
         return self.units.get(key, 1)
 
-    def start_phase(self, name: str) -> None:
+    @property
+    def phase(self) -> str:
+        return self.phases[self.current][0] if 0 <= self.current < len(self.phases) else ""
+
+    def start_phase(self) -> None:
+        """The next phase begins: its pace is measured afresh."""
         with self._lock:
-            self._measure_pace()
-            self.phase = name
+            self.current += 1
+            self.pace = None
             self.phase_started = self.clock()
             self.phase_units_at_start = self._units_done()
             if not self.live:
@@ -131,11 +137,14 @@ class SuiteProgress:
             self.pace = (self.clock() - self.phase_started) / units
 
     def eta(self) -> float | None:
-        """Seconds left, or None before any pace is known."""
-        if self.pace is None:
+        """Seconds left in the current phase, or None before its pace is known."""
+        if self.pace is None or not 0 <= self.current < len(self.phases):
             return None
-        left = sum(self.units.values()) - self._units_done()
-        return left * self.pace
+        epochs = self.phases[self.current][1]
+        return sum(n - self.done_units.get(key, 0) for key, n in epochs.items()) * self.pace
+
+    def _later_phases(self) -> list[str]:
+        return [name.split(":")[0] for name, epochs in self.phases[self.current + 1 :] if epochs]
 
     def status(self) -> str:
         """`12/44 trials (1 failed) | phase 2/2 | 3m12s elapsed | ETA 2m05s`."""
@@ -145,7 +154,8 @@ class SuiteProgress:
                 parts.append(self.phase)
             parts.append(f"{format_duration(self.clock() - self.started)} elapsed")
             eta = self.eta()
-            parts.append("ETA " + ("--" if eta is None else format_duration(eta)))
+            later = " + " + " + ".join(self._later_phases()) if self._later_phases() else ""
+            parts.append("ETA " + ("--" if eta is None else format_duration(eta)) + later)
             return " | ".join(parts)
 
     # -- printing -----------------------------------------------------------------------------------

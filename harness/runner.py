@@ -75,7 +75,7 @@ def run_suite(
     phase2 = [t for t in plan.phase2 if t.key not in finished]
 
     failures: list[tuple[str, str]] = []
-    progress = SuiteProgress({t.key: trial_epochs(t) for t in phase1 + phase2})
+    progress = suite_progress(phase1, phase2)
     try:
         with ray_session(address):
             first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures, progress)
@@ -101,6 +101,16 @@ def run_suite(
     )
 
 
+def suite_progress(phase1: list[TrialConfig], phase2: list[TrialConfig]) -> SuiteProgress:
+    """The display of a whole run: both phases, each trial with the epochs it trains."""
+    return SuiteProgress(
+        [
+            (f"phase 1/2: {len(phase1)} end to end", {t.key: trial_epochs(t) for t in phase1}),
+            (f"phase 2/2: {len(phase2)} on frozen backbones", {t.key: trial_epochs(t) for t in phase2}),
+        ]
+    )
+
+
 def _run_phases(
     phase1: list[TrialConfig],
     phase2: list[TrialConfig],
@@ -114,8 +124,8 @@ def _run_phases(
     """Phase 1 (end-to-end trials and shared backbones), then phase 2 (decoupled trials whose backbone
     finished; those whose backbone failed are marked FAILED with that reason). One `progress` display
     counts the trials of both phases."""
-    progress = progress or SuiteProgress({t.key: trial_epochs(t) for t in phase1 + phase2})
-    progress.start_phase(f"phase 1/2: {len(phase1)} end to end")
+    progress = progress or suite_progress(phase1, phase2)
+    progress.start_phase()
     first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress)
     broken = {o.key: o.reason for o in first.failed}
     runnable = []
@@ -129,7 +139,7 @@ def _run_phases(
             progress.trial_failed(cfg.key, cfg.label(), reason)
         else:
             runnable.append(cfg)
-    progress.start_phase(f"phase 2/2: {len(phase2)} on frozen backbones")
+    progress.start_phase()
     second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress)
     return first, second
 

@@ -251,7 +251,9 @@ def run_with_tune(
     report = ScheduleReport()
     if not trials:
         return report
-    progress = progress or SuiteProgress({t.key: trial_epochs(t) for t in trials})
+    if progress is None:
+        progress = SuiteProgress([("trials", {t.key: trial_epochs(t) for t in trials})], live=False)
+        progress.start_phase()
     with ray_session(address):
         check_resources(trials)
         trainable = tune.with_resources(_train_trial, _resources)
