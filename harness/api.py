@@ -3,7 +3,8 @@
 A method (built in under `methods/`, or shipped by another package through the `ltbench.methods` entry
 point) imports only from here; the modules behind these names may move without breaking it.
 
-- `Method`, `register_method`, `MethodContext`, `NoParams`: define and register a method (see `Method` for
+- `Method`, `register_method`, `MethodContext`, `NoParams`, `param` (a hyperparameter with its one-line help):
+  define and register a method (see `Method` for
   its hooks: `loss`, `predict`, `build_head`, `sampler_name`/`sampler_options`, `on_epoch_start`,
   `after_step`, and `fit_classifier` for decoupled methods).
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
@@ -23,7 +24,7 @@ from harness.losses import (
     logit_adjusted_loss,
     per_class_weighted_mean,
 )
-from harness.plugin import Method, MethodContext, NoParams, StageTwoResult, register_method
+from harness.plugin import Method, MethodContext, NoParams, StageTwoResult, param, register_method
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "focal_terms",
     "log_prior",
     "logit_adjusted_loss",
+    "param",
     "per_class_weighted_mean",
     "register_method",
     "register_sampler",

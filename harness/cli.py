@@ -134,18 +134,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from harness.plugin import load_methods, param_spec
+    from harness.method_catalogue import method_catalogue
 
-    registry = load_methods()
-    for name in registry.names():
-        method = registry.get(name)
-        kind = f"stage two on the shared {method.stage1} backbone" if method.stage1 else "end to end"
-        print(f"{name:<12} {method.description}")
-        params = param_spec(method)
-        sampler = dict((p, d) for p, _, d in params).get("sampler", method.sampler)
-        print(f"{'':<13}[{kind}; sampler: {sampler}]")
-        for pname, ptype, default in params:
-            print(f"{'':<13}{pname}: {ptype} = {default!r}")
+    for method in method_catalogue():
+        print(f"{method.name:<12} {method.description}")
+        print(f"{'':<13}[{method.kind}; sampler: {method.sampler}]")
+        for p in method.params:
+            setting = f"{p.name}: {p.type} = {p.default}"
+            print(f"{'':<13}{setting:<34} {p.help}".rstrip())
     return 0
 
 
@@ -170,39 +166,75 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from harness.tracking import default_tracking_uri
+    from mlflow.tracking import MlflowClient
+
+    from harness.tracking import check_reachable, default_tracking_uri
+    from harness.ui import mark_model_training, runs_url, suite_experiments
 
     uri = args.tracking_uri or default_tracking_uri(_results_dir(args))
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", str(args.port)]
-    print("starting: " + " ".join(command))
+    remote = uri.startswith(("http://", "https://"))
+    if not remote and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise LtbenchError(f"no results at {uri}; run a suite first (ltbench run quick) or pass --tracking-uri")
+    check_reachable(uri)
+    client = MlflowClient(tracking_uri=uri)
+    for name, experiment_id in suite_experiments(client, args.suite):
+        mark_model_training(client, experiment_id)
+        print(f"{name}: {runs_url(args.host, args.port, experiment_id, base=uri if remote else None)}")
+    if remote:
+        print(f"{uri} serves its own UI: open the address above")
+        return 0
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", args.host, "--port", str(args.port)]
+    print("starting: " + " ".join(command), flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every argument says what it does and its default (a test walks the parser to check)."""
+    from harness import __version__
+    from harness.ui import DEFAULT_HOST, DEFAULT_PORT
+
     parser = argparse.ArgumentParser(prog="ltbench", description="Long-tailed recognition benchmark harness")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"ltbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def tracking_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite under the results dir)")
-        p.add_argument("--results-dir", help=f"where results go (default: ${RESULTS_ENV} or ./results)")
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results dir>/mlflow.db)")
+        p.add_argument("--results-dir", help=f"where results go (default: ${RESULTS_ENV}, else ./results)")
+
+    def overrides(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a suite key by dotted path, the value read as YAML, e.g. recipe.epochs=5; "
+            "repeatable (default: none)",
+        )
 
     def run_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
-        p.add_argument("--address", help="Ray cluster address ('auto' joins a running cluster)")
-        p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-        p.add_argument("--dry-run", action="store_true", help="print the plan (shared stages and their users)")
+        overrides(p)
+        p.add_argument(
+            "--address", help="Ray cluster address; 'auto' joins a running cluster (default: a new local Ray instance)"
+        )
+        p.add_argument("--quiet", action="store_true", help="no per-epoch lines, only progress (default: off)")
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the plan (shared stages and their users) and any warnings, run nothing (default: off)",
+        )
         tracking_args(p)
 
-    run = sub.add_parser("run", help="run a suite's trials with Ray Tune")
-    run.add_argument("suite", help="a built-in suite name or a path to a suite YAML")
+    run = sub.add_parser("run", help="run a suite's unfinished trials with Ray Tune, then write its leaderboard")
+    run.add_argument("suite", help="a built-in suite (see ltbench suites) or a path to a suite YAML")
     run_args(run)
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="rebuild a suite's leaderboard and plots from MLflow")
-    report.add_argument("suite", nargs="?", default="quick")
-    report.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    report.add_argument("--no-plots", action="store_true", help="write the leaderboard only")
+    report.add_argument("suite", nargs="?", default="quick", help="a built-in suite or a suite YAML (default: quick)")
+    overrides(report)
+    report.add_argument("--no-plots", action="store_true", help="write the leaderboard only (default: off)")
     tracking_args(report)
     report.set_defaults(func=cmd_report)
 
@@ -224,20 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
     claims.set_defaults(func=cmd_claims)
 
     data = sub.add_parser("data", help="dataset tools")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     describe = data_sub.add_parser("describe", help="class counts and shot buckets of a long-tailed dataset")
-    describe.add_argument("dataset")
-    describe.add_argument("--imbalance-ratio", type=float, default=None)
-    describe.add_argument("--root", default=None, help="dataset root folder")
-    describe.add_argument("--max-per-class", type=int, default=None)
+    describe.add_argument("dataset", help="cifar10-lt, cifar100-lt, fashion-mnist-lt or imagenet-lt")
+    describe.add_argument(
+        "--imbalance-ratio",
+        type=float,
+        default=None,
+        help="n_max / n_min, e.g. 100 (default: none; required except for imagenet-lt)",
+    )
+    describe.add_argument(
+        "--root", default=None, help="dataset root folder (default: $LTBENCH_DATA, ./data, ~/.cache/ltbench)"
+    )
+    describe.add_argument(
+        "--max-per-class", type=int, default=None, help="cap on the head class's images (default: none)"
+    )
     describe.add_argument(
         "--val-per-class", type=int, default=None, help="validation images per class (default: the dataset's)"
     )
-    describe.add_argument("--json", action="store_true")
+    describe.add_argument("--json", action="store_true", help="print one JSON object (default: text)")
     describe.set_defaults(func=cmd_describe)
     fetch = data_sub.add_parser("fetch", help="get a dataset's files if they are missing")
-    fetch.add_argument("dataset")
-    fetch.add_argument("--root", default=None, help="dataset root folder")
+    fetch.add_argument("dataset", help="cifar10-lt, cifar100-lt or fashion-mnist-lt (imagenet-lt: by hand)")
+    fetch.add_argument("--root", default=None, help="dataset root folder (default: $LTBENCH_DATA, else ./data)")
     fetch.set_defaults(func=cmd_fetch)
 
     sub.add_parser("methods", help="list methods and their hyperparameters").set_defaults(func=cmd_methods)
@@ -245,14 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure speed as ratios against same-process baselines")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    bench.add_argument("--quick", action="store_true", help="small sizes: about a minute on two CPU cores")
-    bench.add_argument("--data-root", help="where to look for Fashion-MNIST / CIFAR-10 files")
+    bench.add_argument(
+        "--quick", action="store_true", help="small sizes: about a minute on two CPU cores (default: full sizes)"
+    )
+    bench.add_argument(
+        "--data-root", help="where to look for Fashion-MNIST / CIFAR-10 files (default: the usual data roots)"
+    )
     bench.add_argument("--threads", type=int, help="torch threads (default: one per CPU; fewer on a busy machine)")
-    bench.add_argument("--results-dir", help=f"bench.json goes here (default: ${RESULTS_ENV} or ./results)")
+    bench.add_argument("--results-dir", help=f"bench.json goes here (default: ${RESULTS_ENV}, else ./results)")
     bench.set_defaults(func=cmd_bench)
 
-    ui = sub.add_parser("ui", help="open the MLflow UI on the results store")
-    ui.add_argument("--port", type=int, default=5000)
+    ui = sub.add_parser("ui", help="the MLflow UI on the results store, opened on a suite's runs")
+    ui.add_argument("suite", nargs="?", default=None, help="the suite whose runs to open (default: every suite)")
+    ui.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"interface to listen on; 0.0.0.0 for every one (default: {DEFAULT_HOST})",
+    )
+    ui.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default: {DEFAULT_PORT})")
     tracking_args(ui)
     ui.set_defaults(func=cmd_ui)
     return parser

@@ -41,6 +41,15 @@ def recipe_summary(recipe: dict) -> str:
     )
 
 
+def trial_epochs(cfg: TrialConfig) -> int:
+    """Epochs the trial itself trains: the recipe's for an end-to-end trial; for a decoupled one, its
+    stage-two `epochs` hyperparameter (0 when it trains none, e.g. tau-norm's search on a frozen head)."""
+    method = load_methods().get(cfg.method)
+    if method.stage1 is None:
+        return int(cfg.recipe["epochs"])
+    return int(getattr(parse_params(method, cfg.method_params), "epochs", 0))
+
+
 @dataclass
 class Plan:
     phase1: list[TrialConfig] = field(default_factory=list)  # end-to-end trials, shared backbones included
@@ -102,12 +111,8 @@ class EpochBudget:
 
 def epoch_budget(trials: list[TrialConfig]) -> EpochBudget:
     plan = make_plan(trials)
-    methods = load_methods()
     shared = sum(int(cfg.recipe["epochs"]) for cfg in plan.phase1)
     # without sharing, every trial trains its own backbone: end-to-end ones and each decoupled one alike
     retrain = sum(int(cfg.recipe["epochs"]) for cfg in trials)
-    stage2 = 0
-    for cfg in plan.phase2:
-        params = methods.get(cfg.method).Params(**cfg.method_params)
-        stage2 += int(getattr(params, "epochs", 0))
+    stage2 = sum(trial_epochs(cfg) for cfg in plan.phase2)
     return EpochBudget(shared, retrain, stage2)

@@ -29,7 +29,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from harness.training.decoupled import StageTwo
 
 ENTRY_POINT_GROUP = "ltbench.methods"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -169,13 +170,37 @@ def load_methods() -> Registry[type[Method]]:
     return METHODS
 
 
-def param_spec(method: type[Method]) -> list[tuple[str, str, Any]]:
-    """(name, type, default) of each hyperparameter, for `ltbench methods` and error messages."""
+HELP_KEY = "help"  # the dataclass field metadata key that holds a hyperparameter's one-line explanation
+
+
+def param(default: T, help: str) -> T:
+    """A hyperparameter field with its one-line explanation, shown by `ltbench methods`:
+
+        epsilon: float = param(0.98, "ε of the target (1-ε)·onehot + ε/K")
+
+    It is `dataclasses.field(default=default, metadata={"help": help})`; either spelling works.
+    """
+    return dataclasses.field(default=default, metadata={HELP_KEY: help})
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One hyperparameter as `ltbench methods` shows it."""
+
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+
+
+def param_spec(method: type[Method]) -> list[ParamSpec]:
+    """Each hyperparameter's name, type, default and help, for `ltbench methods` and error messages."""
     hints = typing.get_type_hints(method.Params)
     spec = []
     for f in dataclasses.fields(method.Params):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        spec.append((f.name, getattr(hints[f.name], "__name__", str(hints[f.name])), default))
+        kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
+        spec.append(ParamSpec(f.name, kind, default, str(f.metadata.get(HELP_KEY, ""))))
     return spec
 
 

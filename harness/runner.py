@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import TrialConfig
+from harness.coverage import empty_bucket_warnings
 from harness.data import DATASETS, DataOptions
-from harness.plan import epoch_budget, make_plan, stage1_config
+from harness.plan import epoch_budget, make_plan, stage1_config, trial_epochs
+from harness.progress import SuiteProgress
 from harness.reports.leaderboard import write_leaderboard
 from harness.reports.runs import runs_frame
 from harness.scheduling import Interrupted, ScheduleReport, ray_session, run_with_tune
@@ -66,6 +69,8 @@ def run_suite(
     started = time.perf_counter()
     suite = build_suite(name, overrides)
     check_data(suite.trials)  # before anything is written: a bad input leaves no trace
+    for warning in empty_bucket_warnings(suite.trials):
+        print(warning, file=sys.stderr, flush=True)
     tracker = open_tracker(suite, results_dir, tracking_uri)
     finished = tracker.finished_keys()
     trials_root = results_dir / "trials"
@@ -75,12 +80,15 @@ def run_suite(
     phase2 = [t for t in plan.phase2 if t.key not in finished]
 
     failures: list[tuple[str, str]] = []
+    progress = suite_progress(phase1, phase2)
     try:
         with ray_session(address):
-            first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures)
+            first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures, progress)
     except Interrupted:
         write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
         raise
+    finally:
+        progress.close()
     failures = [(o.label, o.reason) for o in first.failed + second.failed] + failures
 
     runs = runs_frame(tracker)
@@ -98,6 +106,16 @@ def run_suite(
     )
 
 
+def suite_progress(phase1: list[TrialConfig], phase2: list[TrialConfig]) -> SuiteProgress:
+    """The display of a whole run: both phases, each trial with the epochs it trains."""
+    return SuiteProgress(
+        [
+            (f"phase 1/2: {len(phase1)} end to end", {t.key: trial_epochs(t) for t in phase1}),
+            (f"phase 2/2: {len(phase2)} on frozen backbones", {t.key: trial_epochs(t) for t in phase2}),
+        ]
+    )
+
+
 def _run_phases(
     phase1: list[TrialConfig],
     phase2: list[TrialConfig],
@@ -106,10 +124,14 @@ def _run_phases(
     address: str | None,
     verbose: int,
     failures: list[tuple[str, str]],
+    progress: SuiteProgress | None = None,
 ) -> tuple[ScheduleReport, ScheduleReport]:
     """Phase 1 (end-to-end trials and shared backbones), then phase 2 (decoupled trials whose backbone
-    finished; those whose backbone failed are marked FAILED with that reason)."""
-    first = run_with_tune(phase1, tracker, results_dir, address, verbose)
+    finished; those whose backbone failed are marked FAILED with that reason). One `progress` display
+    counts the trials of both phases."""
+    progress = progress or suite_progress(phase1, phase2)
+    progress.start_phase()
+    first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress)
     broken = {o.key: o.reason for o in first.failed}
     runnable = []
     for cfg in phase2:
@@ -119,9 +141,11 @@ def _run_phases(
             reason = f"its stage-1 backbone {backbone.label()} failed: {broken[backbone.key]}"
             tracker.fail(tracker.open_run(cfg), reason)
             failures.append((cfg.label(), reason))
+            progress.trial_failed(cfg.key, cfg.label(), reason)
         else:
             runnable.append(cfg)
-    second = run_with_tune(runnable, tracker, results_dir, address, verbose)
+    progress.start_phase()
+    second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress)
     return first, second
 
 
@@ -129,9 +153,13 @@ def dry_run(name: str, overrides: list[str] | None = None) -> str:
     """The plan of a suite: shared stages, the trials that use each, and the epochs that sharing saves."""
     suite = build_suite(name, overrides)
     budget = epoch_budget(suite.trials)
-    return (
-        f"suite {suite.name}: {len(suite.trials)} trials\n{make_plan(suite.trials).describe()}\n"
-        f"backbone epochs: {budget.shared_epochs} with stage sharing, {budget.retrain_epochs} if every "
-        f"decoupled method retrained its backbone ({budget.saving:.2f}x); plus {budget.stage2_epochs} "
-        "head-only stage-two epochs either way"
+    return "\n".join(
+        [
+            f"suite {suite.name}: {len(suite.trials)} trials",
+            make_plan(suite.trials).describe(),
+            f"backbone epochs: {budget.shared_epochs} with stage sharing, {budget.retrain_epochs} if every "
+            f"decoupled method retrained its backbone ({budget.saving:.2f}x); plus {budget.stage2_epochs} "
+            "head-only stage-two epochs either way",
+            *empty_bucket_warnings(suite.trials),
+        ]
     )

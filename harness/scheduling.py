@@ -19,8 +19,12 @@ from typing import Any
 
 from harness.config import TrialConfig
 from harness.errors import LtbenchError
+from harness.plan import trial_epochs
+from harness.progress import SuiteProgress
 from harness.tracking import Tracker
 from harness.training.trainer import RESULT_FILE
+
+TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 
 
 @dataclass
@@ -76,8 +80,12 @@ def _error_reason(trial) -> str:
     return lines[-1] if lines else "trial failed without an error message"
 
 
-def _progress_line(cfg: TrialConfig, row: dict[str, Any]) -> str:
-    line = f"  {cfg.label()} epoch {row['epoch']}/{cfg.recipe['epochs']} loss {row['train_loss']:.4f}"
+def _progress_line(cfg: TrialConfig, row: dict[str, Any], planned_epochs: int) -> str:
+    """One epoch of one trial; `planned_epochs` is what this trial trains (a stage-two trial's own epochs,
+    not its backbone recipe's)."""
+    epoch = int(row["epoch"])
+    of = f"/{planned_epochs}" if epoch <= planned_epochs else ""
+    line = f"  {cfg.label()} epoch {epoch}{of} loss {row['train_loss']:.4f}"
     if "val_mean_class_acc" in row:
         line += f" | val mean-class {100 * row['val_mean_class_acc']:.2f}"
     if "test_top1" in row:
@@ -85,7 +93,16 @@ def _progress_line(cfg: TrialConfig, row: dict[str, Any]) -> str:
     return line
 
 
-def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose: int):
+def _finished_line(progress: SuiteProgress, cfg: TrialConfig, result: dict[str, Any] | None) -> str:
+    line = f"[{progress.finished}/{progress.total}] {cfg.label()} finished"
+    if result and "test_top1" in result:
+        line += f": test top-1 {100 * result['test_top1']:.2f}"
+        if "test_mean_class_acc" in result:
+            line += f", mean-class {100 * result['test_mean_class_acc']:.2f}"
+    return line + f" ({cfg.key})"
+
+
+def _make_callback(tracker: Tracker, report: ScheduleReport, progress: SuiteProgress, verbose: int):
     from ray.tune import Callback
 
     class TrackingCallback(Callback):
@@ -103,15 +120,17 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             if result.get("kind") == "epoch":
                 tracker.log_epoch(self.run_ids[trial.trial_id], result)
+                cfg = self._cfg(trial)
+                progress.epoch(cfg.key, result["epoch"])
                 if verbose:
-                    print(_progress_line(self._cfg(trial), result), flush=True)
+                    progress.line(_progress_line(cfg, result, progress.planned(cfg.key)))
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
             tracker.finish(self.run_ids.pop(trial.trial_id), Path(trial.config["trials_root"]) / cfg.key)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
-            if verbose:
-                print(f"[{len(report.outcomes)}/{total}] {cfg.label()} finished ({cfg.key})", flush=True)
+            progress.trial_done(cfg.key)
+            progress.line(_finished_line(progress, cfg, trial.last_result))
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
@@ -120,9 +139,25 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
                 self.run_ids[trial.trial_id] = tracker.open_run(cfg)
             tracker.fail(self.run_ids.pop(trial.trial_id), reason)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
-            print(f"[{len(report.outcomes)}/{total}] {cfg.label()} FAILED: {reason}", flush=True)
+            progress.trial_failed(cfg.key, cfg.label(), reason)
 
     return TrackingCallback()
+
+
+@contextmanager
+def _silent_tune_output() -> Iterator[None]:
+    """Tune's newer output engine prints its "Configuration for experiment" box, a results path and a
+    TensorBoard hint even at `verbose=0`; its original engine (`RAY_AIR_NEW_OUTPUT=0`, an environment
+    variable Ray forwards to a remote driver too) prints nothing at `verbose=0`."""
+    before = os.environ.get(TUNE_OUTPUT_ENV)
+    os.environ[TUNE_OUTPUT_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(TUNE_OUTPUT_ENV, None)
+        else:
+            os.environ[TUNE_OUTPUT_ENV] = before
 
 
 @contextmanager
@@ -203,17 +238,22 @@ def run_with_tune(
     results_dir: Path,
     address: str | None,
     verbose: int = 1,
+    progress: SuiteProgress | None = None,
 ) -> ScheduleReport:
     """Run `trials` (all not yet finished) and return each one's outcome.
 
     Trial directories live in `<results>/trials/<trial key>/`, shared by all suites, so a trial finished
-    under one suite is reused (not retrained) by any other suite that contains it.
+    under one suite is reused (not retrained) by any other suite that contains it. `progress` is the
+    suite-wide display (one is made for these trials alone when none is given).
     """
     from ray import tune
 
     report = ScheduleReport()
     if not trials:
         return report
+    if progress is None:
+        progress = SuiteProgress([("trials", {t.key: trial_epochs(t) for t in trials})], live=False)
+        progress.start_phase()
     with ray_session(address):
         check_resources(trials)
         trainable = tune.with_resources(_train_trial, _resources)
@@ -230,13 +270,14 @@ def run_with_tune(
             run_config=tune.RunConfig(
                 name=trials[0].suite,
                 storage_path=str((results_dir / "ray").resolve()),
-                callbacks=[_make_callback(tracker, report, len(trials), verbose)],
+                callbacks=[_make_callback(tracker, report, progress, verbose)],
                 failure_config=tune.FailureConfig(max_failures=0),
-                verbose=0,  # progress comes from the tracking callback, one line per epoch
+                verbose=0,  # progress comes from the tracking callback and the suite-wide display
             ),
         )
         try:
-            tuner.fit()
+            with _silent_tune_output():
+                tuner.fit()
         finally:
             # Tune installs its own SIGINT handler for the length of fit() and leaves it behind; restore
             # Python's so that a Ctrl+C between the two phases is not swallowed by a finished run.

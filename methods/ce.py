@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.api import Method, register_method
+from harness.api import Method, param, register_method
 
 
 @register_method
@@ -24,7 +24,9 @@ class CrossEntropy(Method):
 
     @dataclass(frozen=True)
     class Params:
-        sampler: str = "instance"
+        sampler: str = param(
+            "instance", "training sampler (instance, square-root, class-balanced, progressive, class-aware, ...)"
+        )
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)

@@ -42,6 +42,7 @@ from harness.api import (
     Sampler,
     log_prior,
     logit_adjusted_loss,
+    param,
     register_method,
     register_sampler,
 )
@@ -210,10 +211,10 @@ class BETSampler(B3RSSampler):
 
 @dataclass(frozen=True)
 class WhiteningParams:
-    tau: float = 1.0  # logit adjustment of the loss; 0 gives plain cross-entropy
-    group_size: int = 64
-    eps: float = 1e-3
-    momentum: float = 0.1
+    tau: float = param(1.0, "logit adjustment τ of the loss; 0 gives plain cross-entropy")
+    group_size: int = param(64, "channels whitened together (ZCA within each group)")
+    eps: float = param(1e-3, "added to the covariance's eigenvalues before Σ^(-1/2)")
+    momentum: float = param(0.1, "momentum of the running statistics used at evaluation")
 
     def __post_init__(self) -> None:
         if self.group_size < 1 or self.eps <= 0 or not 0 < self.momentum <= 1 or self.tau < 0:
@@ -222,13 +223,13 @@ class WhiteningParams:
 
 @dataclass(frozen=True)
 class B3RSParams(WhiteningParams):
-    groups: int = 3  # class groups of B3RS (reconstruction)
-    q: float = 0.5  # a group's share of each batch ∝ N_g^q
+    groups: int = param(3, "class groups of B3RS, by class size (reconstruction)")
+    q: float = param(0.5, "a group's share of each batch ∝ N_g^q")
 
 
 @dataclass(frozen=True)
 class BETParams(B3RSParams):
-    embed_fraction: float = 0.5  # share of each batch drawn by B3RS (reconstruction)
+    embed_fraction: float = param(0.5, "share of each batch drawn by B3RS (reconstruction)")
 
 
 @register_method

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.api import Method, MethodContext, log_prior, logit_adjusted_loss, register_method
+from harness.api import Method, MethodContext, log_prior, logit_adjusted_loss, param, register_method
 
 
 @register_method
@@ -21,7 +21,7 @@ class LogitAdjustedLoss(Method):
 
     @dataclass(frozen=True)
     class Params:
-        tau: float = 1.0
+        tau: float = param(1.0, "τ of the loss CE(f(x) + τ·log π, y); 0 is plain cross-entropy")
 
         def __post_init__(self) -> None:
             if self.tau < 0:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.api import Method, StageTwo, StageTwoResult, TauSearchParams, register_method
+from harness.api import Method, StageTwo, StageTwoResult, TauSearchParams, param, register_method
 
 
 class PriorAdjustedHead(nn.Module):
@@ -36,8 +36,8 @@ class PosthocLogitAdjustment(Method):
 
     @dataclass(frozen=True)
     class Params(TauSearchParams):
-        tau_max: float = 3.0
-        tau_steps: int = 31
+        tau_max: float = param(3.0, "largest τ of the validation grid")
+        tau_steps: int = param(31, "τ values on the grid, tau_min to tau_max")
 
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
         linear = stage.stage1_head.eval()

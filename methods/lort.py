@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.api import Method, StageTwo, StageTwoResult, check_bn_mode, register_method
+from harness.api import Method, StageTwo, StageTwoResult, check_bn_mode, param, register_method
 
 
 def retargeted(targets: torch.Tensor, num_classes: int, epsilon: float) -> torch.Tensor:
@@ -46,16 +46,16 @@ class LogitsRetargeting(Method):
 
     @dataclass(frozen=True)
     class Params:
-        epsilon: float = 0.98
-        epochs: int = 20
-        lr: float = 5e-4
-        momentum: float = 0.9
-        weight_decay: float = 0.0
-        sampler: str = "instance"
-        augment: bool = True
-        batch_size: int = 64
-        bn: str = "train"
-        test_flip: bool = True
+        epsilon: float = param(0.98, "ε of the targets (1-ε)·onehot + ε/K (0.98 is CIFAR-100-LT r=100's)")
+        epochs: int = param(20, "stage-two epochs re-training the classifier")
+        lr: float = param(5e-4, "SGD learning rate of the classifier (cosine stepped per epoch)")
+        momentum: float = param(0.9, "SGD momentum")
+        weight_decay: float = param(0.0, "weight decay of the classifier")
+        sampler: str = param("instance", "stage-two training sampler")
+        augment: bool = param(True, "augmented images through the frozen backbone (false: cached features)")
+        batch_size: int = param(64, "stage-two batch size (the official code's 64)")
+        bn: str = param("train", "backbone BatchNorm in stage two: train re-estimates statistics (official), eval")
+        test_flip: bool = param(True, "average the scores of each image and its horizontal flip (official)")
 
         def __post_init__(self) -> None:
             if not 0 <= self.epsilon < 1:

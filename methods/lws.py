@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api import Method, RetrainParams, StageTwo, StageTwoResult, register_method
+from harness.api import Method, RetrainParams, StageTwo, StageTwoResult, param, register_method
 
 
 class ScaledLinear(nn.Module):
@@ -41,7 +41,7 @@ class LearnableWeightScaling(Method):
 
     @dataclass(frozen=True)
     class Params(RetrainParams):
-        epochs: int = 5
+        epochs: int = param(5, "stage-two epochs learning the per-class scales")
 
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
         head = ScaledLinear(stage.stage1_head)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api import Method, StageTwo, StageTwoResult, register_method
+from harness.api import Method, StageTwo, StageTwoResult, param, register_method
 
 
 class NearestClassMean(nn.Module):
@@ -46,8 +46,8 @@ class NCM(Method):
 
     @dataclass(frozen=True)
     class Params:
-        center: bool = True
-        normalize: bool = True
+        center: bool = param(True, "subtract the mean training feature first")
+        normalize: bool = param(True, "L2-normalise the features")
 
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
         features, labels = stage.features("train")

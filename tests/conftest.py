@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.fakes import write_fashion_mnist
+
+
+@pytest.fixture(autouse=True, scope="session")
+def method_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`ltbench methods` caches its listing (harness.method_catalogue); tests keep theirs out of the home."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTBENCH_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,12 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
     done = ltbench("run", str(tiny_suite), "--results-dir", str(results), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "4 trials, 0 already finished, 4 run, 0 failed" in done.stdout
+    # one progress count across both phases (2 backbones, then 2 tau-norm heads), Tune's own output silent
+    assert "] fashion-mnist-lt-r4-tau-norm-s" in done.stdout and "[4/4] " in done.stdout
+    assert "[1/2]" not in done.stdout and "progress: 4/4 trials" in done.stdout
+    assert "Configuration for experiment" not in done.stdout + done.stderr
+    assert "tensorboard" not in (done.stdout + done.stderr).lower()
+    assert "warning: fashion-mnist-lt r=4: no many-shot class" in done.stderr  # 40 down to 10 images
 
     suite = build_suite(str(tiny_suite))
     tracker = Tracker(default_tracking_uri(results), "tiny", results)

@@ -71,6 +71,18 @@ def bucket_sizes(counts: list[int]) -> dict[str, int]:
     return sizes
 
 
+def largest_cap_with_every_bucket(n_max: int, num_classes: int, imbalance_ratio: float) -> int | None:
+    """The largest cap <= `n_max` on the head class whose "exp" profile puts a class in every shot bucket
+    (what `max_per_class` to suggest when a bucket is empty), or None when no cap does at this ratio.
+
+    A few-shot tail needs int(cap / r) < FEW_BELOW, so the search starts just above 20·r and walks down."""
+    start = min(int(n_max), int(FEW_BELOW * imbalance_ratio) + 1)
+    for cap in range(start, MANY_ABOVE, -1):
+        if all(bucket_sizes(exp_profile(cap, num_classes, imbalance_ratio)).values()):
+            return cap
+    return None
+
+
 @dataclass(frozen=True)
 class ValidationSplit:
     """Which source images train and which validate, and how many validation images came out of the LT subset."""

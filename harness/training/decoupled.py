@@ -32,7 +32,7 @@ from harness.data import LTData
 from harness.data.samplers import make_sampler
 from harness.errors import LtbenchError
 from harness.metrics import classification_metrics
-from harness.plugin import MethodContext
+from harness.plugin import MethodContext, param
 from harness.training.checkpoint import load_checkpoint
 from harness.training.optim import make_optimizer
 from harness.training.recipes import Recipe
@@ -65,12 +65,12 @@ class RetrainParams:
     BatchNorm in training mode (`bn="train"`), and the epoch best on validation is reported.
     """
 
-    epochs: int = 10
-    lr_scale: float = 1.0
-    weight_decay: float = 5e-4
-    sampler: str = "class-aware"
-    augment: bool = True
-    bn: str = "train"
+    epochs: int = param(10, "stage-two epochs training the head")
+    lr_scale: float = param(1.0, "head lr = the stage-1 recipe's lr × lr_scale (batch: the recipe's)")
+    weight_decay: float = param(5e-4, "weight decay of the head")
+    sampler: str = param("class-aware", "stage-two sampler; class-aware: a class, then 4 of its images")
+    augment: bool = param(True, "augmented images through the frozen backbone (false: cached features)")
+    bn: str = param("train", "backbone BatchNorm in stage two: train re-estimates statistics (Kang's code), eval")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr_scale <= 0 or self.weight_decay < 0:
@@ -82,9 +82,9 @@ class RetrainParams:
 class TauSearchParams:
     """A grid of τ values; the one with the best validation score is chosen (τ-norm, post-hoc LA)."""
 
-    tau_min: float = 0.0
-    tau_max: float = 2.0
-    tau_steps: int = 21
+    tau_min: float = param(0.0, "smallest τ of the validation grid")
+    tau_max: float = param(2.0, "largest τ of the validation grid")
+    tau_steps: int = param(21, "τ values on the grid, tau_min to tau_max")
 
     def __post_init__(self) -> None:
         if self.tau_steps < 1 or self.tau_max < self.tau_min:

@@ -1,0 +1,211 @@
+"""One progress display for a whole `ltbench run`: trials done / total over both phases, elapsed time, ETA.
+
+On a terminal the display is a bar redrawn in place (once a second, and at every event); in a log or CI
+(the stream is not a TTY) it is a plain `progress:` line every `every` seconds, so a log stays readable
+and never fills with carriage returns. Every other line of the run (epochs, finished trials) goes through
+`SuiteProgress.line` so that it is printed above the bar instead of through it.
+
+The ETA counts work in epochs (each trial's planned epochs; a trial that trains none counts as one unit)
+at the pace measured in the current phase, and covers that phase: a stage-two epoch on a frozen backbone
+costs a small fraction of a backbone epoch, so phase 1's pace says nothing about phase 2. While a later
+phase is still to come the ETA says so (`ETA 3m05s + phase 2/2`).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+BAR_WIDTH = 24
+TICK_SECONDS = 1.0  # how often a terminal bar is redrawn when nothing happens (the elapsed time moves)
+
+
+def format_duration(seconds: float) -> str:
+    """`42s`, `3m05s`, `2h07m`: short enough for a status line, precise enough to plan a coffee."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class SuiteProgress:
+    """Counts trials and epochs of every phase of one suite run and shows them with an ETA.
+
+    `phases` lists each phase's name and its trials (trial key -> epochs it trains). Call `start_phase`
+    before each phase, `epoch` when a trial reports one, `trial_done` / `trial_failed` when a trial ends,
+    `line` for any message, and `close` at the end. Thread-safe: a terminal bar is redrawn by a ticker thread.
+    """
+
+    def __init__(
+        self,
+        phases: list[tuple[str, dict[str, int]]],
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        every: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)()) if live is None else live
+        self.every = every
+        self.clock = clock
+        self.phases = [(name, {key: max(1, int(n)) for key, n in epochs.items()}) for name, epochs in phases]
+        self.units = {key: n for _, epochs in self.phases for key, n in epochs.items()}
+        self.done_units: dict[str, int] = {}
+        self.finished = 0
+        self.failed = 0
+        self.current = -1  # index of the running phase
+        self.started = clock()
+        self.phase_started = self.started
+        self.phase_units_at_start = 0
+        self.pace: float | None = None  # seconds per unit of work in the current phase
+        self._last_plain = self.started
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self.live:
+            self._ticker = threading.Thread(target=self._tick, name="ltbench-progress", daemon=True)
+            self._ticker.start()
+
+    def __getstate__(self) -> dict:
+        """Tune pickles its callbacks (and this with them) into its experiment state; the lock, the ticker
+        and the stream stay behind, and a copy revived from that state prints to stdout without a ticker."""
+        state = dict(self.__dict__)
+        for name in ("stream", "_lock", "_stop", "_ticker"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.stream, self.live = sys.stdout, False
+        self._lock, self._stop, self._ticker = threading.RLock(), threading.Event(), None
+
+    # -- counting -----------------------------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return len(self.units)
+
+    def planned(self, key: str) -> int:
+        """Epochs the trial was planned to train (at least 1)."""
+        return self.units.get(key, 1)
+
+    @property
+    def phase(self) -> str:
+        return self.phases[self.current][0] if 0 <= self.current < len(self.phases) else ""
+
+    def start_phase(self) -> None:
+        """The next phase begins: its pace is measured afresh."""
+        with self._lock:
+            self.current += 1
+            self.pace = None
+            self.phase_started = self.clock()
+            self.phase_units_at_start = self._units_done()
+            if not self.live:
+                self._print_plain(force=True)
+
+    def epoch(self, key: str, epoch: int) -> None:
+        """A trial reported epoch `epoch` (1-based; a resumed trial starts past 1, its earlier epochs done)."""
+        with self._lock:
+            self.done_units[key] = min(max(self.done_units.get(key, 0), int(epoch)), self.planned(key))
+            self._measure_pace()
+            self._refresh()
+
+    def trial_done(self, key: str, failed: bool = False) -> None:
+        with self._lock:
+            self.done_units[key] = self.planned(key)
+            self.finished += 1
+            self.failed += int(failed)
+            self._measure_pace()
+            self._refresh()
+
+    def trial_failed(self, key: str, label: str, reason: str) -> None:
+        """Count a failed trial and say why, whatever the verbosity: a failure is never silent."""
+        with self._lock:
+            self.trial_done(key, failed=True)
+            self.line(f"[{self.finished}/{self.total}] {label} FAILED: {reason}")
+
+    def _units_done(self) -> int:
+        return sum(self.done_units.values())
+
+    def _measure_pace(self) -> None:
+        units = self._units_done() - self.phase_units_at_start
+        if units > 0:
+            self.pace = (self.clock() - self.phase_started) / units
+
+    def eta(self) -> float | None:
+        """Seconds left in the current phase, or None before its pace is known."""
+        if self.pace is None or not 0 <= self.current < len(self.phases):
+            return None
+        epochs = self.phases[self.current][1]
+        return sum(n - self.done_units.get(key, 0) for key, n in epochs.items()) * self.pace
+
+    def _later_phases(self) -> list[str]:
+        return [name.split(":")[0] for name, epochs in self.phases[self.current + 1 :] if epochs]
+
+    def status(self) -> str:
+        """`12/44 trials (1 failed) | phase 2/2 | 3m12s elapsed | ETA 2m05s`."""
+        with self._lock:
+            parts = [f"{self.finished}/{self.total} trials" + (f" ({self.failed} failed)" if self.failed else "")]
+            if self.phase:
+                parts.append(self.phase)
+            parts.append(f"{format_duration(self.clock() - self.started)} elapsed")
+            eta = self.eta()
+            later = " + " + " + ".join(self._later_phases()) if self._later_phases() else ""
+            parts.append("ETA " + ("--" if eta is None else format_duration(eta)) + later)
+            return " | ".join(parts)
+
+    # -- printing -----------------------------------------------------------------------------------
+    def line(self, text: str) -> None:
+        """Print one message line (above the bar on a terminal)."""
+        with self._lock:
+            if self.live:
+                self.stream.write("\r\x1b[2K" + text + "\n")
+                self._draw_bar()
+            else:
+                self.stream.write(text + "\n")
+                self._print_plain()
+            self.stream.flush()
+
+    def bar(self) -> str:
+        total_units = sum(self.units.values())
+        filled = round(BAR_WIDTH * self._units_done() / total_units) if total_units else BAR_WIDTH
+        return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + "] " + self.status()
+
+    def _draw_bar(self) -> None:
+        self.stream.write("\r\x1b[2K" + self.bar())
+        self.stream.flush()
+
+    def _print_plain(self, force: bool = False) -> None:
+        now = self.clock()
+        if force or now - self._last_plain >= self.every:
+            self._last_plain = now
+            self.stream.write("progress: " + self.status() + "\n")
+            self.stream.flush()
+
+    def _refresh(self) -> None:
+        if self.live:
+            self._draw_bar()
+        else:
+            self._print_plain()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            with self._lock:
+                self._draw_bar()
+
+    def close(self) -> None:
+        """Stop the ticker and leave the final status on its own line."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        with self._lock:
+            if self.live:
+                self._draw_bar()
+                self.stream.write("\n")
+            else:
+                self._print_plain(force=True)
+            self.stream.flush()
