@@ -27,6 +27,7 @@ from harness.api import (
     MethodContext,
     effective_number_weights,
     focal_terms,
+    param,
     per_class_weighted_mean,
     register_method,
 )
@@ -41,9 +42,9 @@ class ClassBalancedLoss(Method):
 
     @dataclass(frozen=True)
     class Params:
-        beta: float = 0.9999
-        form: str = "softmax"  # softmax | focal
-        gamma: float = 1.0  # focal form only
+        beta: float = param(0.9999, "effective-number β of the class weights (1-β)/(1-β^n_y)")
+        form: str = param("softmax", "weighted loss: softmax (cross-entropy) or focal")
+        gamma: float = param(1.0, "focusing exponent γ of the focal form")
 
         def __post_init__(self) -> None:
             if self.form not in FORMS:

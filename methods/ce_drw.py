@@ -27,14 +27,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.api import Method, MethodContext, effective_number_weights, register_method
+from harness.api import Method, MethodContext, effective_number_weights, param, register_method
 
 
 @dataclass(frozen=True)
 class DRWParams:
-    drw_epoch: int = 160  # DRW starts at this epoch of a `schedule_epochs`-epoch schedule ...
-    schedule_epochs: int = 200  # ... scaled to the recipe's epochs (LDAM-DRW: 160 of 200)
-    beta: float = 0.9999
+    drw_epoch: int = param(160, "DRW starts at this epoch of a schedule_epochs-epoch schedule")
+    schedule_epochs: int = param(200, "the schedule drw_epoch refers to, scaled to the recipe's epochs")
+    beta: float = param(0.9999, "effective-number β of the DRW class weights")
 
     def __post_init__(self) -> None:
         if not 0 <= self.drw_epoch < self.schedule_epochs:

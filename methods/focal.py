@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.api import Method, focal_terms, register_method
+from harness.api import Method, focal_terms, param, register_method
 
 
 @register_method
@@ -23,7 +23,7 @@ class FocalLoss(Method):
 
     @dataclass(frozen=True)
     class Params:
-        gamma: float = 1.0
+        gamma: float = param(1.0, "focusing exponent γ; 0 is plain cross-entropy")
 
         def __post_init__(self) -> None:
             if self.gamma < 0:

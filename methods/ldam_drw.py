@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api import MethodContext, register_method
+from harness.api import MethodContext, param, register_method
 from methods.ce_drw import DeferredReweighting, DRWParams
 
 
@@ -52,9 +52,9 @@ def ldam_margins(class_counts: torch.Tensor, max_margin: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class LDAMParams(DRWParams):
-    max_margin: float = 0.5
-    scale: float = 30.0
-    normed_head: bool = True  # the cosine head the official code uses with the LDAM loss
+    max_margin: float = param(0.5, "the largest class margin Δ_j (that of the smallest class)")
+    scale: float = param(30.0, "logit scale s of the LDAM loss")
+    normed_head: bool = param(True, "cosine (normed) classifier head, as the official code with LDAM")
 
     def __post_init__(self) -> None:
         super().__post_init__()

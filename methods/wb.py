@@ -44,6 +44,7 @@ from harness.api import (
     StageTwoResult,
     check_bn_mode,
     effective_number_weights,
+    param,
     per_class_weighted_mean,
     register_method,
 )
@@ -84,19 +85,19 @@ class WeightBalancing(Method):
 
     @dataclass(frozen=True)
     class Params:
-        stage1_recipe: str = "wb-stage1"  # the shared backbone's recipe; "same" = the trial's own recipe
-        epochs: int = 10
-        lr: float = 0.01
-        momentum: float = 0.9
-        weight_decay: float = 0.1
-        batch_size: int = 64
-        beta: float = 0.9999
-        loss: str = "bce-softmax"  # bce-softmax (the demo) | softmax (Cui et al.'s Eq. 5b)
-        max_norm: float = 0.1
-        max_norm_relative: bool = True
-        sampler: str = "instance"
-        augment: bool = True
-        bn: str = "train"  # the demos' train_model calls model.train(): BatchNorm statistics keep updating
+        stage1_recipe: str = param("wb-stage1", "recipe of the shared stage-1 backbone; same: the trial's own")
+        epochs: int = param(10, "stage-two epochs fine-tuning the classifier")
+        lr: float = param(0.01, "SGD learning rate (cosine stepped per epoch)")
+        momentum: float = param(0.9, "SGD momentum")
+        weight_decay: float = param(0.1, "weight decay of the classifier")
+        batch_size: int = param(64, "stage-two batch size")
+        beta: float = param(0.9999, "effective-number β of the class-balanced loss")
+        loss: str = param("bce-softmax", "bce-softmax (the demos) or softmax (Cui et al.'s weighted CE)")
+        max_norm: float = param(0.1, "MaxNorm threshold (relative to the stage-1 norms, or absolute)")
+        max_norm_relative: bool = param(True, "threshold = min + t·(max - min) of the stage-1 class norms (the demos)")
+        sampler: str = param("instance", "stage-two training sampler")
+        augment: bool = param(True, "augmented images through the frozen backbone (false: cached features)")
+        bn: str = param("train", "backbone BatchNorm in stage two: train (the demos), eval")
 
         def __post_init__(self) -> None:
             check_bn_mode(self.bn, self.augment)
