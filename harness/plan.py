@@ -19,7 +19,8 @@ def stage1_config(cfg: TrialConfig) -> TrialConfig | None:
     stage1 = load_methods().get(cfg.method).stage1
     if stage1 is None:
         return None
-    return TrialConfig.from_dict({**cfg.as_dict(), "method": stage1, "method_params": {}})
+    # method_code left empty: the stage-1 method's own code identity is filled in
+    return TrialConfig.from_dict({**cfg.as_dict(), "method": stage1, "method_params": {}, "method_code": ""})
 
 
 @dataclass

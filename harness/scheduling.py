@@ -3,6 +3,12 @@
 Each trial is one Tune trial of a function trainable with the suite's per-trial resources (`cpu`, and `gpu`,
 fractions allowed to pack small trials on one GPU). Trials report each epoch through `tune.report`; a driver
 callback forwards those reports to the `Tracker`, so MLflow has a single writer whatever the concurrency.
+Each epoch's row travels nested under `row`, apart from the keys Ray adds to every report (`pid`, `done`,
+`time_total_s`, ...), so only the trainer's own numbers become MLflow metrics. Every MLflow write goes
+through `Tracker.guard`, so a tracking server that stops answering never stops the trials.
+
+The local Ray instance binds to 127.0.0.1: Ray has no authentication, and its ports must not be reachable
+from the network.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from harness.config import TrialConfig
 from harness.errors import LtbenchError
 from harness.tracking import Tracker
 from harness.training.trainer import RESULT_FILE
+
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass
@@ -52,7 +60,7 @@ def _train_trial(config: dict[str, Any]) -> None:
 
     cfg = TrialConfig.from_dict(config["trial"])
     trial_dir = Path(config["trials_root"]) / cfg.key
-    result = run_trial(cfg, trial_dir, report=lambda row: tune.report({"kind": "epoch", **row}))
+    result = run_trial(cfg, trial_dir, report=lambda row: tune.report({"kind": "epoch", "row": row}))
     tune.report({"kind": "final", "trial_dir": str(trial_dir), **result["metrics"]})
 
 
@@ -97,18 +105,33 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
         def _cfg(self, trial) -> TrialConfig:
             return TrialConfig.from_dict(trial.config["trial"])
 
+        def _run_id(self, trial) -> str | None:
+            """The trial's run, opened on first need (None while the tracking server is away)."""
+            if trial.trial_id not in self.run_ids:
+                run_id = tracker.guard(tracker.open_run, self._cfg(trial))
+                if run_id is None:
+                    return None
+                self.run_ids[trial.trial_id] = run_id
+            return self.run_ids[trial.trial_id]
+
         def on_trial_start(self, iteration, trials, trial, **info) -> None:
-            self.run_ids[trial.trial_id] = tracker.open_run(self._cfg(trial))
+            self._run_id(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             if result.get("kind") == "epoch":
-                tracker.log_epoch(self.run_ids[trial.trial_id], result)
+                row = result["row"]
+                run_id = self._run_id(trial)
+                if run_id is not None:
+                    tracker.guard(tracker.log_epoch, run_id, row)
                 if verbose:
-                    print(_progress_line(self._cfg(trial), result), flush=True)
+                    print(_progress_line(self._cfg(trial), row), flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
-            tracker.finish(self.run_ids.pop(trial.trial_id), Path(trial.config["trials_root"]) / cfg.key)
+            run_id = self._run_id(trial)
+            if run_id is not None:  # else the run is made from the trial's files when the server is back
+                tracker.guard(tracker.finish, run_id, Path(trial.config["trials_root"]) / cfg.key)
+            self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             if verbose:
                 print(f"[{len(report.outcomes)}/{total}] {cfg.label()} finished ({cfg.key})", flush=True)
@@ -116,9 +139,10 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, total: int, verbose
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
             reason = _error_reason(trial)
-            if trial.trial_id not in self.run_ids:
-                self.run_ids[trial.trial_id] = tracker.open_run(cfg)
-            tracker.fail(self.run_ids.pop(trial.trial_id), reason)
+            run_id = self._run_id(trial)
+            if run_id is not None:
+                tracker.guard(tracker.fail, run_id, reason)
+            self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
             print(f"[{len(report.outcomes)}/{total}] {cfg.label()} FAILED: {reason}", flush=True)
 
@@ -151,6 +175,9 @@ def connect_ray(address: str | None) -> bool:
             # "local" always starts a fresh instance: plain ray.init() would join whatever cluster was last
             # started with `ray start` on this machine, even a dead one
             address=address or "local",
+            # a local instance listens on the loopback interface only (Ray has no authentication); a
+            # cluster's own binding is set where it was started (see the README)
+            **({"_node_ip_address": LOOPBACK} if address is None else {}),
             include_dashboard=False,
             configure_logging=True,
             logging_level="ERROR",
@@ -258,9 +285,9 @@ def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, trials_root:
         if cfg.key in ended:
             continue
         if (trials_root / cfg.key / RESULT_FILE).is_file():
-            tracker.finish(tracker.open_run(cfg), trials_root / cfg.key)
+            tracker.guard(lambda c=cfg: tracker.finish(tracker.open_run(c), trials_root / c.key))
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             continue
-        run = tracker.find_run(cfg.key)
+        run = tracker.guard(tracker.find_run, cfg.key)
         if run is not None and run.info.status == "RUNNING":
-            tracker.interrupt(run.info.run_id)
+            tracker.guard(tracker.interrupt, run.info.run_id)

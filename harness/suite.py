@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import yaml
 
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions
+from harness.data.profile import SELECTIONS
 from harness.errors import LtbenchError, unknown_choice
 from harness.models import MODELS
-from harness.plugin import load_methods, parse_params
+from harness.plugin import load_methods, parse_params, require_method
 from harness.training.recipes import RECIPES, Recipe
+from harness.validation import MAX_SEED, Rule, check_fields, is_seed
 
 SUITES_DIR = Path(__file__).parent / "suites"
 GRID_KEYS = ("datasets", "imbalance_ratios", "methods", "seeds")
@@ -36,6 +39,16 @@ DEFAULTS: dict[str, Any] = {
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
 RESOURCE_KEYS = ("cpu", "gpu")
 DEVICES = ("auto", "cpu", "cuda")
+# A suite name becomes a directory under the results dir and an MLflow experiment: a plain name, no path.
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What each data option may hold beyond its type (one line per field, checked only for fields DataOptions has).
+DATA_RULES: dict[str, Rule] = {
+    "selection": (lambda v: v in SELECTIONS, "one of " + ", ".join(SELECTIONS)),
+    "data_seed": (lambda v: is_seed(v) or v == "seed", f"an integer in [0, {MAX_SEED}]"),
+    "max_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for no cap)"),
+    "val_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "val_max_per_class": (lambda v: v >= 1, "an integer >= 1"),
+}
 
 
 def builtin_suites() -> list[str]:
@@ -129,16 +142,21 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     for assignment in overrides or []:
         apply_override(raw, assignment)
     cfg = {**copy.deepcopy(DEFAULTS), **raw}
+    _check_name(raw["name"])
     grid = {key: _as_list(raw, key) for key in GRID_KEYS}
+    for key, values in grid.items():
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise LtbenchError(f"suite {raw['name']!r}: {key} lists {', '.join(repeated)} more than once; list each once")
     methods = load_methods()
 
     for dataset in grid["datasets"]:
         DATASETS.get(dataset)
     for method in grid["methods"]:
-        methods.get(method)
+        require_method(method)
     for seed in grid["seeds"]:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise LtbenchError(f"seeds must be integers, got {seed!r}; e.g. --set seeds=[0,1,2]")
+        if not is_seed(seed):
+            raise LtbenchError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}; e.g. --set seeds=[0,1,2]")
     for ratio in grid["imbalance_ratios"]:
         is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
         if ratio is not None and (not is_number or ratio < 1):
@@ -148,6 +166,9 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     if cfg["device"] not in DEVICES:
         raise unknown_choice("device", cfg["device"], DEVICES)
     resources = _resources(cfg["resources"])
+    if cfg["device"] == "cuda" and not resources["gpu"]:
+        # Ray hides every GPU from a trial that asked for none, so it could never see one
+        raise LtbenchError("device 'cuda' needs a GPU per trial: add --set resources.gpu=1 (or use device auto/cpu)")
     data_options = _data_options(cfg["data"])
     method_params = cfg["method_params"] or {}
     for method, params in method_params.items():
@@ -180,9 +201,18 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     return Suite(raw["name"], cfg["description"] or "", trials, raw)
 
 
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not PLAIN_NAME.match(name):
+        raise LtbenchError(
+            f"suite name must be a plain name (letters, digits, '.', '_', '-'; no path), got {name!r}; "
+            "e.g. name: my-suite"
+        )
+
+
 def _recipe(section: Any, default_name: str) -> Recipe:
     section = {"base": section} if isinstance(section, str) else dict(section or {})
     base = RECIPES.get(section.pop("base", default_name))
+    check_fields("recipe", Recipe, section)
     try:
         return base.override(**section)
     except TypeError as e:
@@ -191,15 +221,11 @@ def _recipe(section: Any, default_name: str) -> Recipe:
 
 def _data_options(section: Any) -> DataOptions:
     section = dict(section or {})
-    types = {"selection": str, "data_seed": int, "val_fraction": float, "val_max_per_class": int}
-    for key, typ in types.items():
-        value = section.get(key)
-        if value is not None and not isinstance(value, typ):
-            if typ is float and isinstance(value, int):
-                continue
-            raise LtbenchError(f"data.{key} must be {typ.__name__}, got {value!r}")
-    if not 0 < float(section.get("val_fraction", 0.2)) < 1:
-        raise LtbenchError(f"data.val_fraction must be in (0, 1), got {section['val_fraction']}")
+    fields = {f.name for f in dataclasses.fields(DataOptions)}
+    for key in section:
+        if key not in fields:
+            raise unknown_choice("data key", key, fields)
+    check_fields("data", DataOptions, section, DATA_RULES)
     return DataOptions(**section)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,7 @@ def load_stage_one(model: nn.Module, stage1_dir: Path) -> None:
         raise RuntimeError(
             f"the stage-1 backbone in {stage1_dir} has not finished; the scheduler trains it before stage two"
         )
-    model.load_state_dict(load_checkpoint(stage1_dir / "checkpoint.pt")["model"])
+    model.load_state_dict(load_checkpoint(stage1_dir / "checkpoint.pt", fall_back=False)["model"])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -241,6 +242,7 @@ class StageTwo:
                 "train_loss": train_loss,
                 "lr": optimizer.param_groups[0]["lr"],
                 "val_mean_class_acc": score,
+                "time": time.time(),  # when the epoch ended: its MLflow timestamp
             }
             self.history.append(row)
             self.report(row)
