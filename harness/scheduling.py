@@ -29,6 +29,7 @@ from harness.tracking import Tracker
 from harness.training.trainer import RESULT_FILE
 
 LOOPBACK = "127.0.0.1"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on any OS
 
 
 @dataclass
@@ -170,6 +171,8 @@ def connect_ray(address: str | None) -> bool:
         return False
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     check_address(address)
+    if address is None:
+        _loopback_only()
     try:
         ray.init(
             # "local" always starts a fresh instance: plain ray.init() would join whatever cluster was last
@@ -191,6 +194,17 @@ def connect_ray(address: str | None) -> bool:
             "(use 'auto' for a cluster started with 'ray start --head' on this machine)"
         ) from e
     return True
+
+
+def _loopback_only() -> None:
+    """Make the local instance listen on 127.0.0.1 only. Ray replaces a loopback node address with the
+    machine's external one (so `_node_ip_address="127.0.0.1"` alone does not do it), except in its
+    single-machine mode, which this switches on: its flag is read from the environment when ray is
+    imported (hence both the variable, for Ray's own processes, and the constant, for this one)."""
+    from ray._private import ray_constants
+
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def check_address(address: str | None) -> None:

@@ -49,7 +49,7 @@ MLFLOW_HTTP_SETTINGS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 # Row keys that are not metrics: the step, the epoch's wall-clock end (the metric timestamp), and
-# constants of the data (classes per bucket), which become params.
+# constants of the data (classes per bucket), which become tags.
 NOT_METRICS = ("epoch", "time")
 CONSTANT_METRIC = re.compile(r"^(?:val|test)_(many|medium|few)_classes$")
 STORE_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
@@ -254,7 +254,7 @@ class Tracker:
         self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
         for row in result.get("history", []):
             self.log_epoch(run_id, row)
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Metric
 
         finals = {f"final_{k}": v for k, v in result["metrics"].items()}
         for variant, values in result.get("variants", {}).items():
@@ -266,14 +266,11 @@ class Tracker:
             for name, v in finals.items()
             if _is_metric(name.removeprefix("final_"), v)
         ]
-        constants = {
-            f"classes.{m.group(1)}": str(v)
-            for k, v in result["metrics"].items()
-            if (m := CONSTANT_METRIC.match(k)) and k.startswith("test_")
-        }
-        have = self.client.get_run(run_id).data.params
-        params = [Param(k, v) for k, v in constants.items() if k not in have]
-        self.client.log_batch(run_id, metrics=metrics, params=params)
+        # classes per bucket: constants of the data, so tags (params would enter the reports' config key)
+        for k, v in result["metrics"].items():
+            if (m := CONSTANT_METRIC.match(k)) and k.startswith("test_"):
+                self.client.set_tag(run_id, f"ltbench.classes.{m.group(1)}", str(v))
+        self.client.log_batch(run_id, metrics=metrics)
         # The trial's own view of where it ran (on a cluster it may differ from the driver's).
         self.client.set_tag(run_id, "ltbench.device", result.get("device", device or "unknown"))
         for name, value in result.get("versions", {}).items():
