@@ -12,6 +12,7 @@ import fcntl
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,10 +32,14 @@ def check_results_dir(results_dir: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise LtbenchError(f"--results-dir {results_dir}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    try:  # a real write, not os.access: that says yes to root on a read-only filesystem
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
         raise LtbenchError(
-            f"--results-dir {results_dir}: {existing} is not writable by this user; pick a directory you can write"
-        )
+            f"--results-dir {results_dir}: {existing} is not writable ({e.strerror or e}); pick a directory you can "
+            "write"
+        ) from None
 
 
 @contextmanager

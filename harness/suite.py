@@ -145,9 +145,10 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     _check_name(raw["name"])
     grid = {key: _as_list(raw, key) for key in GRID_KEYS}
     for key, values in grid.items():
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        repeated = [values[values.index(v)] for i, v in enumerate(values) if v in values[:i]]  # as first written
         if repeated:
-            raise LtbenchError(f"suite {raw['name']!r}: {key} lists {', '.join(repeated)} more than once; list each once")
+            listed = ", ".join(str(v) for v in dict.fromkeys(map(str, repeated)))
+            raise LtbenchError(f"suite {raw['name']!r}: {key} lists {listed} more than once; list each once")
     methods = load_methods()
 
     for dataset in grid["datasets"]:
