@@ -44,7 +44,12 @@ def check_results_dir(results_dir: Path) -> None:
 
 @contextmanager
 def exclusive_run(results_dir: Path) -> Iterator[None]:
-    """Hold the results directory's run lock; another driver holding it is an error naming its process."""
+    """Hold the results directory's run lock; another driver holding it is an error naming its process.
+
+    Taken before Ray starts, so a second driver hears of the first within seconds. A run that ends having
+    written nothing else (a failed resource check) takes its lock file, and the directory it made, away.
+    """
+    created = not results_dir.exists()
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -63,4 +68,7 @@ def exclusive_run(results_dir: Path) -> Iterator[None]:
         os.pwrite(fd, holder.encode(), 0)
         yield
     finally:
+        if created and [p.name for p in results_dir.iterdir()] == [LOCK_FILE]:
+            path.unlink()
+            results_dir.rmdir()
         os.close(fd)  # closing drops the lock

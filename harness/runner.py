@@ -76,18 +76,17 @@ def run_suite(
     decoupled trials on their frozen backbones; then rebuild the leaderboard.
 
     Every check that can fail (the suite, the data, the results dir, the tracking URI, the Ray address and
-    resources) runs before anything is written; then the results dir is locked for this driver alone.
+    resources) runs before anything is written; the results dir is locked for this driver alone.
     """
     started = time.perf_counter()
     suite = build_suite(name, overrides)
     check_data(suite.trials)
     check_results_dir(results_dir)
     check_tracking(tracking_uri)
-    with ray_session(address):
+    with exclusive_run(results_dir), ray_session(address):
         check_resources(suite.trials)
-        with exclusive_run(results_dir):
-            tracker = open_tracker(suite, results_dir, tracking_uri)
-            return _run_unfinished(suite, tracker, results_dir, address, verbose, started)
+        tracker = open_tracker(suite, results_dir, tracking_uri)
+        return _run_unfinished(suite, tracker, results_dir, address, verbose, started)
 
 
 def _run_unfinished(

@@ -301,13 +301,14 @@ def test_failing_trials_are_isolated_on_a_ray_cluster(tmp_path: Path, fake_fashi
 
 
 def test_a_gpu_asked_for_where_there_is_none(tmp_path: Path, tiny_suite: Path) -> None:
-    done = ltbench("run", str(tiny_suite), "--set", "resources.gpu=1", "--results-dir", str(tmp_path))
+    results = tmp_path / "r"
+    done = ltbench("run", str(tiny_suite), "--set", "resources.gpu=1", "--results-dir", str(results))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "ltbench: error: each trial asks for 1 GPU but the Ray cluster has 0; lower it with --set "
         "resources.gpu=0 (or run where a GPU is present)"
     )
-    assert not list(tmp_path.glob("trials/*"))  # nothing half written
+    assert not results.exists()  # nothing written: no trials, no mlflow.db, no lock file
 
 
 @pytest.mark.parametrize(
