@@ -7,7 +7,7 @@ import inspect
 import platform
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-@lru_cache(maxsize=None)
+@cache
 def method_code(cls: type) -> str:
     """The code identity of a method class: a digest of the source files that define it (its module and any
     base outside the harness, whose own changes the recorded git commit tracks), and of its stage-1

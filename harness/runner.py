@@ -9,9 +9,9 @@ from pathlib import Path
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions
 from harness.plan import epoch_budget, make_plan, stage1_config
+from harness.provenance import git_commit
 from harness.reports.leaderboard import write_leaderboard
 from harness.reports.runs import runs_frame
-from harness.provenance import git_commit
 from harness.resultsdir import check_results_dir, exclusive_run
 from harness.scheduling import Interrupted, ScheduleReport, check_resources, ray_session, run_with_tune
 from harness.suite import Suite, build_suite
@@ -96,7 +96,9 @@ def _run_unfinished(
     plan = make_plan(suite.trials)
     # Trials whose result reached disk while MLflow could not hear of it (a server that went away, a
     # killed driver) are logged from their own records now, not trained again.
-    on_disk = [(t, trials_root / t.key) for t in plan.phase1 + plan.phase2 if (trials_root / t.key / RESULT_FILE).is_file()]
+    on_disk = [
+        (t, trials_root / t.key) for t in plan.phase1 + plan.phase2 if (trials_root / t.key / RESULT_FILE).is_file()
+    ]
     finished = tracker.finished_runs()
     tracker.reconcile([(t, d) for t, d in on_disk if t.key not in finished], [])
     finished = tracker.finished_runs()

@@ -239,11 +239,7 @@ class Tracker:
         if step in logged:
             return
         stamp = int(1000 * float(row.get("time", time.time())))
-        metrics = [
-            Metric(k, float(v), stamp, step)
-            for k, v in row.items()
-            if _is_metric(k, v)
-        ]
+        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items() if _is_metric(k, v)]
         self.client.log_batch(run_id, metrics=metrics)
         logged.add(step)
 

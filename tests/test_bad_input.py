@@ -76,7 +76,9 @@ def test_results_dir_that_is_a_file_or_cannot_be_written(
     assert err.startswith("ltbench: error: --results-dir /proc/ltbench-results: /proc is not writable")
 
 
-@pytest.mark.parametrize("uri", ["htp://127.0.0.1:5000", "localhost:5000", "http://", "http://host:port", "sqlite:/x.db"])
+@pytest.mark.parametrize(
+    "uri", ["htp://127.0.0.1:5000", "localhost:5000", "http://", "http://host:port", "sqlite:/x.db"]
+)
 def test_a_malformed_tracking_uri(uri: str, tiny_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     line = run_fails(["run", str(tiny_suite), "--tracking-uri", uri], tmp_path / "r", capsys)
     assert f"--tracking-uri {uri!r}" in line
@@ -175,7 +177,9 @@ def test_a_broken_plugin_breaks_only_itself(plugin_env: dict[str, str], tmp_path
         ("[ce]", "method 'ce' is ambiguous: plugin package 'clashing-methods' (entry point clashing_methods = "
          "clashing_methods) also defines method 'ce'; rename it there"),
     ):  # fmt: skip
-        done = ltbench("run", str(tiny_suite), "--set", f"methods={methods}", "--results-dir", str(results), env=plugin_env)
+        done = ltbench(
+            "run", str(tiny_suite), "--set", f"methods={methods}", "--results-dir", str(results), env=plugin_env
+        )
         assert done.returncode == 2, done.stderr[-2000:]
         assert done.stderr.strip().splitlines()[-1].startswith("ltbench: error: " + message)
         assert "Traceback" not in done.stderr and not results.exists()

@@ -219,7 +219,9 @@ def test_editing_a_plugins_loss_makes_new_trial_keys(tmp_path: Path, fake_fashio
     env = {**os.environ, "PYTHONPATH": str(site)}
     suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["mine"])
     before = dry_run_keys(suite_file, env)
-    (site / "my_methods.py").write_text(source.replace("F.cross_entropy(logits, targets)", "F.nll_loss(logits, targets)"))
+    (site / "my_methods.py").write_text(
+        source.replace("F.cross_entropy(logits, targets)", "F.nll_loss(logits, targets)")
+    )
     after = dry_run_keys(suite_file, env)
     assert len(before) == len(after) == 2 and not before & after
 
@@ -236,9 +238,9 @@ def test_the_run_lock_is_held_until_its_process_ends(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(LtbenchError, match=rf"is in use by another ltbench run \(pid {holder.pid} on "):
-            with exclusive_run(tmp_path):
-                pass
+        refused = rf"is in use by another ltbench run \(pid {holder.pid} on "
+        with pytest.raises(LtbenchError, match=refused), exclusive_run(tmp_path):
+            pass
         holder.send_signal(signal.SIGKILL)  # however the holder ends, the kernel drops its lock
         holder.wait(timeout=30)
         with exclusive_run(tmp_path):
@@ -284,12 +286,16 @@ def test_a_second_driver_exits_2_naming_the_first_and_runs_are_what_mlflow_expec
 
     # 8: the local Ray instance (GCS, raylet, workers, agents) listens on loopback only
     assert sockets, "no listening socket found for the driver's Ray processes"
-    exposed = [(address, name) for address, name in sockets if not re.match(r"^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):", address)]
+    exposed = [
+        (address, name)
+        for address, name in sockets
+        if not re.match(r"^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):", address)
+    ]
     assert not exposed, exposed
 
     # 7 and issue 11: real timestamps, no Ray bookkeeping, tags to filter by, the training data as an input
     tracker = Tracker(uri, "tiny", results)
-    for key, (run,) in mlflow_runs(uri, results).items():
+    for (run,) in mlflow_runs(uri, results).values():
         assert not RAY_BOOKKEEPING & set(run.data.metrics), sorted(run.data.metrics)
         assert not any(name.endswith("_classes") for name in run.data.metrics)
         assert {run.data.tags[f"ltbench.classes.{b}"] for b in ("many", "medium", "few")} <= {str(n) for n in range(11)}

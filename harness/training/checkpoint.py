@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 PREVIOUS_SUFFIX = ".prev"
 
 
