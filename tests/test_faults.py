@@ -106,30 +106,42 @@ def tracking_server(tmp_path: Path):
         server.kill()
 
 
-def test_a_tracking_server_that_goes_away_does_not_stop_training(
-    tmp_path: Path, fake_fashion_root: Path, tracking_server: TrackingServer
-) -> None:
-    suite_file = slow_suite(tmp_path, fake_fashion_root)
+def run_through_an_outage(
+    tmp_path: Path, data_root: Path, server: TrackingServer, retry_s: str, back_at_once: bool
+) -> tuple[subprocess.Popen, str, list[str], dict[str, str], set[str]]:
+    """Start a driver logging to `server`, kill the server after a first epoch (and start it again at once
+    if `back_at_once`), and wait for the driver to end: (driver, its output, argv, env, trial keys)."""
+    suite_file = slow_suite(tmp_path, data_root)
     keys = {t.key for t in build_suite(str(suite_file)).trials}
     results = tmp_path / "r"
-    env = {**os.environ, TRACKING_RETRY_ENV: "3"}
-    argv = ["run", str(suite_file), "--results-dir", str(results), "--tracking-uri", tracking_server.uri, "--quiet"]
+    env = {**os.environ, TRACKING_RETRY_ENV: retry_s}
+    argv = ["run", str(suite_file), "--results-dir", str(results), "--tracking-uri", server.uri, "--quiet"]
     driver = start(*argv, env=env)
     try:
         wait_for(lambda: any(checkpoint_epoch(results / "trials" / k) >= 1 for k in keys), what="a first epoch")
-        tracking_server.kill()
-        began = time.monotonic()
+        server.kill()
+        if back_at_once:
+            server.start()
         out, _ = driver.communicate(timeout=300)
     finally:
         driver.kill()
+    return driver, out, argv, env, keys
+
+
+def test_a_tracking_server_that_goes_away_does_not_stop_training(
+    tmp_path: Path, fake_fashion_root: Path, tracking_server: TrackingServer
+) -> None:
+    began = time.monotonic()
+    driver, out, argv, env, keys = run_through_an_outage(tmp_path, fake_fashion_root, tracking_server, "3", False)
     assert driver.returncode == 3, out[-3000:]
-    assert time.monotonic() - began < 120
+    assert time.monotonic() - began < 200
     assert "Traceback" not in out
     assert out.strip().splitlines()[-1] == (
         f"ltbench: error: the MLflow tracking server {tracking_server.uri} stopped answering and was not back "
         "within 3 s; the trials' results are kept on disk: start the server again and rerun the same command "
         "to log them (nothing is retrained)"
     )
+    results = tmp_path / "r"
     assert all((results / "trials" / k / "result.json").is_file() for k in keys)  # training went on
 
     tracking_server.start()
@@ -142,22 +154,10 @@ def test_a_tracking_server_that_goes_away_does_not_stop_training(
 def test_a_tracking_server_back_before_the_end_loses_nothing(
     tmp_path: Path, fake_fashion_root: Path, tracking_server: TrackingServer
 ) -> None:
-    suite_file = slow_suite(tmp_path, fake_fashion_root)
-    keys = {t.key for t in build_suite(str(suite_file)).trials}
-    results = tmp_path / "r"
-    env = {**os.environ, TRACKING_RETRY_ENV: "120"}
-    argv = ["run", str(suite_file), "--results-dir", str(results), "--tracking-uri", tracking_server.uri, "--quiet"]
-    driver = start(*argv, env=env)
-    try:
-        wait_for(lambda: any(checkpoint_epoch(results / "trials" / k) >= 1 for k in keys), what="a first epoch")
-        tracking_server.kill()
-        tracking_server.start()
-        out, _ = driver.communicate(timeout=300)
-    finally:
-        driver.kill()
+    driver, out, _, _, keys = run_through_an_outage(tmp_path, fake_fashion_root, tracking_server, "120", True)
     assert driver.returncode == 0, out[-3000:]
     assert "stopped answering" in out and "2 trials, 0 already finished, 2 run, 0 failed" in out
-    assert_each_trial_logged_once(tracking_server.uri, results, keys, epochs=6)
+    assert_each_trial_logged_once(tracking_server.uri, tmp_path / "r", keys, epochs=6)
 
 
 # -- 2. a corrupt checkpoint -----------------------------------------------------------------------------
