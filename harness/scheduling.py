@@ -161,6 +161,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     finally:
         if started_here:
             ray.shutdown()
+            if address is None:
+                _loopback_only(False)  # a later session in this process may join a cluster
 
 
 def connect_ray(address: str | None) -> bool:
@@ -172,7 +174,7 @@ def connect_ray(address: str | None) -> bool:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     check_address(address)
     if address is None:
-        _loopback_only()
+        _loopback_only(True)
     try:
         ray.init(
             # "local" always starts a fresh instance: plain ray.init() would join whatever cluster was last
@@ -196,15 +198,27 @@ def connect_ray(address: str | None) -> bool:
     return True
 
 
-def _loopback_only() -> None:
-    """Make the local instance listen on 127.0.0.1 only. Ray replaces a loopback node address with the
-    machine's external one (so `_node_ip_address="127.0.0.1"` alone does not do it), except in its
-    single-machine mode, which this switches on: its flag is read from the environment when ray is
-    imported (hence both the variable, for Ray's own processes, and the constant, for this one)."""
+_saved_mode: dict[str, Any] = {}
+
+
+def _loopback_only(on: bool) -> None:
+    """Make the local instance listen on 127.0.0.1 only (`on`), or undo that. Ray replaces a loopback node
+    address with the machine's external one (so `_node_ip_address="127.0.0.1"` alone does not do it),
+    except in its single-machine mode, which this switches on: its flag is read from the environment when
+    ray is imported (hence both the variable, for Ray's own processes, and the constant, for this one)."""
     from ray._private import ray_constants
 
-    os.environ[SINGLE_MACHINE_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    if on:
+        _saved_mode.setdefault("env", os.environ.get(SINGLE_MACHINE_ENV))
+        _saved_mode.setdefault("flag", ray_constants.ENABLE_RAY_CLUSTER)
+        os.environ[SINGLE_MACHINE_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    elif _saved_mode:
+        env, ray_constants.ENABLE_RAY_CLUSTER = _saved_mode.pop("env"), _saved_mode.pop("flag")
+        if env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = env
 
 
 def check_address(address: str | None) -> None:

@@ -23,7 +23,7 @@ from harness.tracking import COMMIT_TAG, TRACKING_RETRY_ENV, TRIAL_KEY_TAG, Trac
 from harness.training.trainer import run_trial
 from tests.conftest import write_tiny_suite
 from tests.test_bad_input import install_plugin
-from tests.test_sweeps import checkpoint_epoch, descendants, ltbench, start, wait_for
+from tests.test_sweeps import checkpoint_epoch, descendants, free_port, ltbench, start, wait_for
 
 RAY_BOOKKEEPING = {
     "done", "pid", "timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
@@ -56,12 +56,6 @@ def assert_each_trial_logged_once(uri: str, results: Path, keys: set[str], epoch
 
 
 # -- 1. the tracking server goes away ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TrackingServer:
