@@ -8,9 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import LtbenchError
+from harness.errors import LtbenchError, TrackingUnavailable
 
 RESULTS_ENV = "LTBENCH_RESULTS"
+# Exit codes: 0 all trials finished, 1 some trial failed, 2 bad input, 3 the tracking server went away
+# (results kept on disk; rerun to log them), 130 interrupted.
+TRACKING_UNAVAILABLE_EXIT = 3
 
 
 def _results_dir(args: argparse.Namespace) -> Path:
@@ -39,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for label, reason in summary.failed:
         print(f"  FAILED {label}: {reason}")
+    for note in summary.notes:
+        print(f"  note: {note}")
     print(f"leaderboard: {_results_dir(args) / summary.suite / 'leaderboard.md'}")
     return 0 if summary.ok else 1
 
@@ -312,7 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "tracking_uri", None):
+            from harness.tracking import check_tracking_uri
+
+            check_tracking_uri(args.tracking_uri)
         return args.func(args)
+    except TrackingUnavailable as e:  # trials ran and kept their results; only the tracking server is missing
+        print(f"ltbench: error: {e}", file=sys.stderr)
+        return TRACKING_UNAVAILABLE_EXIT
     except LtbenchError as e:
         print(f"ltbench: error: {e}", file=sys.stderr)
         return 2

@@ -1,9 +1,10 @@
 """A trial's full configuration and its key.
 
 The trial key is the hash of the canonical JSON of everything that changes a trial's result (dataset and its
-long-tail options, ratio, method and hyperparameters, model, resolved recipe, seed, precision). It names the
-trial's directory, checkpoint and MLflow run, so a rerun finds finished work. Paths, resources and the device
-choice do not enter the key: moving data or machines does not make a new trial.
+long-tail options, ratio, method and hyperparameters, the method's code, model, resolved recipe, seed,
+precision). It names the trial's directory, checkpoint and MLflow run, so a rerun finds finished work. Paths,
+resources and the device choice do not enter the key: moving data or machines does not make a new trial.
+Editing a method's source file makes new keys, so a result is never reused from different method code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class TrialConfig:
     method_params: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     device: str = "auto"
+    method_code: str = ""  # digest of the method's source (filled in from the registry when left empty)
+
+    def __post_init__(self) -> None:
+        if not self.method_code:
+            from harness.plugin import load_methods
+            from harness.provenance import method_code
+
+            object.__setattr__(self, "method_code", method_code(load_methods().get(self.method)))
 
     def identity(self) -> dict[str, Any]:
         data = {k: v for k, v in self.data.items() if k not in ("root", "download")}
@@ -41,6 +50,7 @@ class TrialConfig:
             "imbalance_ratio": self.imbalance_ratio,
             "method": self.method,
             "method_params": self.method_params,
+            "method_code": self.method_code,
             "model": self.model,
             "recipe": self.recipe,
             "data": data,

@@ -14,6 +14,11 @@ class LtbenchError(Exception):
     """An error caused by user input or environment, reported without a traceback."""
 
 
+class TrackingUnavailable(LtbenchError):
+    """The tracking server stopped answering and was not back within the retry window; the trials' results
+    are on disk, and a rerun logs them."""
+
+
 def unknown_choice(kind: str, value: object, valid: Iterable[str]) -> LtbenchError:
     """Build the standard 'unknown X' error that lists the valid choices."""
     choices = ", ".join(sorted(valid))

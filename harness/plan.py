@@ -29,7 +29,9 @@ def stage1_config(cfg: TrialConfig) -> TrialConfig | None:
         return None
     recipe_name = getattr(parse_params(method, cfg.method_params), "stage1_recipe", SAME_RECIPE)
     recipe = cfg.recipe if recipe_name == SAME_RECIPE else named_stage1_recipe(recipe_name, cfg.recipe)
-    return TrialConfig.from_dict({**cfg.as_dict(), "method": method.stage1, "method_params": {}, "recipe": recipe})
+    # method_code left empty: the stage-1 method's own code identity is filled in
+    stage1 = {"method": method.stage1, "method_params": {}, "recipe": recipe, "method_code": ""}
+    return TrialConfig.from_dict({**cfg.as_dict(), **stage1})
 
 
 def recipe_summary(recipe: dict) -> str:

@@ -14,6 +14,14 @@ from harness.errors import unknown_choice
 T = TypeVar("T")
 
 
+class DuplicateName(ValueError):
+    """A name registered twice; `name` is the contested name."""
+
+    def __init__(self, kind: str, name: str, holder: object) -> None:
+        super().__init__(f"{kind} {name!r} is already registered (by {holder!r})")
+        self.name = name
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -21,9 +29,13 @@ class Registry(Generic[T]):
 
     def register(self, name: str, obj: T) -> T:
         if name in self._items:
-            raise ValueError(f"{self.kind} {name!r} is already registered (by {self._items[name]!r})")
+            raise DuplicateName(self.kind, name, self._items[name])
         self._items[name] = obj
         return obj
+
+    def unregister(self, name: str) -> None:
+        """Take back a registration (a plugin that failed half way through registering its methods)."""
+        self._items.pop(name, None)
 
     def get(self, name: str) -> T:
         try:

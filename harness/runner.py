@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import TrialConfig
@@ -12,11 +12,19 @@ from harness.coverage import empty_bucket_warnings
 from harness.data import DATASETS, DataOptions
 from harness.plan import epoch_budget, make_plan, stage1_config, trial_epochs
 from harness.progress import SuiteProgress
+from harness.provenance import git_commit
 from harness.reports.leaderboard import write_leaderboard
 from harness.reports.runs import runs_frame
-from harness.scheduling import Interrupted, ScheduleReport, ray_session, run_with_tune
+from harness.resultsdir import check_results_dir, exclusive_run
+from harness.scheduling import Interrupted, ScheduleReport, check_resources, ray_session, run_with_tune
 from harness.suite import Suite, build_suite
-from harness.tracking import Tracker, default_tracking_uri
+from harness.tracking import (
+    Tracker,
+    check_reachable,
+    check_tracking_uri,
+    default_tracking_uri,
+    retry_seconds,
+)
 from harness.training.trainer import RESULT_FILE
 
 
@@ -30,6 +38,7 @@ class RunSummary:
     missing: int
     leaderboard_md: str
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -56,6 +65,13 @@ def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None) -> T
     return Tracker(tracking_uri or default_tracking_uri(results_dir), suite.name, results_dir)
 
 
+def check_tracking(tracking_uri: str | None) -> None:
+    """A given tracking URI is well formed and its server answers (checks that write nothing)."""
+    if tracking_uri is not None:
+        check_tracking_uri(tracking_uri)
+        check_reachable(tracking_uri)
+
+
 def run_suite(
     name: str,
     overrides: list[str] | None = None,
@@ -65,16 +81,38 @@ def run_suite(
     verbose: int = 1,
 ) -> RunSummary:
     """Run every unfinished trial of the suite: shared backbones and end-to-end trials first, then the
-    decoupled trials on their frozen backbones; then rebuild the leaderboard."""
+    decoupled trials on their frozen backbones; then rebuild the leaderboard.
+
+    Every check that can fail (the suite, the data, the results dir, the tracking URI, the Ray address and
+    resources) runs before anything is written; the results dir is locked for this driver alone.
+    """
     started = time.perf_counter()
     suite = build_suite(name, overrides)
-    check_data(suite.trials)  # before anything is written: a bad input leaves no trace
+    check_data(suite.trials)
+    check_results_dir(results_dir)
+    check_tracking(tracking_uri)
     for warning in empty_bucket_warnings(suite.trials):
         print(warning, file=sys.stderr, flush=True)
-    tracker = open_tracker(suite, results_dir, tracking_uri)
-    finished = tracker.finished_keys()
+    with exclusive_run(results_dir), ray_session(address):
+        check_resources(suite.trials)
+        tracker = open_tracker(suite, results_dir, tracking_uri)
+        return _run_unfinished(suite, tracker, results_dir, address, verbose, started)
+
+
+def _run_unfinished(
+    suite: Suite, tracker: Tracker, results_dir: Path, address: str | None, verbose: int, started: float
+) -> RunSummary:
     trials_root = results_dir / "trials"
     plan = make_plan(suite.trials)
+    # Trials whose result reached disk while MLflow could not hear of it (a server that went away, a
+    # killed driver) are logged from their own records now, not trained again.
+    on_disk = [
+        (t, trials_root / t.key) for t in plan.phase1 + plan.phase2 if (trials_root / t.key / RESULT_FILE).is_file()
+    ]
+    finished = tracker.finished_runs()
+    tracker.reconcile([(t, d) for t, d in on_disk if t.key not in finished], [])
+    finished = tracker.finished_runs()
+    notes = _other_commit_notes(suite, finished)
     # a backbone counts as done only if its files are here: stage two loads them
     phase1 = [t for t in plan.phase1 if t.key not in finished or not (trials_root / t.key / RESULT_FILE).is_file()]
     phase2 = [t for t in plan.phase2 if t.key not in finished]
@@ -82,13 +120,21 @@ def run_suite(
     failures: list[tuple[str, str]] = []
     progress = suite_progress(phase1, phase2)
     try:
-        with ray_session(address):
-            first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures, progress)
+        first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures, progress)
     except Interrupted:
-        write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
+        if tracker.down_since is None:
+            write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
         raise
     finally:
         progress.close()
+    if tracker.had_outage:  # make MLflow whole from the trials' records once the server answers again
+        tracker.wait_until_answering(retry_seconds())
+        by_key = {t.key: t for t in plan.phase1 + plan.phase2}
+        done = [o.key for o in first.outcomes + second.outcomes if o.status == "FINISHED"]
+        tracker.reconcile(
+            [(by_key[k], trials_root / k) for k in done],
+            [(by_key[o.key], o.reason) for o in first.failed + second.failed],
+        )
     failures = [(o.label, o.reason) for o in first.failed + second.failed] + failures
 
     runs = runs_frame(tracker)
@@ -103,6 +149,7 @@ def run_suite(
         missing=int((status.status != "FINISHED").sum()),
         leaderboard_md=text,
         seconds=time.perf_counter() - started,
+        notes=notes,
     )
 
 
@@ -114,6 +161,19 @@ def suite_progress(phase1: list[TrialConfig], phase2: list[TrialConfig]) -> Suit
             (f"phase 2/2: {len(phase2)} on frozen backbones", {t.key: trial_epochs(t) for t in phase2}),
         ]
     )
+
+
+def _other_commit_notes(suite: Suite, finished: dict[str, str]) -> list[str]:
+    """Say when finished trials that this run reuses were trained by another harness commit."""
+    now = git_commit()
+    others = sorted({finished[t.key] for t in suite.trials if t.key in finished and finished[t.key] != now})
+    if not others:
+        return []
+    count = sum(1 for t in suite.trials if t.key in finished and finished[t.key] != now)
+    return [
+        f"{count} finished trials were trained by another harness commit ({', '.join(c[:12] for c in others)}; "
+        f"this is {now[:12]}) and are reused as they are; delete their runs and trial directories to retrain them"
+    ]
 
 
 def _run_phases(
@@ -139,7 +199,7 @@ def _run_phases(
         assert backbone is not None
         if backbone.key in broken:
             reason = f"its stage-1 backbone {backbone.label()} failed: {broken[backbone.key]}"
-            tracker.fail(tracker.open_run(cfg), reason)
+            tracker.guard(lambda c=cfg, r=reason: tracker.fail(tracker.open_run(c), r))
             failures.append((cfg.label(), reason))
             progress.trial_failed(cfg.key, cfg.label(), reason)
         else:

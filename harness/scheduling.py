@@ -3,6 +3,12 @@
 Each trial is one Tune trial of a function trainable with the suite's per-trial resources (`cpu`, and `gpu`,
 fractions allowed to pack small trials on one GPU). Trials report each epoch through `tune.report`; a driver
 callback forwards those reports to the `Tracker`, so MLflow has a single writer whatever the concurrency.
+Each epoch's row travels nested under `row`, apart from the keys Ray adds to every report (`pid`, `done`,
+`time_total_s`, ...), so only the trainer's own numbers become MLflow metrics. Every MLflow write goes
+through `Tracker.guard`, so a tracking server that stops answering never stops the trials.
+
+The local Ray instance binds to 127.0.0.1: Ray has no authentication, and its ports must not be reachable
+from the network.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from harness.tracking import Tracker
 from harness.training.trainer import RESULT_FILE
 
 TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
+LOOPBACK = "127.0.0.1"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on any OS
 
 
 @dataclass
@@ -56,7 +64,7 @@ def _train_trial(config: dict[str, Any]) -> None:
 
     cfg = TrialConfig.from_dict(config["trial"])
     trial_dir = Path(config["trials_root"]) / cfg.key
-    result = run_trial(cfg, trial_dir, report=lambda row: tune.report({"kind": "epoch", **row}))
+    result = run_trial(cfg, trial_dir, report=lambda row: tune.report({"kind": "epoch", "row": row}))
     tune.report({"kind": "final", "trial_dir": str(trial_dir), **result["metrics"]})
 
 
@@ -114,20 +122,35 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, progress: SuiteProg
         def _cfg(self, trial) -> TrialConfig:
             return TrialConfig.from_dict(trial.config["trial"])
 
+        def _run_id(self, trial) -> str | None:
+            """The trial's run, opened on first need (None while the tracking server is away)."""
+            if trial.trial_id not in self.run_ids:
+                run_id = tracker.guard(tracker.open_run, self._cfg(trial))
+                if run_id is None:
+                    return None
+                self.run_ids[trial.trial_id] = run_id
+            return self.run_ids[trial.trial_id]
+
         def on_trial_start(self, iteration, trials, trial, **info) -> None:
-            self.run_ids[trial.trial_id] = tracker.open_run(self._cfg(trial))
+            self._run_id(trial)
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             if result.get("kind") == "epoch":
-                tracker.log_epoch(self.run_ids[trial.trial_id], result)
+                row = result["row"]
                 cfg = self._cfg(trial)
-                progress.epoch(cfg.key, result["epoch"])
+                run_id = self._run_id(trial)
+                if run_id is not None:
+                    tracker.guard(tracker.log_epoch, run_id, row)
+                progress.epoch(cfg.key, row["epoch"])
                 if verbose:
-                    progress.line(_progress_line(cfg, result, progress.planned(cfg.key)))
+                    progress.line(_progress_line(cfg, row, progress.planned(cfg.key)))
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
-            tracker.finish(self.run_ids.pop(trial.trial_id), Path(trial.config["trials_root"]) / cfg.key)
+            run_id = self._run_id(trial)
+            if run_id is not None:  # else the run is made from the trial's files when the server is back
+                tracker.guard(tracker.finish, run_id, Path(trial.config["trials_root"]) / cfg.key)
+            self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             progress.trial_done(cfg.key)
             progress.line(_finished_line(progress, cfg, trial.last_result))
@@ -135,9 +158,10 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, progress: SuiteProg
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             cfg = self._cfg(trial)
             reason = _error_reason(trial)
-            if trial.trial_id not in self.run_ids:
-                self.run_ids[trial.trial_id] = tracker.open_run(cfg)
-            tracker.fail(self.run_ids.pop(trial.trial_id), reason)
+            run_id = self._run_id(trial)
+            if run_id is not None:
+                tracker.guard(tracker.fail, run_id, reason)
+            self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
             progress.trial_failed(cfg.key, cfg.label(), reason)
 
@@ -171,6 +195,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     finally:
         if started_here:
             ray.shutdown()
+            if address is None:
+                _loopback_only(False)  # a later session in this process may join a cluster
 
 
 def connect_ray(address: str | None) -> bool:
@@ -181,11 +207,16 @@ def connect_ray(address: str | None) -> bool:
         return False
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     check_address(address)
+    if address is None:
+        _loopback_only(True)
     try:
         ray.init(
             # "local" always starts a fresh instance: plain ray.init() would join whatever cluster was last
             # started with `ray start` on this machine, even a dead one
             address=address or "local",
+            # a local instance listens on the loopback interface only (Ray has no authentication); a
+            # cluster's own binding is set where it was started (see the README)
+            **({"_node_ip_address": LOOPBACK} if address is None else {}),
             include_dashboard=False,
             configure_logging=True,
             logging_level="ERROR",
@@ -199,6 +230,29 @@ def connect_ray(address: str | None) -> bool:
             "(use 'auto' for a cluster started with 'ray start --head' on this machine)"
         ) from e
     return True
+
+
+_saved_mode: dict[str, Any] = {}
+
+
+def _loopback_only(on: bool) -> None:
+    """Make the local instance listen on 127.0.0.1 only (`on`), or undo that. Ray replaces a loopback node
+    address with the machine's external one (so `_node_ip_address="127.0.0.1"` alone does not do it),
+    except in its single-machine mode, which this switches on: its flag is read from the environment when
+    ray is imported (hence both the variable, for Ray's own processes, and the constant, for this one)."""
+    from ray._private import ray_constants
+
+    if on:
+        _saved_mode.setdefault("env", os.environ.get(SINGLE_MACHINE_ENV))
+        _saved_mode.setdefault("flag", ray_constants.ENABLE_RAY_CLUSTER)
+        os.environ[SINGLE_MACHINE_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    elif _saved_mode:
+        env, ray_constants.ENABLE_RAY_CLUSTER = _saved_mode.pop("env"), _saved_mode.pop("flag")
+        if env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = env
 
 
 def check_address(address: str | None) -> None:
@@ -299,9 +353,9 @@ def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, trials_root:
         if cfg.key in ended:
             continue
         if (trials_root / cfg.key / RESULT_FILE).is_file():
-            tracker.finish(tracker.open_run(cfg), trials_root / cfg.key)
+            tracker.guard(lambda c=cfg: tracker.finish(tracker.open_run(c), trials_root / c.key))
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             continue
-        run = tracker.find_run(cfg.key)
+        run = tracker.guard(tracker.find_run, cfg.key)
         if run is not None and run.info.status == "RUNNING":
-            tracker.interrupt(run.info.run_id)
+            tracker.guard(tracker.interrupt, run.info.run_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ import yaml
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions
 from harness.data.base import SEED_FROM_TRIAL
+from harness.data.profile import SELECTIONS
 from harness.errors import LtbenchError, unknown_choice
 from harness.models import MODELS
-from harness.plugin import load_methods, parse_params
+from harness.plugin import load_methods, parse_params, require_method
 from harness.training.recipes import RECIPES, Recipe
+from harness.validation import MAX_SEED, Rule, check_fields, is_seed
 
 SUITES_DIR = Path(__file__).parent / "suites"
 GRID_KEYS = ("datasets", "imbalance_ratios", "methods", "seeds")
@@ -43,6 +46,18 @@ PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources")
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
 RESOURCE_KEYS = ("cpu", "gpu")
 DEVICES = ("auto", "cpu", "cuda")
+# A suite name becomes a directory under the results dir and an MLflow experiment: a plain name, no path.
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What each data option may hold beyond its type (one line per field, checked only for fields DataOptions has).
+DATA_RULES: dict[str, Rule] = {
+    "selection": (lambda v: v in SELECTIONS, "one of " + ", ".join(SELECTIONS)),
+    "data_seed": (
+        lambda v: is_seed(v) or v == SEED_FROM_TRIAL,
+        f"an integer in [0, {MAX_SEED}] or {SEED_FROM_TRIAL!r} (the trial's seed)",
+    ),
+    "max_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for no cap)"),
+    "val_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for the dataset's default)"),
+}
 
 
 def builtin_suites() -> list[str]:
@@ -142,19 +157,28 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     for assignment in overrides or []:
         apply_override(raw, assignment)
     cfg = {**copy.deepcopy(DEFAULTS), **raw}
+    _check_name(raw["name"])
     grid = {key: _as_list(raw, key) for key in GRID_KEYS}
+    for key, values in grid.items():
+        repeated = [values[values.index(v)] for i, v in enumerate(values) if v in values[:i]]  # as first written
+        if repeated:
+            listed = ", ".join(str(v) for v in dict.fromkeys(map(str, repeated)))
+            raise LtbenchError(f"suite {raw['name']!r}: {key} lists {listed} more than once; list each once")
     methods = load_methods()
 
     for dataset in grid["datasets"]:
         DATASETS.get(dataset)
     for method in grid["methods"]:
-        methods.get(method)
+        require_method(method)
     per_dataset = _per_dataset(cfg["per_dataset"], grid["datasets"])
     ratios = {d: _ratios(per_dataset[d].get("imbalance_ratios", grid["imbalance_ratios"])) for d in grid["datasets"]}
     seeds = {d: _seeds(per_dataset[d].get("seeds", grid["seeds"])) for d in grid["datasets"]}
     if cfg["device"] not in DEVICES:
         raise unknown_choice("device", cfg["device"], DEVICES)
     resources = {d: _resources(per_dataset[d].get("resources", cfg["resources"])) for d in grid["datasets"]}
+    if cfg["device"] == "cuda" and not all(r["gpu"] for r in resources.values()):
+        # Ray hides every GPU from a trial that asked for none, so it could never see one
+        raise LtbenchError("device 'cuda' needs a GPU per trial: add --set resources.gpu=1 (or use device auto/cpu)")
     data_options = _data_options(cfg["data"])
     method_params = cfg["method_params"] or {}
     for method, params in method_params.items():
@@ -190,6 +214,14 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     return Suite(raw["name"], cfg["description"] or "", trials, raw)
 
 
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not PLAIN_NAME.match(name):
+        raise LtbenchError(
+            f"suite name must be a plain name (letters, digits, '.', '_', '-'; no path), got {name!r}; "
+            "e.g. name: my-suite"
+        )
+
+
 def _ratios(values: Any) -> list[Any]:
     values = values if isinstance(values, list) else [values]
     for ratio in values:
@@ -204,8 +236,8 @@ def _ratios(values: Any) -> list[Any]:
 def _seeds(values: Any) -> list[int]:
     values = values if isinstance(values, list) else [values]
     for seed in values:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise LtbenchError(f"seeds must be integers, got {seed!r}; e.g. --set seeds=[0,1,2]")
+        if not is_seed(seed):
+            raise LtbenchError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}; e.g. --set seeds=[0,1,2]")
     return values
 
 
@@ -240,6 +272,7 @@ def _recipe_section(section: Any) -> dict[str, Any]:
 def _recipe(section: Any, default_name: str) -> Recipe:
     section = _recipe_section(section)
     base = RECIPES.get(section.pop("base", default_name))
+    check_fields("recipe", Recipe, section)
     try:
         return base.override(**section)
     except TypeError as e:
@@ -248,16 +281,11 @@ def _recipe(section: Any, default_name: str) -> Recipe:
 
 def _data_options(section: Any) -> DataOptions:
     section = dict(section or {})
-    types = {"selection": str, "data_seed": int, "val_per_class": int}
-    for key, typ in types.items():
-        value = section.get(key)
-        if key == "data_seed" and value == SEED_FROM_TRIAL:
-            continue
-        if value is not None and (not isinstance(value, typ) or isinstance(value, bool)):
-            also = f" or {SEED_FROM_TRIAL!r} (the trial's seed)" if key == "data_seed" else ""
-            raise LtbenchError(f"data.{key} must be {typ.__name__}{also}, got {value!r}")
-    if section.get("val_per_class") is not None and section["val_per_class"] < 1:
-        raise LtbenchError(f"data.val_per_class must be a positive integer, got {section['val_per_class']}")
+    fields = {f.name for f in dataclasses.fields(DataOptions)}
+    for key in section:
+        if key not in fields:
+            raise unknown_choice("data key", key, fields)
+    check_fields("data", DataOptions, section, DATA_RULES)
     return DataOptions(**section)
 
 

@@ -3,25 +3,75 @@
 Only the driver process talks to MLflow (trials report to it through Ray), so the embedded SQLite store
 never sees concurrent writers. The default store is `sqlite:///<results>/mlflow.db` with artifacts under
 `<results>/mlartifacts`; any tracking server works through its URI.
+
+Training never waits on MLflow. Every write the driver makes while trials run goes through `Tracker.guard`:
+when a tracking server stops answering, the write is dropped (the trial's own files keep everything), the
+driver checks now and then whether the server is back, and at the end `reconcile` rebuilds what MLflow
+lacks from the trials' records, waiting at most `retry_seconds` for the server before giving up with
+`TrackingUnavailable`. A rerun reconciles the same way before it schedules anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import re
+import sys
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.config import TrialConfig, flatten
-from harness.errors import LtbenchError
+from harness.errors import LtbenchError, TrackingUnavailable
 from harness.provenance import git_commit, package_versions
 
 TRIAL_KEY_TAG = "ltbench.trial_key"
 FAILURE_TAG = "ltbench.failure"
+COMMIT_TAG = "ltbench.git_commit"
+METHOD_CODE_TAG = "ltbench.method_code"
 MAX_PARAM_CHARS = 6000
+# How long the driver waits for a tracking server that stopped answering, before it ends with one line;
+# the environment variable overrides it (tests shorten it).
+TRACKING_RETRY_ENV = "LTBENCH_TRACKING_RETRY_S"
+DEFAULT_TRACKING_RETRY_S = 120.0
+PROBE_EVERY_S = 5.0  # while the server is away, how often a write first checks whether it is back
+# MLflow's own HTTP client retries a dead server for minutes; ltbench retries on its own terms instead.
+MLFLOW_HTTP_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+# Row keys that are not metrics: the step, the epoch's wall-clock end (the metric timestamp), and
+# constants of the data (classes per bucket), which become tags.
+NOT_METRICS = ("epoch", "time")
+CONSTANT_METRIC = re.compile(r"^(?:val|test)_(many|medium|few)_classes$")
+STORE_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
+
+T = TypeVar("T")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A tracking URI must name a store MLflow can open: a malformed one fails here in one line."""
+    parsed = urllib.parse.urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    hint = "e.g. http://127.0.0.1:5000 or sqlite:///results/mlflow.db (leave it out for the local SQLite store)"
+    if scheme not in STORE_SCHEMES:
+        raise LtbenchError(f"--tracking-uri {uri!r} is not an MLflow tracking URI; {hint}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if scheme in ("http", "https", "postgresql", "mysql", "mssql") and (not parsed.hostname or port == -1):
+        raise LtbenchError(f"--tracking-uri {uri!r} has no valid host[:port]; {hint}")
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        raise LtbenchError(f"--tracking-uri {uri!r}: a SQLite URI is sqlite:///relative/path or sqlite:////abs/path")
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -40,6 +90,14 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         ) from e
 
 
+def retry_seconds() -> float:
+    text = os.environ.get(TRACKING_RETRY_ENV)
+    try:
+        return float(text) if text else DEFAULT_TRACKING_RETRY_S
+    except ValueError:
+        raise LtbenchError(f"{TRACKING_RETRY_ENV} must be a number of seconds, got {text!r}") from None
+
+
 def default_tracking_uri(results_dir: Path) -> str:
     return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
 
@@ -50,9 +108,17 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        self.remote = uri.startswith(("http://", "https://"))
+        if self.remote:
+            for name, value in MLFLOW_HTTP_SETTINGS.items():
+                os.environ.setdefault(name, value)
         check_reachable(uri)
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
+        self.down_since: float | None = None  # when the server stopped answering (None: it answers)
+        self.had_outage = False
+        self._last_probe = 0.0
+        self._logged_steps: dict[str, set[int]] = {}  # run -> epochs already logged, so none is logged twice
         try:
             found = self.client.get_experiment_by_name(experiment)
         except Exception as e:  # connection errors surface as several exception types
@@ -68,13 +134,63 @@ class Tracker:
         else:
             self.experiment_id = found.experiment_id
 
+    # -- a server that goes away ----------------------------------------------------------------------
+    def answers(self) -> bool:
+        try:
+            check_reachable(self.uri, timeout=2.0)
+            return True
+        except LtbenchError:
+            return False
+
+    def guard(self, action: Callable[..., T], *args: Any) -> T | None:
+        """Run one MLflow write; when the server is away, drop it (returning None) instead of raising, so a
+        Tune callback never stops the trials. Errors of a server that answers are real errors: raised."""
+        if self.down_since is not None:
+            if time.monotonic() - self._last_probe < PROBE_EVERY_S:
+                return None
+            self._last_probe = time.monotonic()
+            if not self.answers():
+                return None
+            print(f"ltbench: the MLflow tracking server {self.uri} answers again; logging resumes", file=sys.stderr)
+            self.down_since = None
+        try:
+            return action(*args)
+        except Exception:
+            if not self.remote or self.answers():
+                raise
+            self.down_since = self._last_probe = time.monotonic()
+            self.had_outage = True
+            print(
+                f"ltbench: the MLflow tracking server {self.uri} stopped answering; trials go on and keep their "
+                "results on disk, and MLflow is filled in when it is back",
+                file=sys.stderr,
+            )
+            return None
+
+    def wait_until_answering(self, seconds: float) -> None:
+        """Block until the server answers, at most `seconds`; then `TrackingUnavailable`."""
+        deadline = time.monotonic() + seconds
+        while not self.answers():
+            if time.monotonic() > deadline:
+                raise TrackingUnavailable(
+                    f"the MLflow tracking server {self.uri} stopped answering and was not back within "
+                    f"{seconds:g} s; the trials' results are kept on disk: start the server again and rerun "
+                    "the same command to log them (nothing is retrained)"
+                )
+            time.sleep(min(PROBE_EVERY_S, max(0.1, deadline - time.monotonic())))
+        self.down_since = None
+
     # -- finding runs -------------------------------------------------------------------------------
     def runs(self, status: str | None = None) -> list:
         query = f"attributes.status = '{status}'" if status else ""
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=50_000)
 
     def finished_keys(self) -> set[str]:
-        return {r.data.tags.get(TRIAL_KEY_TAG) for r in self.runs("FINISHED")}
+        return set(self.finished_runs())
+
+    def finished_runs(self) -> dict[str, str]:
+        """Trial key -> the harness commit that trained it, for every FINISHED run."""
+        return {r.data.tags.get(TRIAL_KEY_TAG): r.data.tags.get(COMMIT_TAG, "unknown") for r in self.runs("FINISHED")}
 
     def find_run(self, trial_key: str):
         runs = self.client.search_runs(
@@ -88,60 +204,68 @@ class Tracker:
         """The trial's run: the existing one (a resumed trial logs into it again) or a new one."""
         existing = self.find_run(cfg.key)
         if existing is not None:
-            self.client.update_run(existing.info.run_id, status="RUNNING")
+            run_id = existing.info.run_id
+            self.client.update_run(run_id, status="RUNNING")
             if FAILURE_TAG in existing.data.tags:
-                self.client.delete_tag(existing.info.run_id, FAILURE_TAG)
-            return existing.info.run_id
+                self.client.delete_tag(run_id, FAILURE_TAG)
+            self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+            return run_id
         versions = package_versions()
         tags = {
             TRIAL_KEY_TAG: cfg.key,
             "ltbench.suite": cfg.suite,
-            "ltbench.dataset": cfg.dataset,
-            "ltbench.method": cfg.method,
-            "ltbench.git_commit": git_commit(),
+            **trial_tags(cfg),
+            COMMIT_TAG: git_commit(),
+            METHOD_CODE_TAG: cfg.method_code,
             **{f"ltbench.version.{k}": v for k, v in versions.items()},
         }
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=cfg.label())
         from mlflow.entities import Param
 
-        params = [
-            Param(k, _param_value(v))
-            for k, v in flatten({k: v for k, v in cfg.as_dict().items() if k != "suite"}).items()
-        ]
+        identity = {k: v for k, v in cfg.as_dict().items() if k not in ("suite", "method_code")}
+        params = [Param(k, _param_value(v)) for k, v in flatten(identity).items()]
         self.client.log_batch(run.info.run_id, params=params)
         self.client.log_dict(run.info.run_id, cfg.as_dict(), "config.json")
+        self._logged_steps[run.info.run_id] = set()
         return run.info.run_id
 
     def log_epoch(self, run_id: str, row: dict[str, Any]) -> None:
+        """One epoch's metrics at their step (the epoch) and timestamp (when the epoch ended); an epoch
+        this run already has is skipped, so a restarted trial never logs an epoch twice."""
         from mlflow.entities import Metric
 
         step = int(row["epoch"])
-        metrics = [
-            Metric(k, float(v), 0, step)
-            for k, v in row.items()
-            if k != "epoch" and isinstance(v, int | float) and math.isfinite(v)
-        ]
+        logged = self._logged_steps.setdefault(run_id, set())
+        if step in logged:
+            return
+        stamp = int(1000 * float(row.get("time", time.time())))
+        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items() if _is_metric(k, v)]
         self.client.log_batch(run_id, metrics=metrics)
+        logged.add(step)
 
     def finish(self, run_id: str, trial_dir: Path, device: str | None = None) -> None:
         result = json.loads((trial_dir / "result.json").read_text())
-        # An epoch reported just before an interruption may never have reached the driver; the trial's own
-        # history is complete, so log whatever epochs the run lacks (an epoch is checkpointed before it is
-        # reported, so a resumed trial never reports one twice).
-        logged = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+        # An epoch reported just before an interruption (or while the server was away) may never have
+        # reached MLflow; the trial's own history is complete, so log whatever epochs the run lacks.
+        self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
         for row in result.get("history", []):
-            if int(row["epoch"]) not in logged:
-                self.log_epoch(run_id, row)
+            self.log_epoch(run_id, row)
         from mlflow.entities import Metric
 
         finals = {f"final_{k}": v for k, v in result["metrics"].items()}
         for variant, values in result.get("variants", {}).items():
             finals.update({f"final_{variant}_{k}": v for k, v in values.items()})
+        now = int(1000 * time.time())
+        last = max((int(row["epoch"]) for row in result.get("history", [])), default=0)
         metrics = [
-            Metric(name, float(v), 0, 0)
+            Metric(name, float(v), now, last)
             for name, v in finals.items()
-            if isinstance(v, int | float) and math.isfinite(float(v))
+            if _is_metric(name.removeprefix("final_"), v)
         ]
+        # classes per bucket: constants of the data, so tags (params would enter the reports' config key)
+        for k, v in result["metrics"].items():
+            if (m := CONSTANT_METRIC.match(k)) and k.startswith("test_"):
+                self.client.set_tag(run_id, f"ltbench.classes.{m.group(1)}", str(v))
         self.client.log_batch(run_id, metrics=metrics)
         # The trial's own view of where it ran (on a cluster it may differ from the driver's), and what actually
         # ran where the config leaves it open (precision "auto", the stage-two schedule, cuDNN settings).
@@ -155,6 +279,7 @@ class Tracker:
         for name in ("result.json", "manifest.json", "analysis.npz"):
             if (trial_dir / name).is_file():
                 self.client.log_artifact(run_id, str(trial_dir / name))
+        self._log_training_data(run_id, trial_dir, result)
         with tempfile.TemporaryDirectory() as tmp:
             table = Path(tmp) / "per_class_acc.csv"
             rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
@@ -165,6 +290,24 @@ class Tracker:
             self.client.log_artifact(run_id, str(table))
         self.client.set_terminated(run_id, "FINISHED")
 
+    def _log_training_data(self, run_id: str, trial_dir: Path, result: dict[str, Any]) -> None:
+        """The training images as an MLflow dataset input (the UI's Dataset column): named by dataset and
+        ratio, its digest that of the manifest (which images), its source the manifest artifact."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        run = self.client.get_run(run_id)
+        if run.inputs is not None and run.inputs.dataset_inputs:
+            return  # logged when this run finished before (a reconciled rerun)
+        manifest = trial_dir / "manifest.json"
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "unknown"
+        tags = run.data.tags
+        name = f"{tags.get('ltbench.dataset')}-r{tags.get('ltbench.imbalance_ratio')}-train"
+        source = _manifest_source(f"{run.info.artifact_uri}/manifest.json")
+        dataset = MetaDataset(source=source, name=name, digest=digest)
+        entity = dataset._to_mlflow_entity()
+        self.client.log_inputs(run_id, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+
     def interrupt(self, run_id: str) -> None:
         """A trial stopped by the user: KILLED, and resumed into this same run by a rerun."""
         self.client.set_tag(run_id, FAILURE_TAG, "interrupted; rerun the suite to resume it")
@@ -173,6 +316,55 @@ class Tracker:
     def fail(self, run_id: str, reason: str) -> None:
         self.client.set_tag(run_id, FAILURE_TAG, reason[:5000])
         self.client.set_terminated(run_id, "FAILED")
+
+    def reconcile(self, finished: list[tuple[TrialConfig, Path]], failed: list[tuple[TrialConfig, str]]) -> None:
+        """Make MLflow agree with the trials' own records: a trial whose result is on disk has a FINISHED
+        run with every epoch, a failed one a FAILED run with its reason."""
+        for cfg, trial_dir in finished:
+            run = self.find_run(cfg.key)
+            if run is None or run.info.status != "FINISHED":
+                self.finish(self.open_run(cfg), trial_dir)
+        for cfg, reason in failed:
+            run = self.find_run(cfg.key)
+            if run is None or run.info.status not in ("FINISHED", "FAILED"):
+                self.fail(self.open_run(cfg), reason)
+
+
+def _manifest_source(uri: str) -> Any:
+    """A dataset source pointing at the manifest artifact; MLflow resolves file:, s3: etc. itself, and an
+    `mlflow-artifacts:` URI (a tracking server's proxy) is kept as a plain URL."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return resolve_dataset_source(uri)
+    except Exception:  # no resolver for this scheme
+        return HTTPDatasetSource(uri)
+
+
+def trial_tags(cfg: TrialConfig) -> dict[str, str]:
+    """What the MLflow UI filters and groups runs by."""
+    ratio = "native" if cfg.imbalance_ratio is None else f"{cfg.imbalance_ratio:g}"
+    return {
+        "ltbench.dataset": cfg.dataset,
+        "ltbench.imbalance_ratio": ratio,
+        "ltbench.method": cfg.method,
+        "ltbench.seed": str(cfg.seed),
+    }
+
+
+def _is_metric(name: str, value: Any) -> bool:
+    return (
+        name not in NOT_METRICS
+        and not CONSTANT_METRIC.match(name)
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def _param_value(value: Any) -> str:

@@ -84,7 +84,7 @@ def run_fails(argv: list[str], results: Path, capsys: pytest.CaptureFixture) -> 
         ("nosuchkey=1", "unknown suite key 'nosuchkey'"),
         ("imbalance_ratios=[0.5]", "imbalance ratios must be numbers >= 1"),
         ("recipe.epochs=0", "epochs must be a positive integer"),
-        ("seeds=[1.5]", "seeds must be integers, got 1.5"),
+        ("seeds=[1.5]", "seeds must be integers in [0, 4294967295], got 1.5"),
     ],
 )
 def test_run_rejects_bad_suite_values(

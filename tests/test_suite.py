@@ -83,7 +83,7 @@ def test_data_seed_from_the_trial_seed_varies_the_subset_and_split(tiny_suite) -
     assert built[0]["train_indices"] != built[1]["train_indices"]
     assert built[0]["val_indices"] != built[1]["val_indices"]
     assert built[0]["class_counts"] == built[1]["class_counts"]
-    with pytest.raises(LtbenchError, match="data_seed must be int or 'seed'"):
+    with pytest.raises(LtbenchError, match="data_seed must be an integer in .* or 'seed'"):
         build_suite(str(tiny_suite), ["data.data_seed=trial"])
     with pytest.raises(LtbenchError, match="data_seed"):
         DataOptions(data_seed="seed").resolved_data_seed  # noqa: B018  (an unresolved seed cannot build data)

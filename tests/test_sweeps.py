@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,6 +77,12 @@ def runs_by_key(results: Path, experiment: str) -> dict[str, list]:
     for run in tracker.runs():
         out.setdefault(run.data.tags[TRIAL_KEY_TAG], []).append(run)
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def process_title(pid: int) -> str:
@@ -258,7 +265,16 @@ def ray_head(tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
     ray = str(Path(sys.executable).with_name("ray"))
     up = subprocess.run(
-        [ray, "start", "--head", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        # a free port, not Ray's default 6379: another Ray head on this machine may hold that
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={free_port()}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -301,13 +317,14 @@ def test_failing_trials_are_isolated_on_a_ray_cluster(tmp_path: Path, fake_fashi
 
 
 def test_a_gpu_asked_for_where_there_is_none(tmp_path: Path, tiny_suite: Path) -> None:
-    done = ltbench("run", str(tiny_suite), "--set", "resources.gpu=1", "--results-dir", str(tmp_path))
+    results = tmp_path / "r"
+    done = ltbench("run", str(tiny_suite), "--set", "resources.gpu=1", "--results-dir", str(results))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "ltbench: error: each trial asks for 1 GPU but the Ray cluster has 0; lower it with --set "
         "resources.gpu=0 (or run where a GPU is present)"
     )
-    assert not list(tmp_path.glob("trials/*"))  # nothing half written
+    assert not results.exists()  # nothing written: no trials, no mlflow.db, no lock file
 
 
 @pytest.mark.parametrize(

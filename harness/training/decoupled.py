@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,7 @@ def load_stage_one(model: nn.Module, stage1_dir: Path) -> None:
         raise RuntimeError(
             f"the stage-1 backbone in {stage1_dir} has not finished; the scheduler trains it before stage two"
         )
-    model.load_state_dict(load_checkpoint(stage1_dir / "checkpoint.pt")["model"])
+    model.load_state_dict(load_checkpoint(stage1_dir / "checkpoint.pt", fall_back=False)["model"])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -359,6 +360,7 @@ class StageTwo:
                 "lr": lr * cosine_per_epoch(epoch, epochs, lr_shift),  # the lr this epoch trained with
                 "val_mean_class_acc": score.accuracy,
                 "val_loss": score.loss,
+                "time": time.time(),  # when the epoch ended: its MLflow timestamp
             }
             self.history.append(row)
             self.report(row)

@@ -36,6 +36,7 @@ from harness.training.analysis import InputMoments, final_linear, save_analysis
 from harness.training.checkpoint import (
     atomic_write_json,
     load_checkpoint,
+    previous_of,
     restore_rng_states,
     rng_states,
     save_checkpoint,
@@ -275,6 +276,7 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
             "lr": optimizer.param_groups[0]["lr"],
             "epoch_seconds": time.perf_counter() - started,
             "train_images_per_s": len(indices) / (time.perf_counter() - started),
+            "time": time.time(),  # when the epoch ended: its MLflow timestamp
         }
         if epoch + 1 == recipe.epochs:
             evaluation = evaluate_final()
@@ -364,4 +366,5 @@ def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, An
         "versions": package_versions(),
     }
     atomic_write_json(trial_dir / RESULT_FILE, result)
+    previous_of(trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # only a resume needed it
     return result
