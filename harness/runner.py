@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.artifacts import RESULT_FILE
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions
 from harness.plan import epoch_budget, make_plan, stage1_config
@@ -14,7 +15,6 @@ from harness.reports.runs import runs_frame
 from harness.scheduling import Interrupted, ScheduleReport, ray_session, run_with_tune
 from harness.suite import Suite, build_suite
 from harness.tracking import Tracker, default_tracking_uri
-from harness.training.trainer import RESULT_FILE
 
 
 @dataclass

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from harness.artifacts import CONFIG_FILE, LOGGED_FILES, PER_CLASS_FILE, RESULT_FILE
 from harness.config import TrialConfig, flatten
 from harness.errors import LtbenchError
 from harness.provenance import git_commit, package_versions
@@ -109,7 +110,7 @@ class Tracker:
             for k, v in flatten({k: v for k, v in cfg.as_dict().items() if k != "suite"}).items()
         ]
         self.client.log_batch(run.info.run_id, params=params)
-        self.client.log_dict(run.info.run_id, cfg.as_dict(), "config.json")
+        self.client.log_dict(run.info.run_id, cfg.as_dict(), CONFIG_FILE)
         return run.info.run_id
 
     def log_epoch(self, run_id: str, row: dict[str, Any]) -> None:
@@ -124,7 +125,7 @@ class Tracker:
         self.client.log_batch(run_id, metrics=metrics)
 
     def finish(self, run_id: str, trial_dir: Path, device: str | None = None) -> None:
-        result = json.loads((trial_dir / "result.json").read_text())
+        result = json.loads((trial_dir / RESULT_FILE).read_text())
         # An epoch reported just before an interruption may never have reached the driver; the trial's own
         # history is complete, so log whatever epochs the run lacks (an epoch is checkpointed before it is
         # reported, so a resumed trial never reports one twice).
@@ -147,11 +148,11 @@ class Tracker:
         self.client.set_tag(run_id, "ltbench.device", result.get("device", device or "unknown"))
         for name, value in result.get("versions", {}).items():
             self.client.set_tag(run_id, f"ltbench.version.{name}", value)
-        for name in ("result.json", "manifest.json", "analysis.npz"):
+        for name in LOGGED_FILES:
             if (trial_dir / name).is_file():
                 self.client.log_artifact(run_id, str(trial_dir / name))
         with tempfile.TemporaryDirectory() as tmp:
-            table = Path(tmp) / "per_class_acc.csv"
+            table = Path(tmp) / PER_CLASS_FILE
             rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
             for c, (n_train, n_lt) in enumerate(zip(result["train_counts"], result["class_counts"], strict=True)):
                 accs = ",".join(str(result["per_class_acc"][s][c]) for s in result["per_class_acc"])

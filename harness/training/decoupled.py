@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.artifacts import CHECKPOINT_FILE, RESULT_FILE
 from harness.data import LTData
 from harness.data.samplers import make_sampler
 from harness.metrics import classification_metrics
@@ -107,11 +108,11 @@ class AugmentedFeatureBatches:
 
 def load_stage_one(model: nn.Module, stage1_dir: Path) -> None:
     """Load the finished stage-1 model into `model` and freeze it."""
-    if not (stage1_dir / "result.json").is_file():
+    if not (stage1_dir / RESULT_FILE).is_file():
         raise RuntimeError(
             f"the stage-1 backbone in {stage1_dir} has not finished; the scheduler trains it before stage two"
         )
-    model.load_state_dict(load_checkpoint(stage1_dir / "checkpoint.pt")["model"])
+    model.load_state_dict(load_checkpoint(stage1_dir / CHECKPOINT_FILE)["model"])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
