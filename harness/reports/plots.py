@@ -37,6 +37,7 @@ NORM_METHODS = ("ce", "tau-norm", "crt", "lws")
 CORR_METHODS = ("ce", "cw")
 BUCKETS = (("test_many_acc", "Many"), ("test_medium_acc", "Medium"), ("test_few_acc", "Few"))
 DPI = 150
+LEGEND_COLUMN_INCHES = 1.2  # room one legend entry takes across
 LINESTYLES = ("", (4, 1.5), (1, 1.2), (5, 1.5, 1, 1.5))  # seaborn dashes: solid, dashed, dotted, dash-dot
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 PLOT_NAMES = ("accuracy_vs_ratio", "shot_accuracy", "per_class_accuracy", "weight_norm", "feature_correlation",
@@ -96,7 +97,8 @@ def _line_kwargs(colors: dict[str, Any], methods: list[str]) -> dict[str, Any]:
 
 
 def _shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: str) -> None:
-    """One legend for the whole figure, outside the axes on the right, in the report's method order."""
+    """One legend for the whole figure, below the axes (never over data, never under the title), in the
+    report's method order, as many columns as the figure's width holds."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -118,14 +120,15 @@ def _shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: s
                     label=method,
                 )
             )
-    fig.legend(handles=handles, title="method", loc="outside right upper", fontsize="small")
+    columns = max(1, min(len(handles), int(fig.get_figwidth() / LEGEND_COLUMN_INCHES)))
+    fig.legend(handles=handles, title="method", loc="outside lower center", ncols=columns, fontsize="small")
 
 
 def _figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2) -> tuple[Any, np.ndarray]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(width * ncols, 5.0) + 1.6, height * nrows), layout="constrained")
+    fig = Figure(figsize=(max(width * ncols, 6.0), height * nrows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
