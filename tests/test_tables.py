@@ -157,7 +157,7 @@ def test_a_cell_uses_one_configuration_and_says_what_it_set_aside() -> None:
 
 def test_write_tables_writes_every_table_in_three_formats(runs: pd.DataFrame, tmp_path: Path) -> None:
     specs = L.all_specs(runs, PUBLISHED, METHODS)
-    outcome = T.write_tables(specs, of_suite(L.KANG, runs), tmp_path, PUBLISHED, set(METHODS))
+    outcome = T.write_tables(T.render_tables(specs, of_suite(L.KANG, runs), PUBLISHED, set(METHODS)), tmp_path)
     names = [s.name for s in specs]
     for name in names:
         for suffix in (".md", ".csv", ".tex"):

@@ -473,6 +473,52 @@ def training_curves(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: d
     return fig
 
 
+# -- views the notebook adds ----------------------------------------------------------------------------------
+def bucket_heatmap(done: pd.DataFrame) -> Any | None:
+    """Method x shot bucket mean test accuracy (%), a heat map per dataset x ratio; empty buckets left out."""
+    import seaborn as sns
+
+    columns = [("test_top1", "All"), *BUCKETS]
+    fig, panels = _context_panels(done)
+    methods = ordered_methods(done.method)
+    for ax, mine, _ in panels:
+        means = mine.groupby("method")[[c for c, _ in columns]].mean() * 100.0
+        means = means.rename(columns=dict(columns)).dropna(axis=1, how="all")
+        means = means.loc[[m for m in methods if m in means.index]]
+        sns.heatmap(means, annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=100, cbar=False, ax=ax)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    fig.suptitle("Mean test accuracy (%) by method and shot bucket", fontsize="medium")
+    return fig
+
+
+def seed_spread(done: pd.DataFrame, column: str = "test_mean_class_acc") -> Any | None:
+    """Each seed's result per method (dots) and their mean (bar), a panel per dataset x ratio: how far
+    run-to-run noise reaches next to the gaps between methods."""
+    import seaborn as sns
+
+    methods = ordered_methods(done.method)
+    colors = method_colors(methods)
+    fig, panels = _context_panels(done)
+    for ax, mine, _ in panels:
+        here = [m for m in methods if m in set(mine.method)]
+        tidy = mine.assign(accuracy=_percent(mine, column))
+        palette = {m: colors[m] for m in here}
+        sns.stripplot(data=tidy, x="method", y="accuracy", order=here, hue="method", palette=palette, size=6, ax=ax)
+        sns.pointplot(
+            data=tidy, x="method", y="accuracy", order=here, errorbar=None, linestyle="none", markers="_",
+            markersize=18, color="0.2", ax=ax,
+        )  # fmt: skip
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+        ax.set_xlabel("")
+        ax.set_ylabel(f"{column.removeprefix('test_').replace('_', ' ')} %")
+    fig.suptitle("Run-to-run spread: each seed (dots) and the mean over seeds (bar)", fontsize="medium")
+    return fig
+
+
 # -- all of them -------------------------------------------------------------------------------------------
 def draw_plots(done: pd.DataFrame, arts: dict[str, RunArtifacts]) -> tuple[dict[str, Any], list[str]]:
     """Every plot of the finished runs `done` as {name: matplotlib Figure}, and the notes on what was skipped.

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from harness.reports.claims import FAILS, ClaimResult, check_claims, render, render_markdown
 from harness.reports.layouts import all_specs
 from harness.reports.leaderboard import write_leaderboard
@@ -18,7 +20,7 @@ from harness.reports.naming import ordered_methods
 from harness.reports.plots import write_plots
 from harness.reports.published import PUBLISHED_DIR, load_published
 from harness.reports.runs import load_runs, open_client, suite_experiment_name
-from harness.reports.tables import TablesOutcome, write_tables
+from harness.reports.tables import RenderedTable, TablesOutcome, render_tables, write_tables
 
 
 @dataclass
@@ -56,6 +58,16 @@ def _experiments(suites: list[str] | None) -> list[str] | None:
     return [suite_experiment_name(s) for s in suites] if suites else None
 
 
+def render_all_tables(runs: pd.DataFrame, published_dir: Path = PUBLISHED_DIR) -> list[RenderedTable]:
+    """Every table of `ltbench tables` from `runs`, in memory (nothing written)."""
+    from harness.plugin import load_methods
+
+    published = load_published(published_dir)
+    methods = ordered_methods(load_methods().names())  # every grid lists each registered method
+    known = set(methods) | set(runs.method.dropna())
+    return render_tables(all_specs(runs, published, methods), runs, published, known)
+
+
 def build_tables(
     suites: list[str] | None,
     tracking_uri: str | None,
@@ -63,13 +75,8 @@ def build_tables(
     published_dir: Path = PUBLISHED_DIR,
 ) -> TablesOutcome:
     """The paper tables from the runs of the named suites (all suites when None) into results/tables/."""
-    from harness.plugin import load_methods
-
     runs = load_runs(tracking_uri, results_dir, _experiments(suites))
-    published = load_published(published_dir)
-    methods = ordered_methods(load_methods().names())  # every grid lists each registered method
-    known = set(methods) | set(runs.method.dropna())
-    return write_tables(all_specs(runs, published, methods), runs, results_dir / "tables", published, known)
+    return write_tables(render_all_tables(runs, published_dir), results_dir / "tables")
 
 
 @dataclass

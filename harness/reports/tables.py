@@ -379,33 +379,58 @@ class TablesOutcome:
     summary: list[str]
 
 
-def write_tables(
-    specs: list[TableSpec], runs: pd.DataFrame, out_dir: Path, published: pd.DataFrame, known: set[str]
-) -> TablesOutcome:
-    """Write each table as <name>.md, .csv and .tex into `out_dir`, plus an index.md linking them.
+@dataclass
+class RenderedTable:
+    """One table filled and rendered, in memory: what `write_tables` writes and the notebook shows."""
 
-    `known` are the method names ltbench has (a row of another method is said to be missing for that reason).
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths, summary, index = [], [], ["# ltbench tables", ""]
+    spec: TableSpec
+    markdown: str
+    latex: str
+    frame: pd.DataFrame  # long form, one row per cell (the .csv)
+    cells: int
+    cells_run: int
+    cells_published: int
+
+
+def render_tables(
+    specs: list[TableSpec], runs: pd.DataFrame, published: pd.DataFrame, known: set[str]
+) -> list[RenderedTable]:
+    """Fill and render each table. `known` are the method names ltbench has (a row of another method is said
+    to be missing for that reason)."""
+    out = []
     for spec in specs:
         grid = fill(spec, runs, published)
         notes = _notes(spec, grid, known)
-        for suffix, text in (
-            (".md", render_markdown(spec, grid, notes)),
-            (".tex", render_latex(spec, grid, notes)),
-        ):
+        cells = [c for row in grid for c in row]
+        out.append(
+            RenderedTable(
+                spec,
+                render_markdown(spec, grid, notes),
+                render_latex(spec, grid, notes),
+                to_frame(spec, grid),
+                len(cells),
+                sum(c.status == "ok" for c in cells),
+                sum(not math.isnan(c.published_value) for c in cells),
+            )
+        )
+    return out
+
+
+def write_tables(tables: list[RenderedTable], out_dir: Path) -> TablesOutcome:
+    """Write each table as <name>.md, .csv and .tex into `out_dir`, plus an index.md linking them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, summary, index = [], [], ["# ltbench tables", ""]
+    for table in tables:
+        spec = table.spec
+        for suffix, text in ((".md", table.markdown), (".tex", table.latex)):
             (out_dir / f"{spec.name}{suffix}").write_text(text)
             paths.append(out_dir / f"{spec.name}{suffix}")
-        to_frame(spec, grid).to_csv(out_dir / f"{spec.name}.csv", index=False, float_format="%.4f")
+        table.frame.to_csv(out_dir / f"{spec.name}.csv", index=False, float_format="%.4f")
         paths.append(out_dir / f"{spec.name}.csv")
-        cells = [c for cells in grid for c in cells]
-        ok = sum(c.status == "ok" for c in cells)
-        pub = sum(not math.isnan(c.published_value) for c in cells)
-        line = f"{spec.name}: {ok} of {len(cells)} cells with ltbench runs, {pub} with a published number"
-        summary.append(line)
+        ok, pub, n = table.cells_run, table.cells_published, table.cells
+        summary.append(f"{spec.name}: {ok} of {n} cells with ltbench runs, {pub} with a published number")
         source = f"suite `{spec.suite}`" if spec.suite else "every suite"
-        index.append(f"- [{spec.title}]({spec.name}.md) ({source}): {ok}/{len(cells)} cells run, {pub} published")
+        index.append(f"- [{spec.title}]({spec.name}.md) ({source}): {ok}/{n} cells run, {pub} published")
     (out_dir / "index.md").write_text("\n".join(index) + "\n")
     paths.append(out_dir / "index.md")
     return TablesOutcome(paths, summary)
