@@ -144,9 +144,10 @@ def seeds_said_once(*boards: pd.DataFrame | None) -> str | None:
     return f"{next(iter(pairs))[0]}/{next(iter(pairs))[1]}" if len(pairs) == 1 else None
 
 
-def _cells(board: pd.DataFrame, with_n: bool) -> list[list[str]]:
+def _cells(board: pd.DataFrame, with_n: bool, mark_best: bool = True) -> list[list[str]]:
+    """Display rows; variants are not marked (the variants of different methods are no competition)."""
     out = []
-    best = _best(board)
+    best = _best(board) if mark_best else pd.DataFrame(False, index=board.index, columns=list(SHOWN.values()))
     for index, row in board.iterrows():
         cells = [row.dataset, _ratio_text(row.imbalance_ratio), setting_label(row.method, "", row.get("variant", ""))]
         if row.n == 0:
@@ -191,7 +192,7 @@ def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str, variants: pd
     lines.append(markdown_table(header, _cells(board, once is None), align))
     if variants is not None and len(variants):
         lines += ["", "## Method variants", "", "Reported beside a method's main result (e.g. τ = 1 next to τ*).", ""]
-        lines.append(markdown_table(header, _cells(variants, once is None), align))
+        lines.append(markdown_table(header, _cells(variants, once is None, mark_best=False), align))
     unfinished = _unfinished_lines(status)
     if unfinished:
         lines += ["", f"## Trials not finished ({len(unfinished)} of {len(status)})", ""]
@@ -218,7 +219,7 @@ def latex(
             f"{unfinished} of {len(status)} trials not finished (FAILED, RUNNING or MISSING); "
             "see trials.csv for each one and its reason."
         )
-    rows = _cells(board, once is None) + (_cells(variants, once is None) if variants is not None else [])
+    rows = _cells(board, once is None) + (_cells(variants, once is None, False) if variants is not None else [])
     return latex_table(header, rows, title, label, "lll" + "r" * (len(header) - 3), notes=notes)
 
 

@@ -265,6 +265,7 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
             hue="method",
             hue_order=here,
             palette={m: colors[m] for m in here},
+            saturation=1.0,  # exactly the colour the legend and the line plots show
             errorbar="sd",  # NaN (no bar) for a single seed
             capsize=0.1,
             err_kws={"linewidth": 1},
