@@ -36,6 +36,7 @@ def test_methods_lists_ce(capsys: pytest.CaptureFixture) -> None:
     assert capsys.readouterr().out.startswith("ce ")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

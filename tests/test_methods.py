@@ -152,6 +152,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fake_fashion_root: Path) -
     return {"results": results, "suite": suite, "root": tmp / "trials"}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("method", ALL)
 def test_every_method_trains_and_reports(trained: dict, method: str) -> None:
     result = trained["results"][method]
@@ -194,6 +195,7 @@ def test_tau_norm_choice_is_the_best_on_validation(trained: dict) -> None:
     assert min(abs(result["metrics"]["chosen_tau"] - g) for g in grid) < 1e-6
 
 
+@pytest.mark.integration
 def test_method_from_outside_the_repo_runs_end_to_end(tmp_path: Path, fake_fashion_root: Path) -> None:
     """A third-party package registers a method through the `ltbench.methods` entry point."""
     import subprocess
