@@ -321,7 +321,9 @@ def per_class_accuracy(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors
     return fig
 
 
-def per_class_frame(runs: pd.DataFrame, arts: dict[str, RunArtifacts], class_names: list[str] | None = None):
+def per_class_frame(
+    runs: pd.DataFrame, arts: dict[str, RunArtifacts], class_names: list[str] | None = None
+) -> pd.DataFrame:
     """Tidy per-class test accuracy: one row per run x class with its training count (and name, when given)."""
     parts = []
     for run in runs.itertuples():
