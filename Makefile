@@ -1,13 +1,14 @@
 # The two commands that set everything up on a fresh machine:
 #   make run    - create .venv, install ltbench, get Fashion-MNIST, run the quick suite, print the leaderboard
 #   make test   - the same setup, then the test suite
+#   make test-unit - only the fast tests (not marked `integration`), in seconds
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUITE  ?= quick
 
-.PHONY: run test lint data install clean
+.PHONY: run test test-unit lint data install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ run: data
 
 test: data
 	$(BIN)/python -m pytest -q
+
+test-unit: install
+	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: install
 	$(BIN)/ruff check harness methods tests

@@ -100,8 +100,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_claims(args: argparse.Namespace) -> int:
     from harness.reports.report import build_claims
 
-    print(build_claims(args.suites or None, args.tracking_uri, _results_dir(args)), end="")
-    return 0
+    outcome = build_claims(args.suites or None, args.tracking_uri, _results_dir(args))
+    print(outcome.text, end="")
+    print(f"written: {outcome.path}")
+    return 1 if args.strict and outcome.any_fails else 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -257,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     claims = sub.add_parser("claims", help="check the seed papers' qualitative claims on your runs")
     claims.add_argument("suites", nargs="*", metavar="SUITE", help="suites to read (default: all)")
+    claims.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when a claim fails, for CI (inconclusive claims never do; default: off)",
+    )
     tracking_args(claims)
     claims.set_defaults(func=cmd_claims)
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.artifacts import RESULT_FILE
 from harness.config import TrialConfig
 from harness.coverage import empty_bucket_warnings
 from harness.data import DATASETS, DataOptions
@@ -25,7 +26,6 @@ from harness.tracking import (
     default_tracking_uri,
     retry_seconds,
 )
-from harness.training.trainer import RESULT_FILE
 
 
 @dataclass

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.artifacts import CONFIG_FILE, LOGGED_FILES, MANIFEST_FILE, PER_CLASS_FILE, RESULT_FILE
 from harness.config import TrialConfig, flatten
 from harness.errors import LtbenchError, TrackingUnavailable
 from harness.provenance import git_commit, package_versions
@@ -225,7 +226,7 @@ class Tracker:
         identity = {k: v for k, v in cfg.as_dict().items() if k not in ("suite", "method_code")}
         params = [Param(k, _param_value(v)) for k, v in flatten(identity).items()]
         self.client.log_batch(run.info.run_id, params=params)
-        self.client.log_dict(run.info.run_id, cfg.as_dict(), "config.json")
+        self.client.log_dict(run.info.run_id, cfg.as_dict(), CONFIG_FILE)
         self._logged_steps[run.info.run_id] = set()
         return run.info.run_id
 
@@ -244,7 +245,7 @@ class Tracker:
         logged.add(step)
 
     def finish(self, run_id: str, trial_dir: Path, device: str | None = None) -> None:
-        result = json.loads((trial_dir / "result.json").read_text())
+        result = json.loads((trial_dir / RESULT_FILE).read_text())
         # An epoch reported just before an interruption (or while the server was away) may never have
         # reached MLflow; the trial's own history is complete, so log whatever epochs the run lacks.
         self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
@@ -276,12 +277,12 @@ class Tracker:
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in ran.items()])
         for name, value in result.get("versions", {}).items():
             self.client.set_tag(run_id, f"ltbench.version.{name}", value)
-        for name in ("result.json", "manifest.json", "analysis.npz"):
+        for name in LOGGED_FILES:
             if (trial_dir / name).is_file():
                 self.client.log_artifact(run_id, str(trial_dir / name))
         self._log_training_data(run_id, trial_dir, result)
         with tempfile.TemporaryDirectory() as tmp:
-            table = Path(tmp) / "per_class_acc.csv"
+            table = Path(tmp) / PER_CLASS_FILE
             rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
             for c, (n_train, n_lt) in enumerate(zip(result["train_counts"], result["class_counts"], strict=True)):
                 accs = ",".join(str(result["per_class_acc"][s][c]) for s in result["per_class_acc"])
@@ -299,7 +300,7 @@ class Tracker:
         run = self.client.get_run(run_id)
         if run.inputs is not None and run.inputs.dataset_inputs:
             return  # logged when this run finished before (a reconciled rerun)
-        manifest = trial_dir / "manifest.json"
+        manifest = trial_dir / MANIFEST_FILE
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "unknown"
         tags = run.data.tags
         name = f"{tags.get('ltbench.dataset')}-r{tags.get('ltbench.imbalance_ratio')}-train"

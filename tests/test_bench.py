@@ -75,6 +75,7 @@ def _check_figure(section: str, f: dict) -> None:
         assert f["verdict"] == ("PASS" if f["ratio"] >= f["target"] else "BELOW")
 
 
+@pytest.mark.integration
 def test_bench_quick_end_to_end(monkeypatch, restore_threads, tmp_path: Path, fashion_root: Path, capsys) -> None:
     monkeypatch.setitem(bench.SIZES, "quick", TINY)
     argv = ["bench", "--quick", "--device", "cpu", "--threads", "1", "--data-root", str(fashion_root)]

@@ -39,6 +39,7 @@ def test_methods_lists_ce(capsys: pytest.CaptureFixture) -> None:
     assert any(line.startswith("ce ") for line in capsys.readouterr().out.splitlines())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.suite import build_suite
 from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from tests.conftest import write_tiny_suite
+
+pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out
 
 
 def ltbench(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -166,6 +166,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fake_fashion_root: Path) -
     return {"results": results, "suite": suite, "root": tmp / "trials"}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("method", ALL)
 def test_every_method_trains_and_reports(trained: dict, method: str) -> None:
     result = trained["results"][method]

@@ -105,9 +105,23 @@ def test_variants_get_their_own_rows(tmp_path: Path) -> None:
     assert variants.variant.tolist() == ["tau1"] and variants.All_mean.tolist() == pytest.approx([50.0])
     assert variants.Few_mean.isna().all() and variants.n.tolist() == [2]  # the variant logged no Few
     _, _, text = write_leaderboard(runs, trials, tmp_path, "lb")
-    assert "## Method variants" in text and "| fashion-mnist-lt | 10 | tau-norm (tau1) | 50.00 ± 0.00 |" in text
-    assert "tau-norm (tau1) & 50.00" in (tmp_path / "leaderboard.tex").read_text()
+    assert "## Method variants" in text and "| fashion-mnist-lt | 10 | tau-norm (τ = 1) | 50.00 ± 0.00 |" in text
+    assert "Every row: 2 of 2 seeds finished." in text and "| n |" not in text  # said once, no n column
+    assert r"tau-norm ($\tau$ = 1) & 50.00" in (tmp_path / "leaderboard.tex").read_text()
     assert len(pd.read_csv(tmp_path / "leaderboard_variants.csv")) == 1
+
+
+def test_one_method_order_and_the_best_of_each_column_in_bold(tmp_path: Path) -> None:
+    methods = ["lws", "ce", "zz-plugin", "la", "ldam-drw", "aa-plugin"]
+    trials = [trial(m, 10.0, s) for m in methods for s in (0, 1)]
+    accuracy = {"ce": 0.5, "la": 0.7, "lws": 0.6, "ldam-drw": 0.65, "zz-plugin": 0.4, "aa-plugin": 0.3}
+    runs = synthetic_runs([record_for(t, acc=accuracy[t.method]) for t in trials])
+    board = leaderboard(runs, trials)
+    assert board.method.tolist() == ["ce", "ldam-drw", "la", "lws", "aa-plugin", "zz-plugin"]
+    _, _, text = write_leaderboard(runs, trials, tmp_path, "lb")
+    assert "| fashion-mnist-lt | 10 | la | **70.00 ± 0.00** |" in text
+    assert "| fashion-mnist-lt | 10 | ce | 50.00 ± 0.00 |" in text
+    assert r"la & \textbf{70.00 $\pm$ 0.00}" in (tmp_path / "leaderboard.tex").read_text()
 
 
 def test_result_rows_expand_variants() -> None:

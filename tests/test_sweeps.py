@@ -22,6 +22,8 @@ from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
 from tests.conftest import write_tiny_suite
 
+pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out
+
 FAULTY_PLUGIN = """
 import math
 import torch

@@ -15,13 +15,15 @@ import pytest
 
 from harness.cli import main
 from harness.errors import LtbenchError
+from harness.reports import layouts as L
 from harness.reports import tables as T
+from harness.reports.naming import METHOD_ORDER
 from harness.reports.published import load_published
 from tests.test_reports_support import run_record, synthetic_runs
 
 GOLDEN = Path(__file__).parent / "golden"
 PUBLISHED = load_published()
-METHODS = list(T.CANONICAL_METHODS)
+METHODS = list(METHOD_ORDER)
 
 
 def check_golden(name: str, text: str) -> None:
@@ -59,32 +61,37 @@ def runs() -> pd.DataFrame:
     return synthetic_runs(records)
 
 
+def of_suite(spec: T.TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs as if the spec's own suite had logged them."""
+    return runs.assign(suite=spec.suite) if spec.suite else runs
+
+
 def rendered(spec: T.TableSpec, runs: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
-    grid = T.fill(spec, runs, PUBLISHED)
+    grid = T.fill(spec, of_suite(spec, runs), PUBLISHED)
     notes = T._notes(spec, grid, set(METHODS))
     return T.render_markdown(spec, grid, notes), T.render_latex(spec, grid, notes), T.to_frame(spec, grid)
 
 
 def test_kang_layout_golden(runs: pd.DataFrame) -> None:
-    md, tex, _ = rendered(T.KANG, runs)
+    md, tex, _ = rendered(L.KANG, runs)
     check_golden("kang2020_imagenet_lt.md", md)
     check_golden("kang2020_imagenet_lt.tex", tex)
 
 
 def test_menon_layout_golden(runs: pd.DataFrame) -> None:
-    md, tex, _ = rendered(T.MENON, runs)
+    md, tex, _ = rendered(L.MENON, runs)
     check_golden("menon2021_table3.md", md)
     check_golden("menon2021_table3.tex", tex)
 
 
 def test_lort_layout_golden_marks_published_unavailable(runs: pd.DataFrame) -> None:
-    md, _, frame = rendered(T.LORT, runs)
+    md, _, frame = rendered(L.LORT, runs)
     check_golden("lort_cifar100.md", md)
     assert set(frame.published) == {"unavailable"} and frame.delta.isna().all()
 
 
 def test_kang_cells(runs: pd.DataFrame) -> None:
-    frame = rendered(T.KANG, runs)[2].set_index(["row", "column"])
+    frame = rendered(L.KANG, runs)[2].set_index(["row", "column"])
     joint_few = frame.loc[("Joint", "Few")]
     assert joint_few.published == "7.7" and joint_few.n == 3
     assert joint_few.ltbench_mean == pytest.approx(8.0) and joint_few.ltbench_std == pytest.approx(1.0)
@@ -93,12 +100,12 @@ def test_kang_cells(runs: pd.DataFrame) -> None:
     assert frame.loc[("NCM", "All")].status == "missing"
     assert frame.loc[("LWS", "All")].status == "failed"
     assert math.isnan(frame.loc[("τ-norm", "All")].ltbench_std)  # one seed: no spread, never a fake 0
-    md = rendered(T.KANG, runs)[0]
+    md = rendered(L.KANG, runs)[0]
     assert md.count("LWS / ImageNet-LT: failed runs: seed 0: diverged: loss nan") == 1
 
 
 def test_menon_converts_to_balanced_error_and_reads_variants(runs: pd.DataFrame) -> None:
-    frame = rendered(T.MENON, runs)[2].set_index(["row", "column"])
+    frame = rendered(L.MENON, runs)[2].set_index(["row", "column"])
     erm = frame.loc[("ERM", "CIFAR-10-LT")]
     assert erm.ltbench_mean == pytest.approx(100 - 73.0) and erm.published_value == pytest.approx(27.16)
     assert erm.delta == pytest.approx(27.0 - 27.16)
@@ -109,11 +116,11 @@ def test_menon_converts_to_balanced_error_and_reads_variants(runs: pd.DataFrame)
 
 
 def test_the_cifar_grid_lists_every_method_and_converts_published_error(runs: pd.DataFrame) -> None:
-    spec = T.cifar_grid(METHODS, runs, PUBLISHED)
+    spec = L.cifar_grid([*METHODS, "aaa-plugin"], runs, PUBLISHED)
     labels = [r.label for r in spec.rows]
-    assert [label for label in labels if label in METHODS] == METHODS  # SPEC order
-    assert labels.index("tau-norm (tau1)") == labels.index("tau-norm") + 1  # a variant follows its method
-    assert labels[-2:] == ["ldam-drw", "wb"]  # published-only methods come after ltbench's
+    assert [label for label in labels if label in METHODS] == METHODS  # the one report order
+    assert labels.index("tau-norm (τ = 1)") == labels.index("tau-norm") + 1  # a variant follows its method
+    assert labels[-1] == "aaa-plugin"  # a method the order does not know (a plugin) comes after the known ones
     assert [c.label for c in spec.columns][:4] == [f"CIFAR-10-LT r={r}" for r in (10, 50, 100, 200)]
     frame = T.to_frame(spec, T.fill(spec, runs, PUBLISHED)).set_index(["row", "column"])
     cell = frame.loc[("ce", "CIFAR-10-LT r=100")]
@@ -127,12 +134,13 @@ def test_the_cifar_grid_lists_every_method_and_converts_published_error(runs: pd
 def test_fashion_grid_has_no_published_column_and_marks_undefined_buckets() -> None:
     runs = synthetic_runs([run_record("ce", s, dataset="fashion-mnist-lt", ratio=r, acc=0.8,
                                       test_few_acc=float("nan")) for s in (0, 1) for r in (10.0, 100.0)])  # fmt: skip
-    spec = T.fashion_grid(METHODS, runs)
+    spec = L.fashion_grid(METHODS, runs)
     assert [c.label for c in spec.columns][:2] == ["r=100 All", "r=100 MeanClass"] and len(spec.columns) == 10
     grid = T.fill(spec, runs, PUBLISHED)
     md = T.render_markdown(spec, grid, [])
     assert "published" not in md.split("\n\n")[2]
-    assert "| ce | 80.00 ± 0.00 (n=2) | 80.00 ± 0.00 (n=2) | 80.00 ± 0.00 (n=2) | 80.00 ± 0.00 (n=2) | n/a |" in md
+    assert "| ce | 80.00 ± 0.00 | 80.00 ± 0.00 | 80.00 ± 0.00 | 80.00 ± 0.00 | n/a |" in md
+    assert "mean ± std over 2 seeds" in md and "(n=2)" not in md  # the seed count is said once
     assert "| la | missing |" in md
 
 
@@ -141,15 +149,16 @@ def test_a_cell_uses_one_configuration_and_says_what_it_set_aside() -> None:
         [run_record("ce", s, recipe="short", acc=0.5) for s in (0, 1)]
         + [run_record("ce", s, recipe="cifar-lt", acc=0.7) for s in (0, 1, 2)]
     )
-    grid = T.fill(T.CAO, runs, PUBLISHED)
+    grid = T.fill(L.CAO, of_suite(L.CAO, runs), PUBLISHED)
     cell = grid[0][0]
     assert cell.n == 3 and cell.mean == pytest.approx(30.0) and cell.set_aside == 1
-    assert any("1 other configuration(s)" in n for n in T._notes(T.CAO, grid, set(METHODS)))
+    assert any("1 other configuration(s)" in n for n in T._notes(L.CAO, grid, set(METHODS)))
 
 
 def test_write_tables_writes_every_table_in_three_formats(runs: pd.DataFrame, tmp_path: Path) -> None:
-    outcome = T.write_tables(runs, tmp_path, PUBLISHED, METHODS)
-    names = [s.name for s in T.all_specs(runs, PUBLISHED, METHODS)]
+    specs = L.all_specs(runs, PUBLISHED, METHODS)
+    outcome = T.write_tables(T.render_tables(specs, of_suite(L.KANG, runs), PUBLISHED, set(METHODS)), tmp_path)
+    names = [s.name for s in specs]
     for name in names:
         for suffix in (".md", ".csv", ".tex"):
             assert (tmp_path / f"{name}{suffix}").is_file()
@@ -158,7 +167,7 @@ def test_write_tables_writes_every_table_in_three_formats(runs: pd.DataFrame, tm
 
 
 def test_published_files_cover_every_paper_layout() -> None:
-    for spec in (T.KANG, T.MENON, T.CAO, T.ALSHAMMARI):
+    for spec in (L.KANG, L.MENON, L.CAO, L.ALSHAMMARI):
         frame = T.to_frame(spec, T.fill(spec, synthetic_runs([]), PUBLISHED))
         assert frame.published_value.notna().all(), spec.name
     keys = ["paper", "dataset", "imbalance_ratio", "method", "params", "variant", "metric"]
@@ -186,8 +195,41 @@ def test_a_method_run_only_with_tuned_hyperparameters_gets_one_labelled_row() ->
     records = [run_record("crt", s, dataset="fashion-mnist-lt", ratio=100.0, acc=0.7, params="augment=False")
                for s in (0, 1)]  # fmt: skip
     runs = synthetic_runs(records)
-    spec = T.fashion_grid(METHODS, runs)
+    spec = L.fashion_grid(METHODS, runs)
     labels = [r.label for r in spec.rows]
-    assert "crt[augment=False]" in labels and "crt" not in labels  # once, and saying how it was run
+    assert "crt (augment off)" in labels and "crt" not in labels  # once, and saying how it was run
     frame = T.to_frame(spec, T.fill(spec, runs, PUBLISHED)).set_index(["row", "column"])
-    assert frame.loc[("crt[augment=False]", "r=100 All")].ltbench_mean == pytest.approx(70.0)
+    assert frame.loc[("crt (augment off)", "r=100 All")].ltbench_mean == pytest.approx(70.0)
+
+
+def test_a_paper_table_reads_only_its_own_suite_and_says_where_it_departs() -> None:
+    ce = [run_record("ce", s, acc=0.70 + 0.01 * s, suite="paper-cao2019") for s in (0, 1)]
+    ldam = [run_record("ldam-drw", s, acc=0.80, suite="paper-cao2019") for s in (0, 1)]
+    elsewhere = [run_record("ce", s, acc=0.10, suite="cifar-lt", recipe="other") for s in (0, 1, 2)]
+    runs = synthetic_runs(ce + ldam + elsewhere)
+    grid = T.fill(L.CAO, runs, PUBLISHED)
+    frame = T.to_frame(L.CAO, grid).set_index(["row", "column"])
+    erm = frame.loc[("ERM", "CIFAR-10-LT r=100")]
+    assert erm.n == 2 and erm.ltbench_mean == pytest.approx(29.5) and erm.suites == "paper-cao2019"
+    assert frame.loc[("LDAM-DRW", "CIFAR-10-LT r=100")].ltbench_mean == pytest.approx(20.0)  # the ldam-drw runs
+    notes = T._notes(L.CAO, grid, set(METHODS))
+    assert notes[0].startswith("ltbench's numbers are the runs of suite `paper-cao2019` only")
+    assert any(n.startswith("Departs from the paper:") and "best test accuracy" in n for n in notes)
+    assert not any("other configuration" in n for n in notes)  # the cifar-lt runs were never candidates
+    assert L.ALSHAMMARI.rows[-1].method == "wb" and L.ALSHAMMARI.suite == "paper-alshammari2022"
+    suites = {spec.suite for spec in L.PAPER_TABLES}
+    assert suites == {"paper-kang2020", "paper-menon2021", "paper-cao2019", "paper-alshammari2022", "paper-lort",
+                      "paper-zhang"}  # fmt: skip
+    assert all(spec.departures for spec in L.PAPER_TABLES)
+
+
+def test_the_best_cell_of_each_column_is_bold_and_latex_fits_the_page() -> None:
+    runs = synthetic_runs([run_record(m, s, acc=a, suite="paper-cao2019") for m, a in (("ce", 0.7), ("ldam-drw", 0.8))
+                           for s in (0, 1)])  # fmt: skip
+    md, tex, _ = rendered(L.CAO, runs)
+    assert "| LDAM-DRW | 22.97 | **20.00 ± 0.00** | -2.97 |" in md  # lowest error is best
+    assert "| ERM | 29.64 | 30.00 ± 0.00 | +0.36 |" in md
+    assert r"\textbf{20.00 $\pm$ 0.00}" in tex
+    assert r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%" in tex
+    wide = T.render_latex(L.ZHANG, T.fill(L.ZHANG, runs, PUBLISHED), [])  # 7 column groups: 22 columns
+    assert wide.splitlines()[1] == r"\begin{sidewaystable}" and wide.rstrip().endswith(r"\end{sidewaystable}")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.artifacts import CHECKPOINT_FILE, RESULT_FILE
 from harness.config import TrialConfig
 from harness.suite import build_suite
-from harness.training.trainer import CHECKPOINT_FILE, RESULT_FILE, TrialDiverged, run_trial
+from harness.training.trainer import TrialDiverged, run_trial
 from tests.conftest import write_tiny_suite
 
 

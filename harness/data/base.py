@@ -149,6 +149,7 @@ class DatasetSpec:
     flip: bool = True
     folder: str = ""  # sub-folder name searched under the data roots
     how_to_get: str = ""
+    class_names: tuple[str, ...] = ()  # by class id; empty when the dataset has too many to list here
 
     # -- where the files are -------------------------------------------------------------------------
     def candidate_roots(self, options: DataOptions) -> list[Path]:

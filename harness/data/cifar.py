@@ -68,6 +68,19 @@ class CifarLT(DatasetSpec):
         return ArraySplit(images, labels)
 
 
+_CIFAR100_NAMES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly "
+    "camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup "
+    "dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower "
+    "leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid "
+    "otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray "
+    "road rocket rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar "
+    "sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle "
+    "wardrobe whale willow_tree wolf woman worm"
+)
+CIFAR100_CLASSES = tuple(_CIFAR100_NAMES.split())
+
+
 class Cifar10LT(CifarLT):
     name = "cifar10-lt"
     num_classes = 10
@@ -77,6 +90,7 @@ class Cifar10LT(CifarLT):
     train_files = tuple(f"data_batch_{i}" for i in range(1, 6))
     test_files = ("test_batch",)
     torchvision_class = "CIFAR10"
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class Cifar100LT(CifarLT):
@@ -89,6 +103,7 @@ class Cifar100LT(CifarLT):
     train_files = ("train",)
     test_files = ("test",)
     torchvision_class = "CIFAR100"
+    class_names = CIFAR100_CLASSES  # batches.meta's `fine_label_names`, in label order (alphabetical)
 
 
 DATASETS.register(Cifar10LT.name, Cifar10LT())

@@ -31,6 +31,8 @@ class FashionMNISTLT(DatasetSpec):
     std = (0.3530,)
     default_model = "resnet-small-gray"
     default_recipe = "quick"
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")  # fmt: skip
     pad = 2
     flip = True
     how_to_get = (

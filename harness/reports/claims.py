@@ -5,15 +5,15 @@ A comparison is checked separately in every *context* where both methods finishe
 ratio, model, recipe and data options (runs.context_key), so decoupled methods are compared on the same
 stage-1 backbone recipe and nothing is compared across unlike training.
 
-The rule (RULE below, printed by the command):
-- in a context, each method needs at least MIN_SEEDS finished seeds, else "not enough runs";
-- Δ = mean_A − mean_B in percentage points over seeds, spread = sqrt(std_A² + std_B²) with sample stds;
-  the comparison holds there when Δ > spread, and fails otherwise (including a positive Δ within the noise);
-- a context where the metric is undefined (e.g. no few-shot class at this ratio) is skipped and said so;
-- a comparison holds when it holds in every context that has enough runs (at least one); it fails if it fails
-  in any; with no such context it is "not enough runs";
-- a claim with several comparisons holds only when all of them hold, fails when any fails, and otherwise has
-  not enough runs.
+The rule (RULE below, printed by the command), with Δ = mean_A − mean_B in percentage points over seeds and
+spread = sqrt(std_A² + std_B²) (sample stds):
+- in a context the comparison *holds* when Δ > spread, *fails* when Δ < −spread (the opposite holds beyond the
+  noise), and is *inconclusive* when |Δ| <= spread or either method has fewer than MIN_SEEDS finished seeds;
+  a context where the metric is undefined (e.g. no few-shot class at this ratio) is skipped and said so;
+- a comparison fails if it fails in any context; it holds if it holds in every context with enough seeds
+  (at least one); otherwise it is inconclusive;
+- a claim fails if any of its comparisons fails, holds if all hold, and is otherwise inconclusive.
+So "fails" is evidence against the paper, "inconclusive" only a lack of evidence either way.
 """
 
 from __future__ import annotations
@@ -23,16 +23,19 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.reports.formatting import mean_std
+from harness.reports.formatting import markdown_table, mean_std
 from harness.reports.runs import finished, pick_config, runs_of
 
 MIN_SEEDS = 2
-HOLDS, FAILS, NOT_ENOUGH = "holds", "fails", "not enough runs"
+HOLDS, FAILS, INCONCLUSIVE, SKIPPED = "holds", "fails", "inconclusive", "skipped"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
 RULE = (
-    f"Rule: within each context (same dataset, ratio, model, recipe, data options) both methods need >= {MIN_SEEDS} "
-    "finished seeds; Δ = mean(A) − mean(B) in points; the comparison holds there iff Δ > sqrt(std(A)² + std(B)²) "
-    "(sample stds over seeds), else it fails. A comparison holds if it holds in every context with enough "
-    "runs, fails if it fails in any; a claim holds only if all its comparisons hold."
+    "Rule: within each context (same dataset, ratio, model, recipe, data options), with Δ = mean(A) − mean(B) "
+    "in points and spread = sqrt(std(A)² + std(B)²) (sample stds over seeds): A > B holds there if "
+    "Δ > spread, fails if Δ < −spread (B beats A beyond the noise), and is inconclusive if |Δ| <= spread or "
+    f"either method has fewer than {MIN_SEEDS} finished seeds. A comparison fails if it fails in any context and "
+    "holds if it holds in every context with enough seeds; a claim fails if any comparison fails and holds if "
+    "all hold. Otherwise: inconclusive."
 )
 METRIC_NAMES = {
     "test_top1": "top-1 accuracy (All)",
@@ -87,8 +90,9 @@ CLAIMS = (
 @dataclass
 class ContextResult:
     label: str  # where: dataset, ratio, model (and the context key when needed)
-    verdict: str  # holds | fails | not enough runs | skipped
+    verdict: str  # holds | fails | inconclusive | skipped
     line: str  # the numbers behind it
+    too_few_seeds: bool = False  # inconclusive for lack of runs, not for a small difference
 
 
 @dataclass
@@ -135,9 +139,14 @@ def check_comparison(comparison: Comparison, runs: pd.DataFrame) -> ComparisonRe
                 continue  # the two methods never ran together here: not a context of this comparison
             contexts.append(_judge(comparison, a, b, _context_label(rows, bool(ambiguous[context]))))
     contexts.sort(key=lambda c: c.label)
-    judged = [c.verdict for c in contexts if c.verdict in (HOLDS, FAILS)]
-    verdict = (FAILS if FAILS in judged else HOLDS) if judged else NOT_ENOUGH
-    return ComparisonResult(comparison, verdict, contexts)
+    return ComparisonResult(comparison, _comparison_verdict(contexts), contexts)
+
+
+def _comparison_verdict(contexts: list[ContextResult]) -> str:
+    verdicts = [c.verdict for c in contexts if not c.too_few_seeds and c.verdict != SKIPPED]
+    if FAILS in verdicts:
+        return FAILS
+    return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else INCONCLUSIVE
 
 
 def _judge(comparison: Comparison, a: pd.DataFrame, b: pd.DataFrame, label: str) -> ContextResult:
@@ -148,14 +157,16 @@ def _judge(comparison: Comparison, a: pd.DataFrame, b: pd.DataFrame, label: str)
         f"{comparison.worse} {mean_std(mean_b, std_b)} (n={n_b})"
     )
     if n_a < MIN_SEEDS or n_b < MIN_SEEDS:
-        return ContextResult(label, NOT_ENOUGH, f"{numbers}: needs >= {MIN_SEEDS} seeds each")
+        return ContextResult(label, INCONCLUSIVE, f"{numbers}: too few seeds (needs >= {MIN_SEEDS} each)", True)
     if math.isnan(mean_a) or math.isnan(mean_b):
-        return ContextResult(label, "skipped", f"{numbers}: metric undefined here (empty bucket)")
+        return ContextResult(label, SKIPPED, f"{numbers}: metric undefined here (empty bucket)")
     delta = mean_a - mean_b
     spread = math.sqrt(std_a**2 + std_b**2)
-    verdict = HOLDS if delta > spread else FAILS
-    relation = ">" if delta > spread else "<="
-    return ContextResult(label, verdict, f"{numbers}: Δ {delta:+.2f} {relation} spread {spread:.2f}")
+    if delta > spread:
+        return ContextResult(label, HOLDS, f"{numbers}: Δ {delta:+.2f} > spread {spread:.2f}")
+    if delta < -spread:
+        return ContextResult(label, FAILS, f"{numbers}: Δ {delta:+.2f} < −spread {spread:.2f}")
+    return ContextResult(label, INCONCLUSIVE, f"{numbers}: |Δ| {abs(delta):.2f} <= spread {spread:.2f}")
 
 
 def check_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> list[ClaimResult]:
@@ -168,9 +179,27 @@ def check_claims(runs: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> list
         elif all(v == HOLDS for v in verdicts):
             verdict = HOLDS
         else:
-            verdict = NOT_ENOUGH
+            verdict = INCONCLUSIVE
         results.append(ClaimResult(claim, verdict, comparisons))
     return results
+
+
+def _detail_lines(result: ClaimResult, outer: str, inner: str, bullet: str) -> list[str]:
+    lines = []
+    for comp in result.comparisons:
+        c = comp.comparison
+        metric = METRIC_NAMES.get(c.metric, c.metric)
+        lines.append(f"{outer}{bullet}[{comp.verdict}] {c.better} > {c.worse} on {metric}")
+        if not comp.contexts:
+            lines.append(f"{inner}{bullet}no context where both {c.better} and {c.worse} finished runs")
+        for ctx in comp.contexts:
+            lines.append(f"{inner}{bullet}{ctx.label}: {ctx.line} -> {ctx.verdict}")
+    return lines
+
+
+def summary_line(results: list[ClaimResult]) -> str:
+    counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
+    return ", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(results)} claims)"
 
 
 def render(results: list[ClaimResult]) -> str:
@@ -179,15 +208,28 @@ def render(results: list[ClaimResult]) -> str:
     for result in results:
         claim = result.claim
         lines.append(f"[{result.verdict}] {claim.text} ({claim.source})")
-        for comp in result.comparisons:
-            c = comp.comparison
-            metric = METRIC_NAMES.get(c.metric, c.metric)
-            lines.append(f"  [{comp.verdict}] {c.better} > {c.worse} on {metric}")
-            if not comp.contexts:
-                lines.append(f"      no context where both {c.better} and {c.worse} finished runs")
-            for ctx in comp.contexts:
-                lines.append(f"      {ctx.label}: {ctx.line} -> {ctx.verdict}")
+        lines += _detail_lines(result, "  ", "      ", "")
         lines.append("")
-    counts = {v: sum(r.verdict == v for r in results) for v in (HOLDS, FAILS, NOT_ENOUGH)}
-    lines.append(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(results)} claims)")
+    lines.append(summary_line(results))
     return "\n".join(lines) + "\n"
+
+
+def render_markdown(results: list[ClaimResult], suites: list[str] | None) -> str:
+    """results/claims.md: a verdict table first, then each claim's comparisons and numbers."""
+    read = ", ".join(suites) if suites else "every suite in the results store"
+    rows = [[r.claim.key, r.claim.text, r.claim.source, f"**{r.verdict}**"] for r in results]
+    lines = [
+        "# Claims check",
+        "",
+        f"Runs read: {read}. {summary_line(results)}.",
+        "",
+        RULE,
+        "",
+        markdown_table(["claim", "statement", "source", "verdict"], rows),
+        "",
+    ]
+    for result in results:
+        lines += [f"## {result.claim.key}: {result.verdict}", "", result.claim.text + f" ({result.claim.source}).", ""]
+        lines += _detail_lines(result, "", "  ", "- ")
+        lines.append("")
+    return "\n".join(lines)

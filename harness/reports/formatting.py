@@ -17,6 +17,13 @@ NO_VALUE = "—"  # a difference that cannot be computed
 UNDEFINED = "n/a"  # the metric is undefined for the runs (e.g. an empty few-shot bucket)
 
 
+class Best(str):
+    """A table cell holding the best value of its column: bold in Markdown and LaTeX."""
+
+
+WIDE_TABLE_COLUMNS = 13  # a LaTeX table with more columns than this is set landscape (sidewaystable)
+
+
 def is_nan(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -46,7 +53,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
 
 
 def _md_cell(text: str) -> str:
-    return str(text).replace("|", r"\|")
+    escaped = str(text).replace("|", r"\|")
+    return f"**{escaped}**" if isinstance(text, Best) else escaped
 
 
 _LATEX_SPECIAL = {
@@ -66,14 +74,25 @@ _LATEX_SPECIAL = {
     "—": "---",
     "−": "$-$",
     "Δ": r"$\Delta$",
+    "×": r"$\times$",
     "*": r"$^*$",
 }
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
 
 
 def latex_escape(text: str) -> str:
-    """Plain text (which may hold ±, τ, Δ, —) as LaTeX source."""
-    return _LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group(0)], str(text))
+    """Plain text (which may hold ±, τ, Δ, —, and `code` in backticks as in Markdown) as LaTeX source."""
+    parts = str(text).split("`")
+    escaped = [_LATEX_RE.sub(lambda m: _LATEX_SPECIAL[m.group(0)], part) for part in parts]
+    if len(parts) % 2 == 0:  # an unpaired backtick is text
+        escaped[-2:] = [escaped[-2] + r"\textasciigrave{}" + escaped[-1]]
+    # odd positions were inside backticks
+    return "".join(rf"\texttt{{{e}}}" if i % 2 else e for i, e in enumerate(escaped))
+
+
+def _latex_cell(text: str) -> str:
+    escaped = latex_escape(text)
+    return rf"\textbf{{{escaped}}}" if isinstance(text, Best) else escaped
 
 
 def latex_table(
@@ -86,15 +105,23 @@ def latex_table(
     notes: Sequence[str] = (),
     lead: int = 0,
 ) -> str:
-    """A booktabs table. `groups` puts spanning headers ((text, width), ...) over the columns after the
-    first `lead` ones, each underlined with a cmidrule; `notes` go under the table in small print.
+    """A booktabs table that fits the page. `groups` puts spanning headers ((text, width), ...) over the
+    columns after the first `lead` ones, each underlined with a cmidrule; `notes` go under the table in small
+    print; `Best` cells are bold.
+
+    The tabular is shrunk to the line width only when it is wider (graphicx's \\resizebox), and a table with
+    more than WIDE_TABLE_COLUMNS columns is set landscape on its own page (rotating's sidewaystable). The
+    preamble needs \\usepackage{booktabs,graphicx,rotating}.
     """
     align = align or "l" * len(header)
+    environment = "sidewaystable" if len(header) > WIDE_TABLE_COLUMNS else "table"
     lines = [
-        r"\begin{table}[t]",
+        r"% needs \usepackage{booktabs,graphicx,rotating}",
+        rf"\begin{{{environment}}}" + ("" if environment == "sidewaystable" else "[t]"),
         r"\centering",
         rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{{label}}}",
+        r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
         r"\begin{tabular}{" + align + "}",
         r"\toprule",
     ]
@@ -108,10 +135,10 @@ def latex_table(
         lines.append(" ".join(rules))
     lines.append(" & ".join(latex_escape(h) for h in header) + r" \\")
     lines.append(r"\midrule")
-    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    lines += [" & ".join(_latex_cell(c) for c in row) + r" \\" for row in rows]
     lines.append(r"\bottomrule")
-    lines.append(r"\end{tabular}")
+    lines.append(r"\end{tabular}}")
     for note in notes:
         lines.append(r"\par\smallskip{\footnotesize " + latex_escape(note) + "}")
-    lines.append(r"\end{table}")
+    lines.append(rf"\end{{{environment}}}")
     return "\n".join(lines) + "\n"

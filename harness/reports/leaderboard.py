@@ -4,6 +4,10 @@ Only runs whose trial key belongs to the suite as configured now are counted, so
 configuration of the same suite never mix into its table. Every expected dataset x ratio x method appears,
 even when none of its seeds finished (its cells then read "missing"), and every trial that is not FINISHED
 is listed with its status and failure reason: nothing is dropped silently.
+
+Methods appear in the report order (`naming.METHOD_ORDER`), variants labelled as a reader writes them
+(`tau-norm (τ = 1)`); the best value of each column within a dataset x ratio is bold, and the number of
+seeds is said once when every row has the same.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from harness.config import TrialConfig
-from harness.reports.formatting import MISSING, latex_table, markdown_table, mean_std
+from harness.reports.formatting import MISSING, Best, latex_table, markdown_table, mean_std
+from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
 
 GROUP = ["dataset", "imbalance_ratio", "method"]
@@ -91,7 +96,13 @@ def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
     variants = table[table.variant != ""].merge(groups, on=GROUP, how="inner")
     board = pd.concat([mains, variants], ignore_index=True)
     board["n"] = board["n"].fillna(0).astype(int)
-    board = board.sort_values(GROUP + ["variant"], kind="stable").reset_index(drop=True)
+    rank = board.method.map(lambda m: method_sort_key(m)[0])
+    board = (
+        board.assign(_rank=rank)
+        .sort_values(["dataset", "imbalance_ratio", "_rank", "method", "variant"], kind="stable")
+        .drop(columns="_rank")
+        .reset_index(drop=True)
+    )
     board["imbalance_ratio"] = board.imbalance_ratio.replace(NATIVE, np.nan)
     return board[columns + ["n", "expected"]]
 
@@ -109,30 +120,53 @@ def variant_leaderboard(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.Dat
     return board[board.variant != ""].reset_index(drop=True)
 
 
-def fmt(mean: float, std: float) -> str:
-    return mean_std(mean, std)
-
-
 def _ratio_text(ratio: float) -> str:
     return "native" if pd.isna(ratio) else f"{ratio:g}"
 
 
-def _method_text(row: pd.Series) -> str:
-    variant = row.get("variant", "")
-    return row.method if not variant else f"{row.method} ({variant})"
+def _best(board: pd.DataFrame) -> pd.DataFrame:
+    """True where a mean is the highest of its column within its dataset x ratio (ties all marked), among at
+    least two rows with a value."""
+    flags = pd.DataFrame(False, index=board.index, columns=list(SHOWN.values()))
+    ratio = board.imbalance_ratio.fillna(NATIVE)
+    for _, group in board.groupby([board.dataset, ratio], sort=False):
+        for name in SHOWN.values():
+            values = group[f"{name}_mean"].dropna()
+            if len(values) >= 2:
+                flags.loc[values.index, name] = (values - values.max()).abs() <= 1e-9
+    return flags
 
 
-def _cells(board: pd.DataFrame) -> list[list[str]]:
+def seeds_said_once(*boards: pd.DataFrame | None) -> str | None:
+    """'n/e' when every row of the boards has n of e seeds finished (said once in the table's text), else
+    None (the table then keeps an n column)."""
+    pairs = {(int(r.n), int(r.expected)) for b in boards if b is not None for r in b.itertuples()}
+    return f"{next(iter(pairs))[0]}/{next(iter(pairs))[1]}" if len(pairs) == 1 else None
+
+
+def _cells(board: pd.DataFrame, with_n: bool, mark_best: bool = True) -> list[list[str]]:
+    """Display rows; variants are not marked (the variants of different methods are no competition)."""
     out = []
-    for _, row in board.iterrows():
-        cells = [row.dataset, _ratio_text(row.imbalance_ratio), _method_text(row)]
+    best = _best(board) if mark_best else pd.DataFrame(False, index=board.index, columns=list(SHOWN.values()))
+    for index, row in board.iterrows():
+        cells = [row.dataset, _ratio_text(row.imbalance_ratio), setting_label(row.method, "", row.get("variant", ""))]
         if row.n == 0:
             cells += [MISSING] * len(SHOWN)
         else:
-            cells += [mean_std(row[f"{n}_mean"], row[f"{n}_std"]) for n in SHOWN.values()]
-        cells.append(f"{row.n}/{row.expected}")
+            for name in SHOWN.values():
+                text = mean_std(row[f"{name}_mean"], row[f"{name}_std"])
+                cells.append(Best(text) if best.loc[index, name] else text)
+        if with_n:
+            cells.append(f"{row.n}/{row.expected}")
         out.append(cells)
     return out
+
+
+def _seeds_sentence(once: str | None) -> str:
+    if once is None:
+        return "n = seeds finished / expected."
+    done, expected = once.split("/")
+    return f"Every row: {done} of {expected} seeds finished."
 
 
 def _unfinished_lines(status: pd.DataFrame) -> list[str]:
@@ -144,19 +178,21 @@ def _unfinished_lines(status: pd.DataFrame) -> list[str]:
 
 
 def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str, variants: pd.DataFrame | None = None) -> str:
+    once = seeds_said_once(board, variants)
     lines = [
         f"# {title}",
         "",
-        "Test accuracy (%), mean ± std over seeds; n = seeds finished / expected. MeanClass is mean per-class "
-        "accuracy. 'n/a': the bucket has no class at this ratio; 'missing': no seed finished.",
+        f"Test accuracy (%), mean ± std over seeds. {_seeds_sentence(once)} MeanClass is mean per-class "
+        "accuracy; bold: the best of its column at that dataset and ratio. 'n/a': the bucket has no class at "
+        "this ratio; 'missing': no seed finished.",
         "",
     ]
-    header = ["dataset", "ratio", "method", *SHOWN.values(), "n"]
-    align = "lll" + "r" * (len(SHOWN) + 1)
-    lines.append(markdown_table(header, _cells(board), align))
+    header = ["dataset", "ratio", "method", *SHOWN.values()] + (["n"] if once is None else [])
+    align = "lll" + "r" * (len(header) - 3)
+    lines.append(markdown_table(header, _cells(board, once is None), align))
     if variants is not None and len(variants):
         lines += ["", "## Method variants", "", "Reported beside a method's main result (e.g. τ = 1 next to τ*).", ""]
-        lines.append(markdown_table(header, _cells(variants), align))
+        lines.append(markdown_table(header, _cells(variants, once is None, mark_best=False), align))
     unfinished = _unfinished_lines(status)
     if unfinished:
         lines += ["", f"## Trials not finished ({len(unfinished)} of {len(status)})", ""]
@@ -169,19 +205,22 @@ def latex(
 ) -> str:
     """The leaderboard (variant rows after the main ones) as a booktabs table; unfinished trials are counted
     under it (each one is in trials.csv)."""
-    header = ["Dataset", "Ratio", "Method", "All", "Many", "Medium", "Few", "Mean/class", "n"]
+    once = seeds_said_once(board, variants)
+    header = ["Dataset", "Ratio", "Method", "All", "Many", "Medium", "Few", "Mean/class"] + (
+        ["n"] if once is None else []
+    )
     unfinished = int((status.status != "FINISHED").sum())
     notes = [
-        "Test accuracy (%), mean ± std over seeds; n = seeds finished / expected. "
-        "n/a: empty shot bucket; missing: no seed finished."
+        f"Test accuracy (%), mean ± std over seeds. {_seeds_sentence(once)} Bold: the best of its column at "
+        "that dataset and ratio. n/a: empty shot bucket; missing: no seed finished."
     ]
     if unfinished:
         notes.append(
             f"{unfinished} of {len(status)} trials not finished (FAILED, RUNNING or MISSING); "
             "see trials.csv for each one and its reason."
         )
-    rows = _cells(board) + (_cells(variants) if variants is not None else [])
-    return latex_table(header, rows, title, label, "lll" + "r" * 6, notes=notes)
+    rows = _cells(board, once is None) + (_cells(variants, once is None, False) if variants is not None else [])
+    return latex_table(header, rows, title, label, "lll" + "r" * (len(header) - 3), notes=notes)
 
 
 def write_leaderboard(

@@ -1,12 +1,17 @@
 """Report plots, PNG and PDF, in one seaborn style with one colour per method across every figure.
 
-Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global backend switch), so writing them
-works headless and inside a notebook alike. Each plot is skipped with a note, never faked, when the runs
-lack what it needs (e.g. a run without analysis.npz in the weight-norm and correlation plots).
+Bars and lines are drawn by seaborn's axes-level functions on tidy frames (a row per run, class or epoch)
+onto figures built on matplotlib's Agg canvas directly (no pyplot state, no global backend switch), so
+drawing works headless and inside a notebook alike. Every figure carries one shared legend outside its axes,
+so no legend ever covers data. A plot is skipped with a note, never faked or drawn as empty panels, when the
+runs lack what it needs (e.g. analysis.npz for the weight-norm and correlation plots, or classes in more than
+one shot bucket).
 
 Plots (files under <out>/<name>.png|.pdf):
-- accuracy_vs_ratio: All and mean per-class accuracy vs imbalance ratio (log x), a line per method;
-- shot_accuracy: Many / Medium / Few grouped bars per method, a panel per dataset x ratio;
+- accuracy_vs_ratio: All and mean per-class accuracy vs imbalance ratio (log x), a line per method (one row
+  when the two are equal on every run, as on a balanced test set);
+- shot_accuracy: Many / Medium / Few grouped bars per method, a panel per dataset x ratio, empty buckets left
+  out and named in the panel title;
 - per_class_accuracy: each class's test accuracy vs its training count (log x);
 - weight_norm: the norm of each class's classifier row for ce, tau-norm, crt and lws (analysis.npz);
 - feature_correlation: |correlation| of the classifier's input channels, ce vs cw (analysis.npz);
@@ -25,21 +30,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.reports.runs import download_artifact, finished
+from harness.reports.naming import ordered_methods
+from harness.reports.runs import RunArtifacts, fetch_artifacts, finished
 
 NORM_METHODS = ("ce", "tau-norm", "crt", "lws")
 CORR_METHODS = ("ce", "cw")
 BUCKETS = (("test_many_acc", "Many"), ("test_medium_acc", "Medium"), ("test_few_acc", "Few"))
-PALETTE = "colorblind"
 DPI = 150
-
-
-@dataclass
-class RunArtifacts:
-    """What the plots read from one run's artifacts; None where the run has no such file."""
-
-    result: dict[str, Any] | None = None
-    analysis: dict[str, np.ndarray] | None = None
+LEGEND_COLUMN_INCHES = 1.2  # room one legend entry takes across
+LINESTYLES = ("", (4, 1.5), (1, 1.2), (5, 1.5, 1, 1.5))  # seaborn dashes: solid, dashed, dotted, dash-dot
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+PLOT_NAMES = ("accuracy_vs_ratio", "shot_accuracy", "per_class_accuracy", "weight_norm", "feature_correlation",
+              "training_curves")  # fmt: skip
+SAME_METRIC_TOLERANCE = 1e-9  # All and mean per-class accuracy count as one metric within this
 
 
 @dataclass
@@ -48,83 +51,87 @@ class PlotOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def fetch_artifacts(client: Any, run_ids: list[str], scratch: Path) -> dict[str, RunArtifacts]:
-    """result.json and analysis.npz of each run, downloaded through MLflow into `scratch`."""
-    import json
-
-    out = {}
-    for run_id in run_ids:
-        names = {a.path for a in client.list_artifacts(run_id)}
-        arts = RunArtifacts()
-        where = scratch / run_id
-        result = download_artifact(client, run_id, "result.json", where, names)
-        if result is not None:
-            arts.result = json.loads(result.read_text())
-        analysis = download_artifact(client, run_id, "analysis.npz", where, names)
-        if analysis is not None:
-            with np.load(analysis) as data:
-                arts.analysis = {k: np.asarray(data[k], dtype=float) for k in data.files}
-        out[run_id] = arts
-    return out
-
-
 # -- style ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def style() -> Iterator[None]:
-    """The one plot style: seaborn whitegrid, paper context, colour-blind palette."""
+    """The one plot style: seaborn whitegrid, paper context."""
     import seaborn as sns
 
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
         yield
 
 
-def method_colors(methods: list[str]) -> dict[str, Any]:
-    """A fixed colour per method (in a stable order), so a method looks the same in every figure."""
+def distinct_colors(n: int) -> list[tuple[float, float, float]]:
+    """n colours, all different: the colour-blind palette for up to 10, its dark companion for up to 20
+    (the two never share a colour), evenly spaced HUSL hues beyond."""
     import seaborn as sns
 
-    from harness.reports.tables import CANONICAL_METHODS
-
-    ordered = sorted(
-        set(methods),
-        key=lambda m: (CANONICAL_METHODS.index(m) if m in CANONICAL_METHODS else len(CANONICAL_METHODS), m),
-    )
-    colors = sns.color_palette(PALETTE, max(len(ordered), 1))
-    return {m: colors[i % len(colors)] for i, m in enumerate(ordered)}
+    if n <= 10:
+        return list(sns.color_palette("colorblind", 10))[: max(n, 0)]
+    if n <= 20:
+        return (list(sns.color_palette("colorblind", 10)) + list(sns.color_palette("dark", 10)))[:n]
+    return list(sns.color_palette("husl", n))
 
 
-LINESTYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+def method_colors(methods: list[str]) -> dict[str, Any]:
+    """One colour per method, in the report order, so a method looks the same in every figure of a report."""
+    ordered = ordered_methods(methods)
+    return dict(zip(ordered, distinct_colors(len(ordered)), strict=True))
 
 
-def line_style(colors: dict[str, Any], method: str) -> dict[str, Any]:
-    """Colour plus a line style and marker of its own, so methods whose lines coincide (τ-norm choosing
-    τ* = 0 reproduces ce's norms) stay distinguishable."""
-    k = list(colors).index(method)
+def _line_kwargs(colors: dict[str, Any], methods: list[str]) -> dict[str, Any]:
+    """seaborn arguments giving each method its colour plus a dash pattern and marker of its own, so methods
+    whose lines coincide (τ-norm choosing τ* = 0 reproduces ce's norms) stay distinguishable."""
+    rank = {m: list(colors).index(m) for m in methods}
     return {
-        "color": colors[method],
-        "linestyle": LINESTYLES[k % len(LINESTYLES)],
-        "marker": MARKERS[k % len(MARKERS)],
+        "hue": "method",
+        "hue_order": methods,
+        "palette": {m: colors[m] for m in methods},
+        "style": "method",
+        "style_order": methods,
+        "dashes": {m: LINESTYLES[rank[m] % len(LINESTYLES)] for m in methods},
+        "markers": {m: MARKERS[rank[m] % len(MARKERS)] for m in methods},
         "markersize": 4,
+        "legend": False,
     }
+
+
+def _shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: str) -> None:
+    """One legend for the whole figure, below the axes (never over data, never under the title), in the
+    report's method order, as many columns as the figure's width holds."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = []
+    for method in methods:
+        k = list(colors).index(method)
+        if kind == "bar":
+            handles.append(Patch(facecolor=colors[method], label=method))
+        else:
+            dash = LINESTYLES[k % len(LINESTYLES)]
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=colors[method],
+                    linestyle=(0, dash) if dash else "-",
+                    marker=MARKERS[k % len(MARKERS)],
+                    markersize=4,
+                    label=method,
+                )
+            )
+    columns = max(1, min(len(handles), int(fig.get_figwidth() / LEGEND_COLUMN_INCHES)))
+    fig.legend(handles=handles, title="method", loc="outside lower center", ncols=columns, fontsize="small")
 
 
 def _figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2) -> tuple[Any, np.ndarray]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(width * ncols, 7.0), height * nrows), layout="constrained")
+    fig = Figure(figsize=(max(width * ncols, 6.0), height * nrows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
-
-
-def _save(fig: Any, title: str, out_dir: Path, name: str, outcome: PlotOutcome) -> None:
-    """Title the figure and write it as PNG and PDF."""
-    fig.suptitle(title, fontsize="medium", wrap=True)
-    for suffix in (".png", ".pdf"):
-        path = out_dir / f"{name}{suffix}"
-        fig.savefig(path, dpi=DPI)
-        outcome.paths.append(path)
 
 
 def _context_label(dataset: str, ratio: float) -> str:
@@ -147,45 +154,60 @@ def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _context_panels(frame: pd.DataFrame) -> tuple[Any, np.ndarray, list[tuple[Any, pd.DataFrame]]]:
-    """One panel per dataset x ratio of `frame`: the figure, its axes, and each panel's (axis, rows), the
-    axis already titled with its context."""
-    contexts = _contexts(frame)
+def _context_panels(frame: pd.DataFrame, contexts: list[tuple[str, float]] | None = None) -> tuple[Any, list]:
+    """One panel per dataset x ratio (of `frame`, or the given ones): the figure and each panel's
+    (axis, context rows, context label); axes beyond the contexts are removed, never left empty."""
+    contexts = _contexts(frame) if contexts is None else contexts
     rows, cols = _grid(len(contexts))
-    fig, axes = _figure(rows, cols, 4.6, 3.4)
+    fig, axes = _figure(rows, cols, 4.2, 3.4)
     panels = []
     for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
-        ax.set_title(_context_label(dataset, ratio))
-        panels.append((ax, _in_context(frame, dataset, ratio)))
+        label = _context_label(dataset, ratio)
+        ax.set_title(label)
+        panels.append((ax, _in_context(frame, dataset, ratio), label))
     for ax in axes.flat[len(contexts) :]:
-        ax.set_visible(False)
-    return fig, axes, panels
+        fig.delaxes(ax)
+    return fig, panels
+
+
+def _percent(frame: pd.DataFrame, column: str) -> pd.Series:
+    return frame[column].astype(float) * 100.0
 
 
 # -- the plots -----------------------------------------------------------------------------------------------
-def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, out_dir: Path, outcome: PlotOutcome) -> None:
+def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | None:
+    import seaborn as sns
+
     rated = done[done.imbalance_ratio.notna()]
-    if rated.empty:
-        outcome.notes.append("accuracy_vs_ratio: skipped, no run has an imbalance ratio (native splits only)")
-        return
+    ratios_per_dataset = rated.groupby("dataset").imbalance_ratio.nunique() if len(rated) else pd.Series()
+    if not (ratios_per_dataset >= 2).any():
+        notes.append("accuracy_vs_ratio: skipped, no dataset has runs at two or more imbalance ratios")
+        return None
+    rated = rated[rated.dataset.isin(ratios_per_dataset[ratios_per_dataset >= 2].index)]
+    gap = (rated.test_top1 - rated.test_mean_class_acc).abs()
+    balanced = bool((gap.dropna() <= SAME_METRIC_TOLERANCE).all())
+    metrics = [("test_top1", "All = mean per-class %" if balanced else "All (top-1) %")]
+    if not balanced:
+        metrics.append(("test_mean_class_acc", "mean per-class %"))
     datasets = sorted(rated.dataset.unique())
-    metrics = (("test_top1", "All (top-1) %"), ("test_mean_class_acc", "mean per-class %"))
     fig, axes = _figure(len(metrics), len(datasets))
+    methods = ordered_methods(rated.method)
     for j, dataset in enumerate(datasets):
         mine = rated[rated.dataset == dataset]
+        here = [m for m in methods if m in set(mine.method)]
         for i, (column, ylabel) in enumerate(metrics):
             ax = axes[i, j]
-            stats = mine.assign(v=mine[column] * 100).groupby(["method", "imbalance_ratio"]).v.agg(["mean", "std"])
-            for method in sorted(mine.method.unique(), key=list(colors).index):
-                s = stats.loc[method].reset_index()
-                ax.errorbar(
-                    s.imbalance_ratio,
-                    s["mean"],
-                    yerr=s["std"],  # NaN for a single seed: no bar rather than a fake zero spread
-                    capsize=3,
-                    label=method,
-                    **line_style(colors, method),
-                )
+            tidy = mine.assign(accuracy=_percent(mine, column))
+            sns.lineplot(
+                data=tidy,
+                x="imbalance_ratio",
+                y="accuracy",
+                errorbar="sd",  # no bar for a single seed rather than a fake zero spread
+                err_style="bars",
+                err_kws={"capsize": 3},
+                ax=ax,
+                **_line_kwargs(colors, here),
+            )
             ax.set_xscale("log")
             ratios = sorted(mine.imbalance_ratio.unique())
             ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
@@ -193,114 +215,189 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, out_dir: Path, outcome: 
             ax.set_xlabel("imbalance ratio (log)")
             ax.set_ylabel(ylabel)
             ax.set_title(dataset)
-    axes[0, -1].legend(title="method", fontsize="small")
-    _save(fig, "Test accuracy vs imbalance ratio (mean ± std over seeds)", out_dir, "accuracy_vs_ratio", outcome)
+    _shared_legend(fig, colors, methods, "line")
+    title = "Test accuracy vs imbalance ratio (mean ± std over seeds)"
+    if balanced:
+        title += "; All equals mean per-class accuracy on every run (balanced test set), drawn once"
+    fig.suptitle(title, fontsize="medium", wrap=True)
+    return fig
 
 
-def shot_accuracy(done: pd.DataFrame, colors: dict, out_dir: Path, outcome: PlotOutcome) -> None:
-    fig, axes, panels = _context_panels(done)
-    for ax, mine in panels:
-        methods = sorted(mine.method.unique(), key=list(colors).index)
-        width = 0.8 / len(methods)
-        for k, method in enumerate(methods):
-            m = mine[mine.method == method]
-            means = [m[c].mean() * 100 for c, _ in BUCKETS]
-            stds = [m[c].std() * 100 for c, _ in BUCKETS]  # NaN (no bar) for a single seed
-            x = np.arange(len(BUCKETS)) + (k - (len(methods) - 1) / 2) * width
-            ax.bar(x, means, width, yerr=stds, capsize=2, label=method, color=colors[method])
-        for b, (column, _) in enumerate(BUCKETS):
-            if mine[column].isna().all():
-                ax.text(b, 4, "empty\nbucket", ha="center", va="bottom", fontsize="small", color="0.4")
-        ax.set_xticks(np.arange(len(BUCKETS)), [name for _, name in BUCKETS])
+def _bucket_frame(mine: pd.DataFrame) -> pd.DataFrame:
+    """Tidy: one row per run x non-empty shot bucket, accuracy in percent."""
+    parts = [
+        pd.DataFrame({"method": mine.method, "bucket": name, "accuracy": _percent(mine, column)})
+        for column, name in BUCKETS
+    ]
+    return pd.concat(parts, ignore_index=True).dropna(subset=["accuracy"])
+
+
+def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | None:
+    import seaborn as sns
+
+    drawn, lacking = [], []
+    for dataset, ratio in _contexts(done):
+        mine = _in_context(done, dataset, ratio)
+        present = [name for column, name in BUCKETS if mine[column].notna().any()]
+        (drawn if len(present) >= 2 else lacking).append((dataset, ratio))
+    if lacking:
+        where = ", ".join(_context_label(d, r) for d, r in lacking)
+        notes.append(
+            f"shot_accuracy: {where} left out: its classes fall in fewer than two shot buckets (many > 100, "
+            "medium 20-100, few < 20 training images), so bars would repeat the mean per-class accuracy; "
+            "a larger data.max_per_class or imbalance ratio fills the other buckets"
+        )
+    if not drawn:
+        notes.append("shot_accuracy: skipped, no dataset x ratio has classes in two or more shot buckets")
+        return None
+    methods = ordered_methods(done.method)
+    fig, panels = _context_panels(done, drawn)
+    for ax, mine, label in panels:
+        tidy = _bucket_frame(mine)
+        present = [name for _, name in BUCKETS if name in set(tidy.bucket)]
+        empty = [name.lower() for _, name in BUCKETS if name not in present]
+        here = [m for m in methods if m in set(mine.method)]
+        sns.barplot(
+            data=tidy,
+            x="bucket",
+            y="accuracy",
+            order=present,
+            hue="method",
+            hue_order=here,
+            palette={m: colors[m] for m in here},
+            saturation=1.0,  # exactly the colour the legend and the line plots show
+            errorbar="sd",  # NaN (no bar) for a single seed
+            capsize=0.1,
+            err_kws={"linewidth": 1},
+            legend=False,
+            ax=ax,
+        )
+        ax.set_title(label + (f" (no {' or '.join(empty)} class)" if empty else ""))
+        ax.set_xlabel("")
         ax.set_ylabel("test accuracy %")
         ax.set_ylim(0, 100)
-    axes.flat[0].legend(title="method", fontsize="small")
-    _save(
-        fig,
-        "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20)",
-        out_dir,
-        "shot_accuracy",
-        outcome,
+    _shared_legend(fig, colors, methods, "bar")
+    fig.suptitle(
+        "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20); mean ± std over seeds",
+        fontsize="medium",
+        wrap=True,
     )
+    return fig
 
 
-def per_class_accuracy(
-    done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, out_dir: Path, outcome: PlotOutcome
-) -> None:
+def _log_count_axis(ax: Any, counts: np.ndarray) -> None:
+    """Log x axis labelled with plain numbers: decades only when the counts span two or more decades,
+    else 1-2-5 steps; minor ticks unlabelled, so labels never run together."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    span = math.log10(max(float(np.max(counts)), 1.0) / max(float(np.min(counts)), 1.0))
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if span >= 2 else (1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def per_class_accuracy(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, notes: list[str]) -> Any:
+    import seaborn as sns
+
     have = done[[arts[r].result is not None for r in done.run_id]]
     if len(have) < len(done):
-        outcome.notes.append(f"per_class_accuracy: {len(done) - len(have)} run(s) without result.json skipped")
+        notes.append(f"per_class_accuracy: {len(done) - len(have)} run(s) without result.json skipped")
     if have.empty:
-        outcome.notes.append("per_class_accuracy: skipped, no run has result.json")
-        return
-    from matplotlib.ticker import FuncFormatter
-
-    fig, axes, panels = _context_panels(have)
-    for ax, mine in panels:
-        for method in sorted(mine.method.unique(), key=list(colors).index):
-            results = [arts[r].result for r in mine[mine.method == method].run_id]
-            counts = np.asarray(results[0]["train_counts"], dtype=float)
-            acc = np.nanmean([np.asarray(r["per_class_acc"]["test"], dtype=float) for r in results], axis=0)
-            order = np.argsort(counts)
-            ax.plot(counts[order], acc[order] * 100, label=method, **line_style(colors, method))
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+        notes.append("per_class_accuracy: skipped, no run has result.json")
+        return None
+    methods = ordered_methods(have.method)
+    fig, panels = _context_panels(have)
+    for ax, mine, _ in panels:
+        tidy = per_class_frame(mine, arts)
+        here = [m for m in methods if m in set(mine.method)]
+        sns.lineplot(data=tidy, x="train_count", y="accuracy", errorbar=None, ax=ax, **_line_kwargs(colors, here))
+        _log_count_axis(ax, tidy.train_count.to_numpy())
         ax.set_xlabel("training images of the class (log)")
         ax.set_ylabel("test accuracy of the class %")
         ax.set_ylim(-2, 102)
-    axes.flat[0].legend(title="method", fontsize="small")
-    _save(fig, "Per-class test accuracy vs training count (mean over seeds)", out_dir, "per_class_accuracy", outcome)
+    _shared_legend(fig, colors, methods, "line")
+    fig.suptitle("Per-class test accuracy vs training count (mean over seeds)", fontsize="medium", wrap=True)
+    return fig
+
+
+def per_class_frame(
+    runs: pd.DataFrame, arts: dict[str, RunArtifacts], class_names: list[str] | None = None
+) -> pd.DataFrame:
+    """Tidy per-class test accuracy: one row per run x class with its training count (and name, when given)."""
+    parts = []
+    for run in runs.itertuples():
+        result = arts[run.run_id].result
+        if result is None:
+            continue
+        acc = np.asarray(result["per_class_acc"]["test"], dtype=float) * 100.0
+        part = pd.DataFrame(
+            {
+                "method": run.method,
+                "seed": run.seed,
+                "class": np.arange(len(acc)),
+                "train_count": np.asarray(result["train_counts"], dtype=float),
+                "accuracy": acc,
+            }
+        )
+        if class_names is not None and len(class_names) == len(acc):
+            part["class_name"] = class_names
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _with_analysis(
-    done: pd.DataFrame, arts: dict[str, RunArtifacts], methods: tuple[str, ...], plot: str, outcome: PlotOutcome
+    done: pd.DataFrame, arts: dict[str, RunArtifacts], methods: tuple[str, ...], plot: str, notes: list[str]
 ) -> pd.DataFrame:
     mine = done[done.method.isin(methods)]
     ok = mine[[arts[r].analysis is not None for r in mine.run_id]]
     if len(ok) < len(mine):
-        outcome.notes.append(
-            f"{plot}: {len(mine) - len(ok)} run(s) of {', '.join(methods)} without analysis.npz skipped"
-        )
+        notes.append(f"{plot}: {len(mine) - len(ok)} run(s) of {', '.join(methods)} without analysis.npz skipped")
     return ok
 
 
-def weight_norm(
-    done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, out_dir: Path, outcome: PlotOutcome
-) -> None:
-    have = _with_analysis(done, arts, NORM_METHODS, "weight_norm", outcome)
-    have = have[[arts[r].analysis["weight_norm"].size > 0 for r in have.run_id]]
-    if have.empty:
-        outcome.notes.append(f"weight_norm: skipped, no run of {', '.join(NORM_METHODS)} has weight norms")
-        return
-    fig, axes, panels = _context_panels(have)
-    for ax, mine in panels:
-        for method in [m for m in NORM_METHODS if m in set(mine.method)]:
-            analyses = [arts[r].analysis for r in mine[mine.method == method].run_id]
-            norms = np.mean([a["weight_norm"] for a in analyses], axis=0)
-            counts = analyses[0].get("class_counts", np.zeros(len(norms)))
-            order = np.argsort(-counts, kind="stable")  # ImageNet-LT's class ids are not sorted by count
-            ax.plot(np.arange(len(norms)), norms[order], label=method, **line_style(colors, method))
-        ax.set_xlabel("class rank by training count (many to few)")
-        ax.set_ylabel("classifier weight norm ||w_c||")
-    axes.flat[0].legend(title="method", fontsize="small")
-    _save(fig, "Per-class norm of the effective classifier weights (mean over seeds)", out_dir, "weight_norm", outcome)
-
-
-def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], out_dir: Path, outcome: PlotOutcome) -> None:
-    have = _with_analysis(done, arts, CORR_METHODS, "feature_correlation", outcome)
-    have = have[[arts[r].analysis["feature_corr"].size > 0 for r in have.run_id]]
-    if have.empty:
-        outcome.notes.append("feature_correlation: skipped, no run of ce or cw has a feature correlation matrix")
-        return
+def weight_norm(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, notes: list[str]) -> Any | None:
     import seaborn as sns
 
+    have = _with_analysis(done, arts, NORM_METHODS, "weight_norm", notes)
+    have = have[[arts[r].analysis["weight_norm"].size > 0 for r in have.run_id]]
+    if have.empty:
+        notes.append(f"weight_norm: skipped, no run of {', '.join(NORM_METHODS)} has weight norms")
+        return None
+    methods = ordered_methods(have.method)
+    fig, panels = _context_panels(have)
+    for ax, mine, _ in panels:
+        parts = []
+        for run in mine.itertuples():
+            analysis = arts[run.run_id].analysis
+            norms = analysis["weight_norm"]
+            counts = analysis.get("class_counts", np.zeros(len(norms)))
+            order = np.argsort(-counts, kind="stable")  # ImageNet-LT's class ids are not sorted by count
+            parts.append(pd.DataFrame({"method": run.method, "rank": np.arange(len(norms)), "norm": norms[order]}))
+        here = [m for m in methods if m in set(mine.method)]
+        tidy = pd.concat(parts, ignore_index=True)
+        sns.lineplot(data=tidy, x="rank", y="norm", errorbar=None, ax=ax, **_line_kwargs(colors, here))
+        ax.set_xlabel("class rank by training count (many to few)")
+        ax.set_ylabel("classifier weight norm ||w_c||")
+    _shared_legend(fig, colors, methods, "line")
+    fig.suptitle("Per-class norm of the effective classifier weights (mean over seeds)", fontsize="medium")
+    return fig
+
+
+def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], notes: list[str]) -> Any | None:
+    import seaborn as sns
+
+    have = _with_analysis(done, arts, CORR_METHODS, "feature_correlation", notes)
+    have = have[[arts[r].analysis["feature_corr"].size > 0 for r in have.run_id]]
+    if have.empty:
+        notes.append("feature_correlation: skipped, no run of ce or cw has a feature correlation matrix")
+        return None
     contexts = _contexts(have)
-    fig, axes = _figure(len(contexts), len(CORR_METHODS), 4.2, 3.6)
+    methods = [m for m in CORR_METHODS if m in set(have.method)]  # a method with no matrix gets no column
+    fig, axes = _figure(len(contexts), len(methods), 4.2, 3.6)
     for i, (dataset, ratio) in enumerate(contexts):
         mine = _in_context(have, dataset, ratio)
-        for j, method in enumerate(CORR_METHODS):
+        for j, method in enumerate(methods):
             ax = axes[i, j]
             runs = mine[mine.method == method].sort_values("seed")
             if runs.empty:
@@ -320,69 +417,146 @@ def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], out_d
                 square=True,
                 xticklabels=False,
                 yticklabels=False,
-                cbar=j == len(CORR_METHODS) - 1,
+                cbar=j == len(methods) - 1,
             )
             ax.set_title(
                 f"{method}, {_context_label(dataset, ratio)}, seed {run.seed}\n"
                 f"mean |off-diagonal| {np.nanmean(off) if off.size else float('nan'):.3f}"
             )
-    _save(
-        fig, "|Correlation| of the classifier's input channels on the test set", out_dir, "feature_correlation", outcome
-    )
+    fig.suptitle("|Correlation| of the classifier's input channels on the test set", fontsize="medium")
+    return fig
 
 
-def training_curves(
-    done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, out_dir: Path, outcome: PlotOutcome
-) -> None:
-    have = done[[arts[r].result is not None and bool(arts[r].result.get("history")) for r in done.run_id]]
-    if have.empty:
-        outcome.notes.append("training_curves: skipped, no run has a training history")
-        return
+def history_frame(runs: pd.DataFrame, arts: dict[str, RunArtifacts]) -> pd.DataFrame:
+    """Tidy training history: one row per run x epoch, with the run's method and seed."""
+    parts = [
+        pd.DataFrame(arts[run.run_id].result["history"]).assign(method=run.method, seed=run.seed)
+        for run in runs.itertuples()
+        if arts[run.run_id].result is not None and arts[run.run_id].result.get("history")
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def training_curves(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, notes: list[str]) -> Any:
+    import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
+    have = done[[arts[r].result is not None and bool(arts[r].result.get("history")) for r in done.run_id]]
+    if have.empty:
+        notes.append("training_curves: skipped, no run has a training history")
+        return None
     contexts = _contexts(have)
+    methods = ordered_methods(have.method)
     fig, axes = _figure(2, len(contexts), 4.2, 3.0)
     for j, (dataset, ratio) in enumerate(contexts):
         mine = _in_context(have, dataset, ratio)
-        for method in sorted(mine.method.unique(), key=list(colors).index):
-            history = pd.concat([pd.DataFrame(arts[r].result["history"]) for r in mine[mine.method == method].run_id])
-            per_epoch = history.groupby("epoch").mean(numeric_only=True)
-            axes[0, j].plot(per_epoch.index, per_epoch["train_loss"], label=method, **line_style(colors, method))
-            val = "val_mean_class_acc" if "val_mean_class_acc" in per_epoch else "val_top1"
-            if val in per_epoch:
-                points = per_epoch[val].dropna() * 100
-                axes[1, j].plot(points.index, points, label=method, **line_style(colors, method))
+        history = history_frame(mine, arts)
+        here = [m for m in methods if m in set(mine.method)]
+        val = "val_mean_class_acc" if "val_mean_class_acc" in history else "val_top1"
+        sns.lineplot(
+            data=history, x="epoch", y="train_loss", errorbar=None, ax=axes[0, j], **_line_kwargs(colors, here)
+        )
+        if val in history:
+            points = history.dropna(subset=[val])
+            points = points.assign(accuracy=points[val] * 100.0)
+            sns.lineplot(
+                data=points, x="epoch", y="accuracy", errorbar=None, ax=axes[1, j], **_line_kwargs(colors, here)
+            )
         axes[0, j].set_title(_context_label(dataset, ratio))
         axes[0, j].set_ylabel("train loss")
+        axes[0, j].set_xlabel("")
         axes[1, j].set_ylabel("validation mean per-class acc %")
         axes[1, j].set_xlabel("epoch")
         for ax in axes[:, j]:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].legend(title="method", fontsize="small")
-    _save(
-        fig,
-        "Training curves (mean over seeds; decoupled methods show their stage-two epochs)",
-        out_dir,
-        "training_curves",
-        outcome,
+    _shared_legend(fig, colors, methods, "line")
+    fig.suptitle(
+        "Training curves (mean over seeds; decoupled methods show their stage-two epochs)", fontsize="medium", wrap=True
     )
+    return fig
 
 
-def write_plots(runs: pd.DataFrame, client: Any, out_dir: Path, scratch: Path) -> PlotOutcome:
-    """Every plot for the FINISHED runs in `runs` (one suite's), artifacts fetched through `client`."""
+# -- views the notebook adds ----------------------------------------------------------------------------------
+def bucket_heatmap(done: pd.DataFrame) -> Any | None:
+    """Method x shot bucket mean test accuracy (%), a heat map per dataset x ratio; empty buckets left out."""
+    import seaborn as sns
+
+    columns = [("test_top1", "All"), *BUCKETS]
+    fig, panels = _context_panels(done)
+    methods = ordered_methods(done.method)
+    for ax, mine, _ in panels:
+        means = mine.groupby("method")[[c for c, _ in columns]].mean() * 100.0
+        means = means.rename(columns=dict(columns)).dropna(axis=1, how="all")
+        means = means.loc[[m for m in methods if m in means.index]]
+        sns.heatmap(means, annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=100, cbar=False, ax=ax)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    fig.suptitle("Mean test accuracy (%) by method and shot bucket", fontsize="medium")
+    return fig
+
+
+def seed_spread(done: pd.DataFrame, column: str = "test_mean_class_acc") -> Any | None:
+    """Each seed's result per method (dots) and their mean (bar), a panel per dataset x ratio: how far
+    run-to-run noise reaches next to the gaps between methods."""
+    import seaborn as sns
+
+    methods = ordered_methods(done.method)
+    colors = method_colors(methods)
+    fig, panels = _context_panels(done)
+    for ax, mine, _ in panels:
+        here = [m for m in methods if m in set(mine.method)]
+        tidy = mine.assign(accuracy=_percent(mine, column))
+        palette = {m: colors[m] for m in here}
+        sns.stripplot(data=tidy, x="method", y="accuracy", order=here, hue="method", palette=palette, size=6, ax=ax)
+        sns.pointplot(
+            data=tidy, x="method", y="accuracy", order=here, errorbar=None, linestyle="none", markers="_",
+            markersize=18, color="0.2", ax=ax,
+        )  # fmt: skip
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+        ax.set_xlabel("")
+        ax.set_ylabel(f"{column.removeprefix('test_').replace('_', ' ')} %")
+    fig.suptitle("Run-to-run spread: each seed (dots) and the mean over seeds (bar)", fontsize="medium")
+    return fig
+
+
+# -- all of them -------------------------------------------------------------------------------------------
+def draw_plots(done: pd.DataFrame, arts: dict[str, RunArtifacts]) -> tuple[dict[str, Any], list[str]]:
+    """Every plot of the finished runs `done` as {name: matplotlib Figure}, and the notes on what was skipped.
+
+    Nothing is written: `write_plots` saves them, the notebook shows them.
+    """
+    notes: list[str] = []
+    colors = method_colors(list(done.method))
+    figures: dict[str, Any] = {}
+    with style():
+        figures["accuracy_vs_ratio"] = accuracy_vs_ratio(done, colors, notes)
+        figures["shot_accuracy"] = shot_accuracy(done, colors, notes)
+        figures["per_class_accuracy"] = per_class_accuracy(done, arts, colors, notes)
+        figures["weight_norm"] = weight_norm(done, arts, colors, notes)
+        figures["feature_correlation"] = feature_correlation(done, arts, notes)
+        figures["training_curves"] = training_curves(done, arts, colors, notes)
+    return {name: fig for name, fig in figures.items() if fig is not None}, notes
+
+
+def write_plots(runs: pd.DataFrame, client: Any, out_dir: Path) -> PlotOutcome:
+    """Every plot for the FINISHED runs in `runs` (one suite's) as PNG and PDF, artifacts read through
+    `client`."""
     outcome = PlotOutcome()
     done = finished(runs) if len(runs) else runs
     if done.empty or client is None:
         outcome.notes.append("plots: skipped, no finished run")
         return outcome
+    figures, outcome.notes = draw_plots(done, fetch_artifacts(client, list(done.run_id)))
     out_dir.mkdir(parents=True, exist_ok=True)
-    arts = fetch_artifacts(client, list(done.run_id), scratch)
-    colors = method_colors(list(done.method))
-    with style():
-        accuracy_vs_ratio(done, colors, out_dir, outcome)
-        shot_accuracy(done, colors, out_dir, outcome)
-        per_class_accuracy(done, arts, colors, out_dir, outcome)
-        weight_norm(done, arts, colors, out_dir, outcome)
-        feature_correlation(done, arts, out_dir, outcome)
-        training_curves(done, arts, colors, out_dir, outcome)
+    for name in set(PLOT_NAMES) - set(figures):  # a plot skipped now must not leave an older file behind
+        for suffix in (".png", ".pdf"):
+            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+    for name, fig in figures.items():
+        for suffix in (".png", ".pdf"):
+            path = out_dir / f"{name}{suffix}"
+            fig.savefig(path, dpi=DPI)
+            outcome.paths.append(path)
     return outcome

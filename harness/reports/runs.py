@@ -25,12 +25,14 @@ import json
 import re
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.artifacts import ANALYSIS_FILE, RESULT_FILE
 from harness.errors import LtbenchError
 from harness.tracking import FAILURE_TAG, TRIAL_KEY_TAG, Tracker, default_tracking_uri
 
@@ -274,32 +276,31 @@ def pick_config(rows: pd.DataFrame, prefer_model: str | None = None) -> tuple[pd
     return rows[rows.config_key == best], len(stats) - 1
 
 
-# -- artifacts -------------------------------------------------------------------------------------------
-def download_artifact(client: Any, run_id: str, path: str, dst: Path, names: set[str] | None = None) -> Path | None:
-    """Fetch one artifact of a run through MLflow (works with remote stores); None when the run lacks it.
+# -- artifacts ------------------------------------------------------------------------------------------
+@dataclass
+class RunArtifacts:
+    """What reports read from one run's artifacts; None where the run has no such file."""
 
-    `names` are the run's top-level artifact paths when the caller already listed them.
+    result: dict[str, Any] | None = None  # result.json: history, per-class accuracy, class counts
+    analysis: dict[str, np.ndarray] | None = None  # analysis.npz: weight_norm, feature_corr, class_counts
+
+
+def fetch_artifacts(client: Any, run_ids: Iterable[str]) -> dict[str, RunArtifacts]:
+    """Each run's result.json and analysis.npz, read through MLflow (local or remote store) into memory.
+
+    Files go through a temporary directory that is removed before returning, so reading results never
+    leaves anything behind in the results folder.
     """
-    if names is None:
-        names = {a.path for a in client.list_artifacts(run_id)}
-    if path not in names:
-        return None
-    dst.mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(run_id, path, str(dst)))
-
-
-def load_result(client: Any, run_id: str) -> dict[str, Any] | None:
-    """A run's result.json (history, per-class accuracy, class counts), or None when it has none."""
-    with tempfile.TemporaryDirectory() as tmp:
-        local = download_artifact(client, run_id, "result.json", Path(tmp))
-        return None if local is None else json.loads(local.read_text())
-
-
-def load_analysis(client: Any, run_id: str) -> dict[str, np.ndarray] | None:
-    """A run's analysis.npz (weight_norm, feature_corr, class_counts), or None when it has none."""
-    with tempfile.TemporaryDirectory() as tmp:
-        local = download_artifact(client, run_id, "analysis.npz", Path(tmp))
-        if local is None:
-            return None
-        with np.load(local) as data:
-            return {name: np.asarray(data[name], dtype=float) for name in data.files}
+    out = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for run_id in run_ids:
+            names = {a.path for a in client.list_artifacts(run_id)}
+            arts = RunArtifacts()
+            where = str(Path(scratch) / run_id)
+            if RESULT_FILE in names:
+                arts.result = json.loads(Path(client.download_artifacts(run_id, RESULT_FILE, where)).read_text())
+            if ANALYSIS_FILE in names:
+                with np.load(client.download_artifacts(run_id, ANALYSIS_FILE, where)) as data:
+                    arts.analysis = {k: np.asarray(data[k], dtype=float) for k in data.files}
+            out[run_id] = arts
+    return out

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.artifacts import CHECKPOINT_FILE, FEATURE_CACHE, RESULT_FILE
 from harness.data import LTData
 from harness.data.samplers import make_sampler
 from harness.errors import LtbenchError
@@ -38,7 +39,6 @@ from harness.training.checkpoint import load_checkpoint
 from harness.training.optim import make_optimizer
 from harness.training.recipes import Recipe
 
-FEATURE_CACHE = "features.pt"
 CACHE_MAX_FLOATS = 50_000_000  # ~200 MB of float32; bigger feature sets (ImageNet-LT) are recomputed
 STAGE_TWO_EPOCH_OFFSET = 100_000  # stage-two epochs draw from generators distinct from stage one's
 SPLIT_SOURCES = {"train": "train_plain", "val": "val", "test": "test"}  # feature split -> un-augmented batches
@@ -172,11 +172,11 @@ class AugmentedFeatureBatches:
 
 def load_stage_one(model: nn.Module, stage1_dir: Path) -> None:
     """Load the finished stage-1 model into `model` and freeze its weights (BatchNorm in eval mode)."""
-    if not (stage1_dir / "result.json").is_file():
+    if not (stage1_dir / RESULT_FILE).is_file():
         raise RuntimeError(
             f"the stage-1 backbone in {stage1_dir} has not finished; the scheduler trains it before stage two"
         )
-    model.load_state_dict(load_checkpoint(stage1_dir / "checkpoint.pt", fall_back=False)["model"])
+    model.load_state_dict(load_checkpoint(stage1_dir / CHECKPOINT_FILE, fall_back=False)["model"])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.artifacts import ANALYSIS_FILE, CHECKPOINT_FILE, MANIFEST_FILE, RESULT_FILE
 from harness.config import TrialConfig
 from harness.data import DATASETS, DataOptions, LTData
 from harness.data.base import ArraySplit
@@ -48,8 +49,6 @@ from harness.training.recipes import Recipe
 
 Reporter = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 512
-RESULT_FILE, CHECKPOINT_FILE, MANIFEST_FILE = "result.json", "checkpoint.pt", "manifest.json"
-ANALYSIS_FILE = "analysis.npz"
 
 
 class TrialDiverged(RuntimeError):
