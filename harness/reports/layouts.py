@@ -28,7 +28,7 @@ KANG = TableSpec(
     rows=(
         Row("Joint", "ce"),
         *RETRAINING_ROWS,
-        Row("Joint, class-balanced sampling", "ce", "sampler=class-balanced"),
+        Row("Joint, class-balanced sampling", "ce", "sampler=class-aware"),  # Kang's CB row: class-aware sampler
         Row("Joint, square-root sampling", "ce", "sampler=square-root"),
         Row("Joint, progressively-balanced sampling", "ce", "sampler=progressive"),
     ),
