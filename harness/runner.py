@@ -57,7 +57,7 @@ def check_data(trials: list[TrialConfig]) -> None:
             spec.check_available(options)
         if (trial.dataset, trial.imbalance_ratio, options) not in profiles:
             profiles.add((trial.dataset, trial.imbalance_ratio, options))
-            spec.describe(trial.imbalance_ratio, options)
+            spec.check_validation(trial.imbalance_ratio, options)
 
 
 def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None) -> Tracker:
@@ -91,10 +91,10 @@ def run_suite(
     check_data(suite.trials)
     check_results_dir(results_dir)
     check_tracking(tracking_uri)
-    for warning in empty_bucket_warnings(suite.trials):
-        print(warning, file=sys.stderr, flush=True)
     with exclusive_run(results_dir), ray_session(address):
         check_resources(suite.trials)
+        for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
+            print(warning, file=sys.stderr, flush=True)
         tracker = open_tracker(suite, results_dir, tracking_uri)
         return _run_unfinished(suite, tracker, results_dir, address, verbose, started)
 

@@ -22,7 +22,10 @@ from tests.test_cli import run_fails
         ("data.max_per_class=abc", "data.max_per_class must be an integer or null, got 'abc'"),
         ("data.max_per_class=-5", "data.max_per_class must be an integer >= 1 (or null for no cap), got -5"),
         ("data.selection=bogus", "data.selection must be one of first, random, got 'bogus'"),
-        ("data.data_seed=-1", "data.data_seed must be an integer in [0, 4294967295], got -1"),
+        (
+            "data.data_seed=-1",
+            "data.data_seed must be an integer in [0, 4294967295] or 'seed' (the trial's seed), got -1",
+        ),
         ("device=cuda", "device 'cuda' needs a GPU per trial: add --set resources.gpu=1"),
         ("seeds=[99999999999999999999]", "seeds must be integers in [0, 4294967295], got 99999999999999999999"),
         ("recipe.epochs=2.5", "recipe.epochs must be an integer, got 2.5"),
@@ -32,6 +35,9 @@ from tests.test_cli import run_fails
         ("seeds=[0,1,0]", "seeds lists 0 more than once; list each once"),
         ("methods=[ce,la,ce]", "methods lists ce more than once; list each once"),
         ("imbalance_ratios=[10,10.0]", "imbalance_ratios lists 10 more than once"),
+        ("data.val_per_class=0", "data.val_per_class must be an integer >= 1"),
+        # the fake files hold 40 images a class and the profile keeps 30 of class 0: 10 spare, 29 to give
+        ("data.val_per_class=40", "class 0 has 30 LT image(s) and 10 spare one(s): too few for 40 validation"),
     ],
 )
 def test_a_bad_field_is_one_line_and_writes_nothing(

@@ -132,7 +132,7 @@ def test_wb_in_the_cifar_lt_suite_reuses_the_alshammari_ce_trials() -> None:
 
 def test_every_paper_table_row_names_a_registered_method() -> None:
     from harness.plugin import load_methods
-    from harness.reports.tables import PAPER_TABLES
+    from harness.reports.layouts import PAPER_TABLES
 
     methods = load_methods()
     assert {row.method for spec in PAPER_TABLES for row in spec.rows} <= set(methods.names())
@@ -144,7 +144,7 @@ def test_reproduce_runs_the_suite_then_writes_the_tables(tmp_path, fake_fashion_
     overrides = [
         "datasets=[fashion-mnist-lt]", "imbalance_ratios=[4]", "seeds=[0]", "model=null",
         "recipe={base: quick, epochs: 2, batch_size: 32, eval_every: 1}", f"data.root={fake_fashion_root}",
-        "data.max_per_class=40", "resources={cpu: 1, gpu: 0}",
+        "data.max_per_class=30", "data.val_per_class=5", "resources={cpu: 1, gpu: 0}",
     ]  # fmt: skip
     argv = ["reproduce", "cao2019", "--quiet", "--results-dir", str(results)]
     assert main([*argv, *(arg for o in overrides for arg in ("--set", o))]) == 0

@@ -201,6 +201,17 @@ class DatasetSpec:
         train = [n - t for n, t in zip(counts, taken, strict=True)]
         return Description(counts, train, self.num_test, k * self.num_classes, k, taken)
 
+    def check_validation(self, imbalance_ratio: float | None, options: DataOptions) -> None:
+        """Raise a `LtbenchError` before any trial starts when the files' classes cannot give the validation
+        split asked for beside the profile (the real files' class sizes, not the dataset's nominal ones)."""
+        counts = self.class_counts(imbalance_ratio, options)
+        if options.download:
+            return
+        source, _ = self.read_arrays(options)
+        taken_from_lt(
+            counts, np.bincount(source.labels, minlength=self.num_classes).tolist(), self.validation_size(options)
+        )
+
     # -- loading --------------------------------------------------------------------------------------
     def read_arrays(self, options: DataOptions) -> tuple[ArraySplit, ArraySplit]:
         """Return the full (train, test) source data as uint8 NCHW arrays."""

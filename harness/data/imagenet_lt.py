@@ -90,6 +90,10 @@ class ImageNetLT(DatasetSpec):
             )
         return self.val_per_class
 
+    def check_validation(self, imbalance_ratio: float | None, options: DataOptions) -> None:
+        self.check_ratio(imbalance_ratio)
+        self.validation_size(options)  # the official split: only an override can be wrong
+
     def describe(self, imbalance_ratio: float | None, options: DataOptions) -> Description:
         counts = self.class_counts(imbalance_ratio, options)
         self.validation_size(options)
