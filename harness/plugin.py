@@ -38,6 +38,7 @@ from torch import nn
 
 from harness.errors import LtbenchError, unknown_choice
 from harness.registry import DuplicateName, Registry
+from harness.validation import check_fields
 
 if TYPE_CHECKING:
     from harness.training.decoupled import StageTwo
@@ -249,18 +250,9 @@ def parse_params(method: type[Method], values: dict[str, Any]) -> Any:
     for key in values:
         if key not in known:
             raise unknown_choice(f"hyperparameter of method {method.name!r}", key, known or ["(none)"])
-    coerced = {}
-    for key, value in values.items():
-        expected = hints[key]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if (
-            expected in (int, float, bool, str)
-            and not isinstance(value, expected)
-            or (expected is int and isinstance(value, bool))
-        ):
-            raise LtbenchError(f"method {method.name!r}: {key} must be {expected.__name__}, got {value!r}")
-        coerced[key] = value
+    check_fields(f"method_params.{method.name}", method.Params, values)
+    # a float field given an integer (lr: 1) holds the float, so equal values make equal trial keys
+    coerced = {k: float(v) if hints[k] is float else v for k, v in values.items()}
     if "sampler" in coerced:
         from harness.data.samplers import SAMPLERS
 

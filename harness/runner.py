@@ -48,16 +48,16 @@ class RunSummary:
 def check_data(trials: list[TrialConfig]) -> None:
     """Fail before any trial starts when a dataset's files are missing (on a cluster, the driver's view) or its
     profile cannot give the validation split asked for."""
-    seen, profiles = set(), set()
+    sources: dict[tuple[str, DataOptions], list[int] | None] = {}  # what each dataset's files hold, read once
+    profiles = set()
     for trial in trials:
-        options = DataOptions(**trial.data).for_seed(trial.seed)
+        options = DataOptions(**trial.data)  # neither the files nor the split's feasibility depend on data_seed
         spec = DATASETS.get(trial.dataset)
-        if (trial.dataset, options) not in seen:
-            seen.add((trial.dataset, options))
-            spec.check_available(options)
+        if (trial.dataset, options) not in sources:
+            sources[(trial.dataset, options)] = spec.check_available(options)
         if (trial.dataset, trial.imbalance_ratio, options) not in profiles:
             profiles.add((trial.dataset, trial.imbalance_ratio, options))
-            spec.check_validation(trial.imbalance_ratio, options)
+            spec.check_validation(trial.imbalance_ratio, options, sources[(trial.dataset, options)])
 
 
 def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None) -> Tracker:

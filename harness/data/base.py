@@ -173,14 +173,16 @@ class DatasetSpec:
         """Where the dataset's files are, or None when they are missing."""
         raise NotImplementedError
 
-    def check_available(self, options: DataOptions) -> None:
+    def check_available(self, options: DataOptions) -> list[int] | None:
         """Raise a `LtbenchError` saying what is wrong with the files (missing, truncated, corrupt) and how to
-        get them, before any trial starts. In-memory datasets are small enough to read here in full."""
+        get them, before any trial starts. In-memory datasets are small enough to read here in full; what was
+        read comes back as the source's images per class (None when nothing was read), for `check_validation`."""
         if options.download:
-            return
+            return None
         if self.locate(options) is None:
             raise self.missing(self.candidate_roots(options))
-        self.read_arrays(options)
+        source, _ = self.read_arrays(options)
+        return np.bincount(source.labels, minlength=self.num_classes).tolist()
 
     # -- the long-tail profile ----------------------------------------------------------------------
     def class_counts(self, imbalance_ratio: float | None, options: DataOptions) -> list[int]:
@@ -201,16 +203,14 @@ class DatasetSpec:
         train = [n - t for n, t in zip(counts, taken, strict=True)]
         return Description(counts, train, self.num_test, k * self.num_classes, k, taken)
 
-    def check_validation(self, imbalance_ratio: float | None, options: DataOptions) -> None:
-        """Raise a `LtbenchError` before any trial starts when the files' classes cannot give the validation
-        split asked for beside the profile (the real files' class sizes, not the dataset's nominal ones)."""
+    def check_validation(
+        self, imbalance_ratio: float | None, options: DataOptions, source_counts: list[int] | None
+    ) -> None:
+        """Raise a `LtbenchError` before any trial starts when the source's classes (`source_counts`, what
+        `check_available` read; the nominal n_max each when None) cannot give the validation split asked for
+        beside the profile."""
         counts = self.class_counts(imbalance_ratio, options)
-        if options.download:
-            return
-        source, _ = self.read_arrays(options)
-        taken_from_lt(
-            counts, np.bincount(source.labels, minlength=self.num_classes).tolist(), self.validation_size(options)
-        )
+        taken_from_lt(counts, source_counts or [self.n_max] * self.num_classes, self.validation_size(options))
 
     # -- loading --------------------------------------------------------------------------------------
     def read_arrays(self, options: DataOptions) -> tuple[ArraySplit, ArraySplit]:

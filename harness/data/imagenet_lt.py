@@ -53,9 +53,10 @@ class ImageNetLT(DatasetSpec):
                 return root
         raise self.missing([split_dir], "no train/ image folder beside the split files")
 
-    def check_available(self, options: DataOptions) -> None:
+    def check_available(self, options: DataOptions) -> list[int] | None:
         for split in SPLITS:  # every line of every split file, the image root and each split's first image
             self.read_split(options, split)
+        return None  # the official split files fix the profile and the validation split
 
     def check_ratio(self, imbalance_ratio: float | None) -> None:
         if imbalance_ratio is not None and float(imbalance_ratio) != NATIVE_RATIO:
@@ -90,7 +91,9 @@ class ImageNetLT(DatasetSpec):
             )
         return self.val_per_class
 
-    def check_validation(self, imbalance_ratio: float | None, options: DataOptions) -> None:
+    def check_validation(
+        self, imbalance_ratio: float | None, options: DataOptions, source_counts: list[int] | None
+    ) -> None:
         self.check_ratio(imbalance_ratio)
         self.validation_size(options)  # the official split: only an override can be wrong
 

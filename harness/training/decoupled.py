@@ -259,10 +259,6 @@ class StageTwo:
         accuracy = float(self._metrics(scores, labels)["mean_class_acc"])
         return ValScore(accuracy, float(F.cross_entropy(scores.float(), labels)))
 
-    def val_score(self, head: nn.Module) -> float:
-        """Mean per-class accuracy on the validation split."""
-        return self.validation_score(head).accuracy
-
     def search_tau(self, make_head: Callable[[float], nn.Module], search: TauSearchParams) -> tuple[float, nn.Module]:
         """(τ*, its head): the grid value chosen on validation by `choose`'s rule."""
         heads = {tau: make_head(tau) for tau in search.grid()}

@@ -221,6 +221,8 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
         recipe.batch_size,
         **method.sampler_options(),
     )
+    # only a method that defines the hook pays a call per step
+    after_step = None if type(method).after_step is Method.after_step else (lambda: method.after_step(model))
     # a method with batch-statistics layers drops the epoch's last partial batch (see `Method.full_batches`)
     draws = sampler.epoch_length()
     keep = max(1, draws // recipe.batch_size) * recipe.batch_size if method.full_batches else draws
@@ -265,7 +267,7 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
             scheduler,
             generator,
             precision,
-            after_step=lambda: method.after_step(model),
+            after_step=after_step,
         )
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
@@ -360,8 +362,7 @@ def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, An
         "train_counts": setup.data.train_counts,
         "history": outcome.history,
         "device": device_name(setup.device),
-        "precision": resolve_precision(setup.recipe.precision, setup.device).name,  # what "auto" became here
-        "effective": effective_settings(setup, outcome),
+        "effective": effective_settings(setup, outcome),  # incl. the precision "auto" became here
         "versions": package_versions(),
     }
     atomic_write_json(trial_dir / RESULT_FILE, result)
