@@ -20,6 +20,22 @@ def _results_dir(args: argparse.Namespace) -> Path:
     return Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results")
 
 
+def _storage(args: argparse.Namespace) -> str | None:
+    """The trial store given (--storage, else $LTBENCH_STORAGE); None: `<results dir>/trials`."""
+    from harness.storage import STORAGE_ENV
+
+    return getattr(args, "storage", None) or os.environ.get(STORAGE_ENV) or None
+
+
+def _reach_artifacts(args: argparse.Namespace) -> None:
+    """Commands that read MLflow artifacts reach a remote store's S3-compatible endpoint through it."""
+    from harness.storage import Storage
+    from harness.tracking import use_artifact_store
+
+    if (storage := _storage(args)) is not None:
+        use_artifact_store(Storage.open(storage))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import dry_run, run_suite
 
@@ -33,6 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.tracking_uri,
         _results_dir(args),
         verbose=0 if args.quiet else 1,
+        storage=_storage(args),
     )
     print(summary.leaderboard_md)
     print(
@@ -51,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.reports.report import build_report
 
+    _reach_artifacts(args)
     outcome = build_report(args.suite, args.set, args.tracking_uri, _results_dir(args), plots=not args.no_plots)
     print(outcome.leaderboard_md)
     print(f"leaderboard: {outcome.out_dir / 'leaderboard.md'} (.csv, .tex; trials.csv lists every trial)")
@@ -64,6 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_tables(args: argparse.Namespace) -> int:
     from harness.reports.report import build_tables
 
+    _reach_artifacts(args)
     outcome = build_tables(args.suites or None, args.tracking_uri, _results_dir(args))
     for line in outcome.summary:
         print(line)
@@ -100,6 +119,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_claims(args: argparse.Namespace) -> int:
     from harness.reports.report import build_claims
 
+    _reach_artifacts(args)
     outcome = build_claims(args.suites or None, args.tracking_uri, _results_dir(args))
     print(outcome.text, end="")
     print(f"written: {outcome.path}")
@@ -178,6 +198,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from harness.tracking import check_reachable, default_tracking_uri
     from harness.ui import mark_model_training, runs_url, suite_experiments
 
+    _reach_artifacts(args)
     uri = args.tracking_uri or default_tracking_uri(_results_dir(args))
     remote = uri.startswith(("http://", "https://"))
     if not remote and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
@@ -209,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     def tracking_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<results dir>/mlflow.db)")
         p.add_argument("--results-dir", help=f"where results go (default: ${RESULTS_ENV}, else ./results)")
+        p.add_argument(
+            "--storage",
+            metavar="URI",
+            help="where trial files (and, for a new experiment, MLflow artifacts) live: a path, "
+            "s3://bucket/prefix[?endpoint_override=host:port&scheme=http] or gs://bucket/prefix "
+            "(default: $LTBENCH_STORAGE, else <results dir>/trials)",
+        )
 
     def overrides(p: argparse.ArgumentParser) -> None:
         p.add_argument(

@@ -25,20 +25,25 @@ LOCK_FILE = ".ltbench-run.lock"
 
 def check_results_dir(results_dir: Path) -> None:
     """A results dir must be a directory we can write, or creatable: say so in one line, before any work."""
-    if results_dir.exists() and not results_dir.is_dir():
-        raise LtbenchError(f"--results-dir {results_dir} is a file, not a directory; pass a directory path")
-    existing = results_dir
+    check_writable_dir(results_dir, "--results-dir")
+
+
+def check_writable_dir(folder: Path, option: str) -> None:
+    """`folder` is a directory we can write, or can be created: checked without creating anything; `option`
+    names where the user gave it, for the message."""
+    if folder.exists() and not folder.is_dir():
+        raise LtbenchError(f"{option} {folder} is a file, not a directory; pass a directory path")
+    existing = folder
     while not existing.exists():  # the nearest existing ancestor is where the directory would be created
         existing = existing.parent
     if not existing.is_dir():
-        raise LtbenchError(f"--results-dir {results_dir}: {existing} is a file, not a directory")
+        raise LtbenchError(f"{option} {folder}: {existing} is a file, not a directory")
     try:  # a real write, not os.access: that says yes to root on a read-only filesystem
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
         raise LtbenchError(
-            f"--results-dir {results_dir}: {existing} is not writable ({e.strerror or e}); pick a directory you can "
-            "write"
+            f"{option} {folder}: {existing} is not writable ({e.strerror or e}); pick a directory you can write"
         ) from None
 
 

@@ -18,6 +18,7 @@ from harness.reports.leaderboard import write_leaderboard
 from harness.reports.runs import runs_frame
 from harness.resultsdir import check_results_dir, exclusive_run
 from harness.scheduling import Interrupted, ScheduleReport, check_resources, ray_session, run_with_tune
+from harness.storage import Storage
 from harness.suite import Suite, build_suite
 from harness.tracking import (
     Tracker,
@@ -60,9 +61,9 @@ def check_data(trials: list[TrialConfig]) -> None:
             spec.check_validation(trial.imbalance_ratio, options, sources[(trial.dataset, options)])
 
 
-def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None) -> Tracker:
+def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None, storage: Storage | None = None) -> Tracker:
     results_dir.mkdir(parents=True, exist_ok=True)
-    return Tracker(tracking_uri or default_tracking_uri(results_dir), suite.name, results_dir)
+    return Tracker(tracking_uri or default_tracking_uri(results_dir), suite.name, results_dir, storage)
 
 
 def check_tracking(tracking_uri: str | None) -> None:
@@ -79,48 +80,60 @@ def run_suite(
     tracking_uri: str | None = None,
     results_dir: Path = Path("results"),
     verbose: int = 1,
+    storage: str | Path | None = None,
 ) -> RunSummary:
     """Run every unfinished trial of the suite: shared backbones and end-to-end trials first, then the
     decoupled trials on their frozen backbones; then rebuild the leaderboard.
 
-    Every check that can fail (the suite, the data, the results dir, the tracking URI, the Ray address and
+    Trial files go to `storage` (a path or a filesystem URI; default `<results>/trials`). Every check that can
+    fail (the suite, the data, the results dir, the trial store, the tracking URI, the Ray address and
     resources) runs before anything is written; the results dir is locked for this driver alone.
     """
     started = time.perf_counter()
     suite = build_suite(name, overrides)
     check_data(suite.trials)
     check_results_dir(results_dir)
+    store = Storage.open(results_dir / "trials" if storage is None else storage)
+    store.check()
     check_tracking(tracking_uri)
     with exclusive_run(results_dir), ray_session(address):
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
             print(warning, file=sys.stderr, flush=True)
-        tracker = open_tracker(suite, results_dir, tracking_uri)
-        return _run_unfinished(suite, tracker, results_dir, address, verbose, started)
+        tracker = open_tracker(suite, results_dir, tracking_uri, store)
+        return _run_unfinished(suite, tracker, results_dir, address, verbose, started, store)
 
 
 def _run_unfinished(
-    suite: Suite, tracker: Tracker, results_dir: Path, address: str | None, verbose: int, started: float
+    suite: Suite,
+    tracker: Tracker,
+    results_dir: Path,
+    address: str | None,
+    verbose: int,
+    started: float,
+    storage: Storage,
 ) -> RunSummary:
-    trials_root = results_dir / "trials"
     plan = make_plan(suite.trials)
-    # Trials whose result reached disk while MLflow could not hear of it (a server that went away, a
+    # Trials whose result reached the store while MLflow could not hear of it (a server that went away, a
     # killed driver) are logged from their own records now, not trained again.
-    on_disk = [
-        (t, trials_root / t.key) for t in plan.phase1 + plan.phase2 if (trials_root / t.key / RESULT_FILE).is_file()
-    ]
+    stored = storage.keys_with(RESULT_FILE)
     finished = tracker.finished_runs()
-    tracker.reconcile([(t, d) for t, d in on_disk if t.key not in finished], [])
+    tracker.reconcile(
+        [(t, storage.trial(t.key)) for t in plan.phase1 + plan.phase2 if t.key in stored and t.key not in finished],
+        [],
+    )
     finished = tracker.finished_runs()
     notes = _other_commit_notes(suite, finished)
-    # a backbone counts as done only if its files are here: stage two loads them
-    phase1 = [t for t in plan.phase1 if t.key not in finished or not (trials_root / t.key / RESULT_FILE).is_file()]
+    # a backbone counts as done only if its files are in the store: stage two loads them
+    phase1 = [t for t in plan.phase1 if t.key not in finished or t.key not in stored]
     phase2 = [t for t in plan.phase2 if t.key not in finished]
 
     failures: list[tuple[str, str]] = []
     progress = suite_progress(phase1, phase2)
     try:
-        first, second = _run_phases(phase1, phase2, tracker, results_dir, address, verbose, failures, progress)
+        first, second = _run_phases(
+            phase1, phase2, tracker, results_dir, address, verbose, failures, progress, storage=storage
+        )
     except Interrupted:
         if tracker.down_since is None:
             write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
@@ -132,7 +145,7 @@ def _run_unfinished(
         by_key = {t.key: t for t in plan.phase1 + plan.phase2}
         done = [o.key for o in first.outcomes + second.outcomes if o.status == "FINISHED"]
         tracker.reconcile(
-            [(by_key[k], trials_root / k) for k in done],
+            [(by_key[k], storage.trial(k)) for k in done],
             [(by_key[o.key], o.reason) for o in first.failed + second.failed],
         )
     failures = [(o.label, o.reason) for o in first.failed + second.failed] + failures
@@ -185,13 +198,14 @@ def _run_phases(
     verbose: int,
     failures: list[tuple[str, str]],
     progress: SuiteProgress | None = None,
+    storage: Storage | None = None,
 ) -> tuple[ScheduleReport, ScheduleReport]:
     """Phase 1 (end-to-end trials and shared backbones), then phase 2 (decoupled trials whose backbone
     finished; those whose backbone failed are marked FAILED with that reason). One `progress` display
     counts the trials of both phases."""
     progress = progress or suite_progress(phase1, phase2)
     progress.start_phase()
-    first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress)
+    first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress, storage)
     broken = {o.key: o.reason for o in first.failed}
     runnable = []
     for cfg in phase2:
@@ -205,7 +219,7 @@ def _run_phases(
         else:
             runnable.append(cfg)
     progress.start_phase()
-    second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress)
+    second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress, storage)
     return first, second
 
 

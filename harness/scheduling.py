@@ -27,6 +27,7 @@ from harness.config import TrialConfig
 from harness.errors import LtbenchError
 from harness.plan import trial_epochs
 from harness.progress import SuiteProgress
+from harness.storage import Storage
 from harness.tracking import Tracker
 from harness.training.trainer import RESULT_FILE
 
@@ -57,15 +58,21 @@ class ScheduleReport:
 
 
 def _train_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable: runs in a Ray worker, reports epochs and the final result."""
+    """The Tune trainable: runs in a Ray worker, reports epochs and the final result. The trial's files go to
+    the store named by `config["storage"]`, which every node (and the driver) reads."""
+    import ray
     from ray import tune
 
     from harness.training.trainer import run_trial
 
     cfg = TrialConfig.from_dict(config["trial"])
-    trial_dir = Path(config["trials_root"]) / cfg.key
-    result = run_trial(cfg, trial_dir, report=lambda row: tune.report({"kind": "epoch", "row": row}))
-    tune.report({"kind": "final", "trial_dir": str(trial_dir), **result["metrics"]})
+    result = run_trial(
+        cfg,
+        Storage.open(config["storage"]),
+        report=lambda row: tune.report({"kind": "epoch", "row": row}),
+        node=ray.get_runtime_context().get_node_id(),
+    )
+    tune.report({"kind": "final", **result["metrics"]})
 
 
 def _resources(config: dict[str, Any]):
@@ -110,7 +117,7 @@ def _finished_line(progress: SuiteProgress, cfg: TrialConfig, result: dict[str, 
     return line + f" ({cfg.key})"
 
 
-def _make_callback(tracker: Tracker, report: ScheduleReport, progress: SuiteProgress, verbose: int):
+def _make_callback(tracker: Tracker, storage: Storage, report: ScheduleReport, progress: SuiteProgress, verbose: int):
     from ray.tune import Callback
 
     class TrackingCallback(Callback):
@@ -149,7 +156,7 @@ def _make_callback(tracker: Tracker, report: ScheduleReport, progress: SuiteProg
             cfg = self._cfg(trial)
             run_id = self._run_id(trial)
             if run_id is not None:  # else the run is made from the trial's files when the server is back
-                tracker.guard(tracker.finish, run_id, Path(trial.config["trials_root"]) / cfg.key)
+                tracker.guard(tracker.finish, run_id, storage.trial(cfg.key))
             self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             progress.trial_done(cfg.key)
@@ -293,11 +300,13 @@ def run_with_tune(
     address: str | None,
     verbose: int = 1,
     progress: SuiteProgress | None = None,
+    storage: Storage | None = None,
 ) -> ScheduleReport:
     """Run `trials` (all not yet finished) and return each one's outcome.
 
-    Trial directories live in `<results>/trials/<trial key>/`, shared by all suites, so a trial finished
-    under one suite is reused (not retrained) by any other suite that contains it. `progress` is the
+    Trials live in `storage` (default `<results>/trials`), `<trial key>/` each, shared by all suites, so a
+    trial finished under one suite is reused (not retrained) by any other suite that contains it. Tune's own
+    files go beside them in a remote store (`<store>/ray`), else to `<results>/ray`. `progress` is the
     suite-wide display (one is made for these trials alone when none is given).
     """
     from ray import tune
@@ -305,6 +314,11 @@ def run_with_tune(
     report = ScheduleReport()
     if not trials:
         return report
+    storage = storage or Storage.open(results_dir / "trials")
+    if storage.is_local:
+        storage_path, storage_filesystem = str((results_dir / "ray").resolve()), None
+    else:
+        storage_filesystem, storage_path = storage.tune_storage()
     if progress is None:
         progress = SuiteProgress([("trials", {t.key: trial_epochs(t) for t in trials})], live=False)
         progress.start_phase()
@@ -313,7 +327,7 @@ def run_with_tune(
         trainable = tune.with_resources(_train_trial, _resources)
         param_space = {
             "trial": tune.grid_search([t.as_dict() for t in trials]),
-            "trials_root": str((results_dir / "trials").resolve()),
+            "storage": storage.uri,
         }
         tuner = tune.Tuner(
             trainable,
@@ -323,8 +337,9 @@ def run_with_tune(
             tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id, reuse_actors=True),
             run_config=tune.RunConfig(
                 name=trials[0].suite,
-                storage_path=str((results_dir / "ray").resolve()),
-                callbacks=[_make_callback(tracker, report, progress, verbose)],
+                storage_path=storage_path,
+                storage_filesystem=storage_filesystem,
+                callbacks=[_make_callback(tracker, storage, report, progress, verbose)],
                 failure_config=tune.FailureConfig(max_failures=0),
                 verbose=0,  # progress comes from the tracking callback and the suite-wide display
             ),
@@ -339,21 +354,22 @@ def run_with_tune(
                 signal.signal(signal.SIGINT, signal.default_int_handler)
     if len(report.outcomes) < len(trials):
         # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted
-        settle_interrupted(trials, tracker, results_dir / "trials", report)
+        settle_interrupted(trials, tracker, storage, report)
         raise Interrupted(f"{len(trials) - len(report.outcomes)} trials did not finish")
     return report
 
 
-def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, trials_root: Path, report: ScheduleReport) -> None:
-    """After a Ctrl+C: a trial whose result is on disk is FINISHED (its worker can write `result.json`
+def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, storage: Storage, report: ScheduleReport) -> None:
+    """After a Ctrl+C: a trial whose result is in the store is FINISHED (its worker can write `result.json`
     before the driver's callback hears of it); a trial whose run is still open is KILLED, and resumes into
     that run on a rerun."""
     ended = {o.key for o in report.outcomes}
     for cfg in trials:
         if cfg.key in ended:
             continue
-        if (trials_root / cfg.key / RESULT_FILE).is_file():
-            tracker.guard(lambda c=cfg: tracker.finish(tracker.open_run(c), trials_root / c.key))
+        files = storage.trial(cfg.key)
+        if files.exists(RESULT_FILE):
+            tracker.guard(lambda c=cfg, f=files: tracker.finish(tracker.open_run(c), f))
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             continue
         run = tracker.guard(tracker.find_run, cfg.key)

@@ -2,7 +2,10 @@
 
 Only the driver process talks to MLflow (trials report to it through Ray), so the embedded SQLite store
 never sees concurrent writers. The default store is `sqlite:///<results>/mlflow.db` with artifacts under
-`<results>/mlartifacts`; any tracking server works through its URI.
+`<results>/mlartifacts`; any tracking server works through its URI. With a remote trial store (`--storage`),
+a new experiment keeps its artifacts in that store, under `mlflow-artifacts/`; an experiment that exists
+keeps the artifact location it was created with (MLflow cannot move it). The tracker reads each trial's files
+through the store, never from a worker's disk.
 
 Training never waits on MLflow. Every write the driver makes while trials run goes through `Tracker.guard`:
 when a tracking server stops answering, the write is dropped (the trial's own files keep everything), the
@@ -32,6 +35,7 @@ from harness.artifacts import CONFIG_FILE, LOGGED_FILES, MANIFEST_FILE, PER_CLAS
 from harness.config import TrialConfig, flatten
 from harness.errors import LtbenchError, TrackingUnavailable
 from harness.provenance import git_commit, package_versions
+from harness.storage import Storage, TrialFiles
 
 TRIAL_KEY_TAG = "ltbench.trial_key"
 FAILURE_TAG = "ltbench.failure"
@@ -54,6 +58,8 @@ MLFLOW_HTTP_SETTINGS = {
 NOT_METRICS = ("epoch", "time")
 CONSTANT_METRIC = re.compile(r"^(?:val|test)_(many|medium|few)_classes$")
 STORE_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
+ARTIFACTS_FOLDER = "mlflow-artifacts"  # in a remote trial store, beside the trials
+S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
 
 T = TypeVar("T")
 
@@ -103,8 +109,15 @@ def default_tracking_uri(results_dir: Path) -> str:
     return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
 
 
+def use_artifact_store(storage: Storage) -> None:
+    """Let MLflow's artifact client reach a remote store's S3-compatible server: MLflow takes the endpoint from
+    `MLFLOW_S3_ENDPOINT_URL`, not from the URI (a value already set wins)."""
+    if storage.endpoint_url is not None:
+        os.environ.setdefault(S3_ENDPOINT_ENV, storage.endpoint_url)
+
+
 class Tracker:
-    def __init__(self, uri: str, experiment: str, results_dir: Path) -> None:
+    def __init__(self, uri: str, experiment: str, results_dir: Path, storage: Storage | None = None) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -127,9 +140,13 @@ class Tracker:
                 f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}; "
                 "check --tracking-uri (or leave it out for the local SQLite store)"
             ) from e
+        if storage is not None and not storage.is_local:
+            use_artifact_store(storage)
         if found is None:
             artifacts = None
-            if uri.startswith("sqlite:"):
+            if storage is not None and not storage.is_local:
+                artifacts = storage.child_uri(ARTIFACTS_FOLDER)
+            elif uri.startswith("sqlite:"):
                 artifacts = (results_dir / "mlartifacts").resolve().as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
         else:
@@ -244,8 +261,10 @@ class Tracker:
         self.client.log_batch(run_id, metrics=metrics)
         logged.add(step)
 
-    def finish(self, run_id: str, trial_dir: Path, device: str | None = None) -> None:
-        result = json.loads((trial_dir / RESULT_FILE).read_text())
+    def finish(self, run_id: str, files: TrialFiles, device: str | None = None) -> None:
+        """Complete the run from the trial's records in its store: epochs MLflow lacks, final metrics, what
+        ran, and the trial's files as artifacts (read on the driver, from the store)."""
+        result = files.read_json(RESULT_FILE)
         # An epoch reported just before an interruption (or while the server was away) may never have
         # reached MLflow; the trial's own history is complete, so log whatever epochs the run lacks.
         self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
@@ -277,11 +296,13 @@ class Tracker:
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in ran.items()])
         for name, value in result.get("versions", {}).items():
             self.client.set_tag(run_id, f"ltbench.version.{name}", value)
-        for name in LOGGED_FILES:
-            if (trial_dir / name).is_file():
-                self.client.log_artifact(run_id, str(trial_dir / name))
-        self._log_training_data(run_id, trial_dir, result)
         with tempfile.TemporaryDirectory() as tmp:
+            for name in LOGGED_FILES:
+                if files.exists(name):
+                    copy = Path(tmp) / name
+                    copy.write_bytes(files.read_bytes(name))
+                    self.client.log_artifact(run_id, str(copy))
+            self._log_training_data(run_id, Path(tmp) / MANIFEST_FILE)
             table = Path(tmp) / PER_CLASS_FILE
             rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
             for c, (n_train, n_lt) in enumerate(zip(result["train_counts"], result["class_counts"], strict=True)):
@@ -291,7 +312,7 @@ class Tracker:
             self.client.log_artifact(run_id, str(table))
         self.client.set_terminated(run_id, "FINISHED")
 
-    def _log_training_data(self, run_id: str, trial_dir: Path, result: dict[str, Any]) -> None:
+    def _log_training_data(self, run_id: str, manifest: Path) -> None:
         """The training images as an MLflow dataset input (the UI's Dataset column): named by dataset and
         ratio, its digest that of the manifest (which images), its source the manifest artifact."""
         from mlflow.data.meta_dataset import MetaDataset
@@ -300,7 +321,6 @@ class Tracker:
         run = self.client.get_run(run_id)
         if run.inputs is not None and run.inputs.dataset_inputs:
             return  # logged when this run finished before (a reconciled rerun)
-        manifest = trial_dir / MANIFEST_FILE
         digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "unknown"
         tags = run.data.tags
         name = f"{tags.get('ltbench.dataset')}-r{tags.get('ltbench.imbalance_ratio')}-train"
@@ -318,13 +338,13 @@ class Tracker:
         self.client.set_tag(run_id, FAILURE_TAG, reason[:5000])
         self.client.set_terminated(run_id, "FAILED")
 
-    def reconcile(self, finished: list[tuple[TrialConfig, Path]], failed: list[tuple[TrialConfig, str]]) -> None:
-        """Make MLflow agree with the trials' own records: a trial whose result is on disk has a FINISHED
+    def reconcile(self, finished: list[tuple[TrialConfig, TrialFiles]], failed: list[tuple[TrialConfig, str]]) -> None:
+        """Make MLflow agree with the trials' own records: a trial whose result is in the store has a FINISHED
         run with every epoch, a failed one a FAILED run with its reason."""
-        for cfg, trial_dir in finished:
+        for cfg, files in finished:
             run = self.find_run(cfg.key)
             if run is None or run.info.status != "FINISHED":
-                self.finish(self.open_run(cfg), trial_dir)
+                self.finish(self.open_run(cfg), files)
         for cfg, reason in failed:
             run = self.find_run(cfg.key)
             if run is None or run.info.status not in ("FINISHED", "FAILED"):

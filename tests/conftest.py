@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.storage import SCRATCH_ENV
 from tests.fakes import write_fashion_mnist
+from tests.s3_server import CREDENTIALS, S3Server, s3_server
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -47,3 +49,15 @@ def write_tiny_suite(path: Path, data_root: Path, **changes) -> Path:
 @pytest.fixture
 def tiny_suite(tmp_path: Path, fake_fashion_root: Path) -> Path:
     return write_tiny_suite(tmp_path / "tiny.yaml", fake_fashion_root)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One S3-compatible server (moto) for every S3 test of the session, with dummy AWS_* credentials in the
+    environment (so `ltbench` processes the tests start inherit them) and a scratch dir of the session's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        patch.setenv(SCRATCH_ENV, str(tmp_path_factory.mktemp("scratch")))
+        with s3_server() as server:
+            yield server

@@ -18,6 +18,7 @@ import pytest
 from harness import runner
 from harness.errors import LtbenchError
 from harness.resultsdir import LOCK_FILE, exclusive_run
+from harness.storage import Storage
 from harness.suite import build_suite
 from harness.tracking import COMMIT_TAG, TRACKING_RETRY_ENV, TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
@@ -167,7 +168,7 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_trial_resumes(
 ) -> None:
     suite_file = slow_suite(tmp_path, fake_fashion_root, epochs=4, seeds=[0])
     cfg = build_suite(str(suite_file)).trials[0]
-    straight = run_trial(cfg, tmp_path / "straight" / cfg.key)
+    straight = run_trial(cfg, Storage.open(tmp_path / "straight"))
     trial_dir = tmp_path / "t" / cfg.key
 
     def stop_after_three(row: dict) -> None:
@@ -175,13 +176,13 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_trial_resumes(
             raise Stopped
 
     with pytest.raises(Stopped):
-        run_trial(cfg, trial_dir, report=stop_after_three)
+        run_trial(cfg, Storage.open(tmp_path / "t"), report=stop_after_three)
     damaged = [trial_dir / "checkpoint.pt"] + ([trial_dir / "checkpoint.pt.prev"] if corrupt == "both" else [])
     for path in damaged:  # a crash mid-write or a full disk leaves a short file
         path.write_bytes(path.read_bytes()[:1000])
     capsys.readouterr()
 
-    resumed = run_trial(cfg, trial_dir)
+    resumed = run_trial(cfg, Storage.open(tmp_path / "t"))
 
     err = capsys.readouterr().err
     for path in damaged:

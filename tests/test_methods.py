@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from harness.plan import make_plan, stage1_config
 from harness.plugin import METHODS, Method, MethodContext, build_method, load_methods, register_method
+from harness.storage import Storage
 from harness.suite import build_suite
 from harness.training.decoupled import StageTwo, load_stage_one
 from harness.training.trainer import TrialSetup, run_trial
@@ -162,7 +163,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fake_fashion_root: Path) -
     plan = make_plan(suite.trials)
     results = {}
     for cfg in plan.phase1 + plan.phase2:
-        results[cfg.method] = run_trial(cfg, tmp / "trials" / cfg.key)
+        results[cfg.method] = run_trial(cfg, Storage.open(tmp / "trials"))
     return {"results": results, "suite": suite, "root": tmp / "trials"}
 
 
@@ -195,11 +196,12 @@ def test_stage_two_freezes_the_backbone(trained: dict, method: str, bn: str) -> 
     cfg = next(t for t in trained["suite"].trials if t.method == method)
     cfg = type(cfg).from_dict({**cfg.as_dict(), "method_params": {"augment": True, "epochs": 2, "bn": bn}})
     setup = TrialSetup.build(cfg)
-    backbone_dir = trained["root"] / stage1_config(cfg).key
+    backbone = Storage.open(trained["root"]).trial(stage1_config(cfg).key)
+    backbone_dir = backbone.local_dir
     on_disk = (backbone_dir / "checkpoint.pt").read_bytes()
-    load_stage_one(setup.model, backbone_dir)
+    load_stage_one(setup.model, backbone)
     before = {k: v.clone() for k, v in setup.model.backbone.state_dict().items()}
-    stage = StageTwo(setup.model, setup.data, setup.method.context, setup.recipe, 0, setup.splits, backbone_dir, print)
+    stage = StageTwo(setup.model, setup.data, setup.method.context, setup.recipe, 0, setup.splits, backbone, print)
     setup.method.fit_classifier(stage)
     after = setup.model.backbone.state_dict()
     assert before.keys() == after.keys()
@@ -213,9 +215,9 @@ def _stage_two(trained: dict, method: str, **params) -> tuple[StageTwo, TrialSet
     cfg = next(t for t in trained["suite"].trials if t.method == method)
     cfg = type(cfg).from_dict({**cfg.as_dict(), "method_params": params})
     setup = TrialSetup.build(cfg)
-    backbone_dir = trained["root"] / stage1_config(cfg).key
-    load_stage_one(setup.model, backbone_dir)
-    stage = StageTwo(setup.model, setup.data, setup.method.context, setup.recipe, 0, setup.splits, backbone_dir, print)
+    backbone = Storage.open(trained["root"]).trial(stage1_config(cfg).key)
+    load_stage_one(setup.model, backbone)
+    stage = StageTwo(setup.model, setup.data, setup.method.context, setup.recipe, 0, setup.splits, backbone, print)
     return stage, setup
 
 

@@ -15,6 +15,7 @@ from harness.data.pipeline import TensorBatches
 from harness.errors import LtbenchError
 from harness.models import build_model
 from harness.plugin import MethodContext, build_method
+from harness.storage import Storage
 from harness.suite import build_suite
 from harness.training.optim import make_optimizer, make_scheduler
 from harness.training.precision import FP32, memory_format, resolve_precision
@@ -165,7 +166,7 @@ def test_bf16_trial_is_close_to_fp32_but_not_identical(tmp_path: Path, fake_fash
     for choice in ("fp32", "bf16"):
         recipe = {"base": "quick", "epochs": 2, "batch_size": 32, "precision": choice}
         suite = write_tiny_suite(tmp_path / f"{choice}.yaml", fake_fashion_root, recipe=recipe)
-        results[choice] = run_trial(build_suite(str(suite)).trials[0], tmp_path / choice)
+        results[choice] = run_trial(build_suite(str(suite)).trials[0], Storage.open(tmp_path / choice))
     fp32 = [h["train_loss"] for h in results["fp32"]["history"]]
     bf16 = [h["train_loss"] for h in results["bf16"]["history"]]
     assert fp32 != bf16  # bf16 really ran

@@ -100,6 +100,7 @@ def tiny_real_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     is covered by tests/test_end_to_end.py.
     """
     if "results" not in _REAL:
+        from harness.storage import Storage
         from harness.suite import build_suite
         from harness.tracking import Tracker, default_tracking_uri
         from harness.training.trainer import run_trial
@@ -117,8 +118,8 @@ def tiny_real_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
             if cfg.seed == 2:
                 tracker.fail(run_id, FAILURE_REASON)
                 continue
-            trial_dir = results / "trials" / cfg.key
-            run_trial(cfg, trial_dir, report=lambda row, run_id=run_id: tracker.log_epoch(run_id, row))
-            tracker.finish(run_id, trial_dir)
+            storage = Storage.open(results / "trials")
+            run_trial(cfg, storage, report=lambda row, run_id=run_id: tracker.log_epoch(run_id, row))
+            tracker.finish(run_id, storage.trial(cfg.key))
         _REAL["results"], _REAL["suite"] = results, suite_file
     return _REAL["results"], _REAL["suite"]

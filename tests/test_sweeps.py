@@ -17,6 +17,7 @@ import pytest
 from harness import runner
 from harness.plan import make_plan
 from harness.scheduling import ScheduleReport, TrialOutcome, settle_interrupted
+from harness.storage import Storage
 from harness.suite import build_suite
 from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
@@ -154,7 +155,7 @@ def test_sigkill_of_a_trial_resumes_to_identical_metrics(tmp_path: Path, fake_fa
     history = json.loads((trial_dir / "result.json").read_text())["history"]
     assert len(history) == 6
 
-    straight = run_trial(cfg, tmp_path / "straight" / cfg.key)
+    straight = run_trial(cfg, Storage.open(tmp_path / "straight"))
     resumed = json.loads((trial_dir / "result.json").read_text())
     assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
 
@@ -203,13 +204,13 @@ def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_drive
     suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, seeds=[0, 1, 2])
     done, running, never_started = build_suite(str(suite_file)).trials
     results = tmp_path / "r"
-    trials_root = results / "trials"
-    run_trial(done, trials_root / done.key)
+    storage = Storage.open(results / "trials")
+    run_trial(done, storage)
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
     done_run, running_run = tracker.open_run(done), tracker.open_run(running)  # both RUNNING, as Tune left them
 
     report = ScheduleReport()
-    settle_interrupted([done, running, never_started], tracker, trials_root, report)
+    settle_interrupted([done, running, never_started], tracker, storage, report)
 
     assert [(o.key, o.status) for o in report.outcomes] == [(done.key, "FINISHED")]
     assert tracker.client.get_run(done_run).info.status == "FINISHED"

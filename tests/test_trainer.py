@@ -9,6 +9,7 @@ import pytest
 
 from harness.artifacts import CHECKPOINT_FILE, RESULT_FILE
 from harness.config import TrialConfig
+from harness.storage import Storage
 from harness.suite import build_suite
 from harness.training.trainer import TrialDiverged, run_trial
 from tests.conftest import write_tiny_suite
@@ -32,13 +33,15 @@ def crash_after(epoch: int):
 
 def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tmp_path: Path, fake_fashion_root: Path) -> None:
     cfg = tiny_trial(tmp_path, fake_fashion_root, recipe={"base": "quick", "epochs": 3, "batch_size": 32})
-    straight = run_trial(cfg, tmp_path / "a")
+    straight = run_trial(cfg, Storage.open(tmp_path / "a"))
 
     with pytest.raises(Crash):
-        run_trial(cfg, tmp_path / "b", report=crash_after(2))
-    assert (tmp_path / "b" / CHECKPOINT_FILE).is_file() and not (tmp_path / "b" / RESULT_FILE).exists()
+        run_trial(cfg, Storage.open(tmp_path / "b"), report=crash_after(2))
+    assert (tmp_path / "b" / cfg.key / CHECKPOINT_FILE).is_file() and not (
+        tmp_path / "b" / cfg.key / RESULT_FILE
+    ).exists()
     epochs_after_resume = []
-    resumed = run_trial(cfg, tmp_path / "b", report=lambda row: epochs_after_resume.append(row["epoch"]))
+    resumed = run_trial(cfg, Storage.open(tmp_path / "b"), report=lambda row: epochs_after_resume.append(row["epoch"]))
 
     assert epochs_after_resume == [3]  # epochs 1-2 came from the checkpoint
     # NaN buckets compare unequal as floats, so compare the recorded form
@@ -48,16 +51,16 @@ def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tmp_path: Path, f
 
 def test_finished_trial_is_not_retrained(tmp_path: Path, fake_fashion_root: Path) -> None:
     cfg = tiny_trial(tmp_path, fake_fashion_root)
-    first = run_trial(cfg, tmp_path / "t")
+    first = run_trial(cfg, Storage.open(tmp_path / "t"))
     calls = []
-    again = run_trial(cfg, tmp_path / "t", report=calls.append)
+    again = run_trial(cfg, Storage.open(tmp_path / "t"), report=calls.append)
     assert calls == [] and json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
 
 
 def test_result_records_manifest_and_buckets(tmp_path: Path, fake_fashion_root: Path) -> None:
     cfg = tiny_trial(tmp_path, fake_fashion_root)
-    result = run_trial(cfg, tmp_path / "t")
-    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    result = run_trial(cfg, Storage.open(tmp_path / "t"))
+    manifest = json.loads((tmp_path / "t" / cfg.key / "manifest.json").read_text())
     # training is the profile less what validation had to take from LT images (none here: spare images exist)
     assert len(manifest["train_indices"]) + sum(manifest["val_from_lt"]) == sum(manifest["class_counts"])
     assert not set(manifest["train_indices"]) & set(manifest["val_indices"])
@@ -72,11 +75,11 @@ def test_result_records_manifest_and_buckets(tmp_path: Path, fake_fashion_root: 
 def test_different_seeds_differ(tmp_path: Path, fake_fashion_root: Path) -> None:
     cfg = tiny_trial(tmp_path, fake_fashion_root)
     other = TrialConfig.from_dict({**cfg.as_dict(), "seed": cfg.seed + 1})
-    a, b = run_trial(cfg, tmp_path / "a"), run_trial(other, tmp_path / "b")
+    a, b = run_trial(cfg, Storage.open(tmp_path / "a")), run_trial(other, Storage.open(tmp_path / "b"))
     assert [h["train_loss"] for h in a["history"]] != [h["train_loss"] for h in b["history"]]
 
 
 def test_divergence_is_reported(tmp_path: Path, fake_fashion_root: Path) -> None:
     cfg = tiny_trial(tmp_path, fake_fashion_root, recipe={"base": "quick", "epochs": 2, "lr": 1e12})
     with pytest.raises(TrialDiverged, match="training loss became"):
-        run_trial(cfg, tmp_path / "t")
+        run_trial(cfg, Storage.open(tmp_path / "t"))

@@ -13,9 +13,11 @@ import json
 import os
 import random
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -25,11 +27,22 @@ PREVIOUS_SUFFIX = ".prev"
 
 def atomic_write_bytes(path: Path, data: bytes, keep_previous: bool = False) -> None:
     """Write `path` whole or not at all; with `keep_previous`, the file it replaces stays as `<path>.prev`."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    atomic_write(path, lambda f: f.write(data), keep_previous)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any], keep_previous: bool = False) -> None:
+    """`write` fills an open temporary file, which then replaces `path` whole (see `atomic_write_bytes`); a
+    failed `write` leaves `path` as it was. The temporary name is unique per process and thread, so trials
+    of one node that fetch the same file at once each write their own."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if keep_previous and path.is_file():
         os.replace(path, previous_of(path))
     os.replace(tmp, path)

@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +34,7 @@ from harness.data.samplers import make_sampler
 from harness.errors import LtbenchError
 from harness.metrics import classification_metrics
 from harness.plugin import MethodContext, param
+from harness.storage import TrialFiles
 from harness.training.checkpoint import load_checkpoint
 from harness.training.optim import make_optimizer
 from harness.training.recipes import Recipe
@@ -170,13 +170,16 @@ class AugmentedFeatureBatches:
             yield features, y  # outside no_grad: the consumer's forward pass must record gradients
 
 
-def load_stage_one(model: nn.Module, stage1_dir: Path) -> None:
-    """Load the finished stage-1 model into `model` and freeze its weights (BatchNorm in eval mode)."""
-    if not (stage1_dir / RESULT_FILE).is_file():
+def load_stage_one(model: nn.Module, stage1: TrialFiles) -> None:
+    """Load the finished stage-1 model into `model` and freeze its weights (BatchNorm in eval mode). From a
+    remote store its checkpoint is fetched to this node first (a copy fetched before is reused: a finished
+    backbone never changes)."""
+    if not stage1.exists(RESULT_FILE):
         raise RuntimeError(
-            f"the stage-1 backbone in {stage1_dir} has not finished; the scheduler trains it before stage two"
+            f"the stage-1 backbone in {stage1.where} has not finished; the scheduler trains it before stage two"
         )
-    model.load_state_dict(load_checkpoint(stage1_dir / CHECKPOINT_FILE, fall_back=False)["model"])
+    stage1.pull(CHECKPOINT_FILE, reuse=True)
+    model.load_state_dict(load_checkpoint(stage1.local_dir / CHECKPOINT_FILE, fall_back=False)["model"])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -195,7 +198,7 @@ class StageTwo:
         recipe: Recipe,
         seed: int,
         splits: dict[str, Any],
-        stage1_dir: Path,
+        stage1: TrialFiles,
         report: Callable[[dict[str, Any]], None],
     ) -> None:
         self.model = model
@@ -204,7 +207,7 @@ class StageTwo:
         self.recipe = recipe  # the stage-1 recipe: methods scale their lr and batch from it
         self.seed = seed
         self.splits = splits  # {"train": augmented image batches, "train_plain"/"val"/"test": eval batches}
-        self.stage1_dir = stage1_dir
+        self.stage1 = stage1  # the backbone's files: its feature cache is shared by every stage-two trial
         self.report = report
         self.device = next(model.parameters()).device
         self.history: list[dict[str, Any]] = []
@@ -400,8 +403,8 @@ class StageTwo:
 
     # -- the feature cache ------------------------------------------------------------------------------
     def _load_or_compute_features(self) -> dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]]:
-        cache = self.stage1_dir / FEATURE_CACHE
-        if cache.is_file():
+        cache = self.stage1.local_dir / FEATURE_CACHE
+        if FEATURE_CACHE in self.stage1.pull(FEATURE_CACHE, reuse=True):
             stored = torch.load(cache, map_location=self.device, weights_only=True)
             return {(split, False): (stored[f"{split}_features"], stored[f"{split}_labels"]) for split in SPLIT_SOURCES}
         computed = {(split, False): self._extract(self.splits[source]) for split, source in SPLIT_SOURCES.items()}
@@ -412,6 +415,7 @@ class StageTwo:
             for (split, _), (f, y) in computed.items():
                 flat[f"{split}_features"], flat[f"{split}_labels"] = f.cpu(), y.cpu()
             save_checkpoint(cache, flat)  # atomic: concurrent trials may both write, each a whole file
+            self.stage1.push(FEATURE_CACHE)  # beside the backbone in the store, for trials on other nodes
         return computed
 
     def _extract(self, batches, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

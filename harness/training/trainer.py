@@ -1,9 +1,11 @@
 """Run one trial: build its data, model and method, train with per-epoch checkpoints, evaluate.
 
 The trainer knows nothing about Ray or MLflow: it calls `report(row)` after every epoch and returns the
-final result, and the scheduler decides where those go. A trial directory holds `manifest.json` (which
-images), `checkpoint.pt` (the last finished epoch) and, once done, `result.json`; a rerun of a finished
-trial returns its result without training, and a rerun of an interrupted one resumes from the checkpoint.
+final result, and the scheduler decides where those go. A trial's files (in its `Storage`) are
+`manifest.json` (which images), `checkpoint.pt` (the last finished epoch) and, once done, `result.json`; a
+rerun of a finished trial returns its result without training, and a rerun of an interrupted one resumes from
+the checkpoint, on whichever node it runs. Each attempt (the node and the epoch it started from) is kept in
+the checkpoint and the result.
 
 Randomness per epoch (sampling order, augmentation) comes from a generator seeded by (seed, epoch), so a
 resumed trial replays exactly the epochs an uninterrupted one would run, and on CPU gives equal metrics.
@@ -11,13 +13,11 @@ resumed trial replays exactly the epochs an uninterrupted one would run, and on 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from harness.metrics import classification_metrics
 from harness.models import LTModel, build_model
 from harness.plugin import Method, MethodContext, build_method
 from harness.provenance import device_name, package_versions, resolve_device
+from harness.storage import Storage, TrialFiles
 from harness.training.analysis import InputMoments, final_linear, save_analysis
 from harness.training.checkpoint import (
     atomic_write_json,
@@ -187,31 +188,38 @@ class Outcome:
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     extras: dict[str, float] = field(default_factory=dict)
     effective: dict[str, Any] = field(default_factory=dict)  # what actually ran, where it differs from the config
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # each start: {"node", "start_epoch"}
 
 
-def run_trial(cfg: TrialConfig, trial_dir: Path, report: Reporter | None = None) -> dict[str, Any]:
+def attempt(node: str, start_epoch: int) -> dict[str, Any]:
+    return {"node": node, "start_epoch": start_epoch}
+
+
+def run_trial(cfg: TrialConfig, storage: Storage, report: Reporter | None = None, node: str = "") -> dict[str, Any]:
     """Train (or finish training) one trial and return its result; a finished trial returns at once.
 
-    `trial_dir` is `<trials root>/<trial key>`; a decoupled trial finds its stage-1 backbone beside it.
+    The trial's files are `storage.trial(cfg.key)`; a decoupled trial finds its stage-1 backbone in the same
+    store. `node` names where this attempt runs (Ray's node id), recorded in the checkpoint and the result.
     """
     report = report or (lambda row: None)
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    if (trial_dir / RESULT_FILE).is_file():
-        return json.loads((trial_dir / RESULT_FILE).read_text())
+    files = storage.trial(cfg.key)
+    if files.exists(RESULT_FILE):
+        return files.read_json(RESULT_FILE)
+    files.local_dir.mkdir(parents=True, exist_ok=True)
     setup = TrialSetup.build(cfg)
-    atomic_write_json(trial_dir / MANIFEST_FILE, setup.data.manifest)
+    atomic_write_json(files.local_dir / MANIFEST_FILE, setup.data.manifest)
     if setup.method.stage1 is None:
-        outcome = train_end_to_end(setup, trial_dir, report)
+        outcome = train_end_to_end(setup, files, report, node)
     else:
         from harness.plan import stage1_config
 
         backbone = stage1_config(cfg)
         assert backbone is not None
-        outcome = fit_decoupled(setup, trial_dir.parent / backbone.key, report)
-    return finish(setup, outcome, trial_dir)
+        outcome = fit_decoupled(setup, storage.trial(backbone.key), report, node)
+    return finish(setup, outcome, files)
 
 
-def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Outcome:
+def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, node: str = "") -> Outcome:
     cfg, model, method, recipe = setup.cfg, setup.model, setup.method, setup.recipe
     precision = resolve_precision(recipe.precision, setup.device)
     sampler = make_sampler(
@@ -230,14 +238,18 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
     scheduler = make_scheduler(optimizer, recipe, math.ceil(keep / recipe.batch_size))
     eval_splits = {name: setup.splits[name] for name in ("val", "test")}
 
-    start_epoch, history = 0, []
-    checkpoint = load_checkpoint(trial_dir / CHECKPOINT_FILE)
+    start_epoch, history, attempts = 0, [], []
+    checkpoint_path = files.local_dir / CHECKPOINT_FILE
+    files.pull(CHECKPOINT_FILE, previous_of(checkpoint_path).name)  # a remote store has no .prev: dropped here
+    checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         restore_rng_states(checkpoint["rng"])
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
+        attempts = checkpoint.get("attempts", [])
+    attempts = [*attempts, attempt(node, start_epoch)]
 
     def evaluate_final() -> dict[str, dict[str, Any]]:
         """Validation and test, capturing the classifier's test-set inputs for `analysis.npz` on the way."""
@@ -286,7 +298,7 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
             row.update(scalar_metrics(evaluate(model, method, setup.data, eval_splits, precision)))
         history.append(row)
         save_checkpoint(
-            trial_dir / CHECKPOINT_FILE,
+            checkpoint_path,
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -294,19 +306,21 @@ def train_end_to_end(setup: TrialSetup, trial_dir: Path, report: Reporter) -> Ou
                 "epoch": epoch,
                 "rng": rng_states(),
                 "history": history,
+                "attempts": attempts,
             },
         )
+        files.push(CHECKPOINT_FILE)
         report(row)
 
     if evaluation is None:  # resumed after the last epoch's checkpoint
         evaluation = evaluate_final()
-    return Outcome(evaluation, history, model.head, moments)
+    return Outcome(evaluation, history, model.head, moments, attempts=attempts)
 
 
-def fit_decoupled(setup: TrialSetup, stage1_dir: Path, report: Reporter) -> Outcome:
+def fit_decoupled(setup: TrialSetup, backbone: TrialFiles, report: Reporter, node: str = "") -> Outcome:
     """Stage two: the method fits a new head on the frozen stage-1 backbone (no checkpoint: it is short
     and deterministic, so an interrupted stage two simply runs again)."""
-    load_stage_one(setup.model, stage1_dir)
+    load_stage_one(setup.model, backbone)
     stage = StageTwo(
         setup.model,
         setup.data,
@@ -314,7 +328,7 @@ def fit_decoupled(setup: TrialSetup, stage1_dir: Path, report: Reporter) -> Outc
         setup.recipe,
         setup.cfg.seed,
         setup.splits,
-        stage1_dir,
+        backbone,
         report,
     )
     fitted = setup.method.fit_classifier(stage)
@@ -333,7 +347,7 @@ def fit_decoupled(setup: TrialSetup, stage1_dir: Path, report: Reporter) -> Outc
         effective["stage2"] = stage.effective[0]
     elif stage.effective:
         effective["stage2"] = {str(i + 1): schedule for i, schedule in enumerate(stage.effective)}
-    return Outcome(evaluation, stage.history, head, moments, variants, extras, effective)
+    return Outcome(evaluation, stage.history, head, moments, variants, extras, effective, [attempt(node, 0)])
 
 
 def effective_settings(setup: TrialSetup, outcome: Outcome) -> dict[str, Any]:
@@ -350,8 +364,10 @@ def effective_settings(setup: TrialSetup, outcome: Outcome) -> dict[str, Any]:
     return {**ran, **outcome.effective}
 
 
-def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, Any]:
-    """Write `analysis.npz` and `result.json` (last, so its presence means the trial is complete)."""
+def finish(setup: TrialSetup, outcome: Outcome, files: TrialFiles) -> dict[str, Any]:
+    """Write `analysis.npz` and `result.json`, and upload them and the manifest to a remote store, the result
+    last (its presence in the store means the trial is complete)."""
+    trial_dir = files.local_dir
     save_analysis(trial_dir / ANALYSIS_FILE, outcome.head, outcome.moments, setup.data.class_counts)
     result = {
         "trial_key": setup.cfg.key,
@@ -364,7 +380,9 @@ def finish(setup: TrialSetup, outcome: Outcome, trial_dir: Path) -> dict[str, An
         "device": device_name(setup.device),
         "effective": effective_settings(setup, outcome),  # incl. the precision "auto" became here
         "versions": package_versions(),
+        "attempts": outcome.attempts,
     }
     atomic_write_json(trial_dir / RESULT_FILE, result)
     previous_of(trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # only a resume needed it
+    files.push(MANIFEST_FILE, ANALYSIS_FILE, RESULT_FILE)
     return result

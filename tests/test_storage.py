@@ -1,0 +1,199 @@
+"""Trial storage on a local directory and on a real S3 API (moto's server on 127.0.0.1, see tests/s3_server.py):
+round trips, a trial that resumes from the store's checkpoint on another node, bad stores refused before
+anything is written, and a decoupled suite through Ray Tune and MLflow whose every file lives in the bucket."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.errors import LtbenchError
+from harness.storage import SCRATCH_ENV, Storage
+from harness.suite import build_suite
+from harness.tracking import ARTIFACTS_FOLDER, Tracker, default_tracking_uri
+from harness.training.trainer import run_trial
+from tests.conftest import write_tiny_suite
+from tests.s3_server import S3Server
+from tests.test_cli import run_fails
+
+
+class Crash(Exception):
+    """Stands for a node that dies right after an epoch's checkpoint reached the store."""
+
+
+def crash_after(epoch: int):
+    def report(row: dict) -> None:
+        if row["epoch"] == epoch:
+            raise Crash
+
+    return report
+
+
+def round_trip(storage: Storage) -> None:
+    """What every store does alike: write in local_dir, push, then read back from the store."""
+    files = storage.trial("trial-a")
+    files.local_dir.mkdir(parents=True, exist_ok=True)
+    (files.local_dir / "result.json").write_text(json.dumps({"metrics": {"x": 1.5}}))
+    (files.local_dir / "blob.bin").write_bytes(bytes(range(256)) * 100)
+    files.push("blob.bin", "result.json")
+    assert files.exists("result.json") and files.exists("blob.bin") and not files.exists("nothing.json")
+    assert files.read_json("result.json") == {"metrics": {"x": 1.5}}
+    assert files.read_bytes("blob.bin") == bytes(range(256)) * 100
+    assert files.pull("result.json", "nothing.json") == ["result.json"]
+    assert storage.keys_with("result.json") == {"trial-a"} and storage.keys_with("blob.bin") == {"trial-a"}
+    assert Storage.open(storage.uri).uri == storage.uri  # it travels to Ray workers as a string
+
+
+def test_a_local_store_is_the_trials_directory_itself(tmp_path: Path) -> None:
+    storage = Storage.open(tmp_path / "trials")
+    assert storage.is_local and storage.uri == str((tmp_path / "trials").resolve())
+    assert storage.trial("k").local_dir == tmp_path / "trials" / "k"
+    round_trip(storage)
+    assert Storage.open((tmp_path / "trials").as_uri()).uri == storage.uri  # file:// is the same local store
+    storage.check()
+
+
+def test_an_s3_store_round_trips_through_a_scratch_dir(s3: S3Server, tmp_path: Path) -> None:
+    storage = Storage.open(s3.uri("round-trip"))
+    assert not storage.is_local and storage.uri == s3.uri("round-trip")
+    assert storage.location == "s3://ltbench/round-trip" and storage.endpoint_url == s3.endpoint_url
+    assert Path(os.environ[SCRATCH_ENV]) in storage.trial("k").local_dir.parents  # node-local, not the store
+    storage.check()
+    round_trip(storage)
+    assert s3.keys("round-trip") == ["trial-a/blob.bin", "trial-a/result.json"]  # the probe left nothing
+
+
+def test_pull_takes_the_store_as_the_truth(s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = Storage.open(s3.uri("pull")).trial("t")
+    written.local_dir.mkdir(parents=True)
+    (written.local_dir / "checkpoint.pt").write_bytes(b"epoch 2")
+    written.push("checkpoint.pt")
+
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "other-node"))
+    files = Storage.open(s3.uri("pull")).trial("t")
+    assert files.local_dir != written.local_dir
+    files.local_dir.mkdir(parents=True)
+    (files.local_dir / "checkpoint.pt").write_bytes(b"epoch 1, stale")
+    (files.local_dir / "checkpoint.pt.prev").write_bytes(b"older")
+    assert files.pull("checkpoint.pt", "checkpoint.pt.prev") == ["checkpoint.pt"]
+    assert (files.local_dir / "checkpoint.pt").read_bytes() == b"epoch 2"
+    assert not (files.local_dir / "checkpoint.pt.prev").exists()  # the store has none: a stale copy goes
+
+    # a finished trial's files never change: a copy matching the store's size and time is not fetched again
+    copy = files.local_dir / "checkpoint.pt"
+    before = copy.stat().st_ino
+    assert files.pull("checkpoint.pt", reuse=True) == ["checkpoint.pt"] and copy.stat().st_ino == before
+    (files.local_dir / "features.pt").write_bytes(b"being uploaded by another trial")
+    assert files.pull("features.pt", reuse=True) == []
+    assert (files.local_dir / "features.pt").is_file()  # left alone, not used
+
+
+def test_a_trial_resumes_on_another_node_from_the_stores_checkpoint(
+    s3: S3Server, tmp_path: Path, fake_fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, seeds=[0], recipe={"base": "quick", "epochs": 3})
+    cfg = build_suite(str(suite)).trials[0]
+    straight = run_trial(cfg, Storage.open(tmp_path / "straight"))
+
+    def on_node(node: str, report=None) -> dict:
+        monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / node))  # nodes share no path, only the store
+        return run_trial(cfg, Storage.open(s3.uri("resume")), report=report, node=node)
+
+    with pytest.raises(Crash):
+        on_node("node-b", crash_after(1))
+    with pytest.raises(Crash):
+        on_node("node-a", crash_after(2))
+    assert s3.keys("resume") == [f"{cfg.key}/checkpoint.pt"]  # the checkpoint only: result.json comes last
+    # node-b's scratch still holds its own epoch-1 checkpoint; the store's epoch 2 wins
+    resumed = on_node("node-b")
+
+    assert resumed["attempts"] == [
+        {"node": "node-b", "start_epoch": 0},
+        {"node": "node-a", "start_epoch": 1},
+        {"node": "node-b", "start_epoch": 2},
+    ]
+    assert straight["attempts"] == [{"node": "", "start_epoch": 0}]
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
+    names = ["analysis.npz", "checkpoint.pt", "manifest.json", "result.json"]
+    assert s3.keys("resume") == [f"{cfg.key}/{n}" for n in names]
+    assert Storage.open(s3.uri("resume")).trial(cfg.key).read_json("result.json")["attempts"] == resumed["attempts"]
+
+
+def test_bad_stores_are_refused_before_anything_is_written(
+    s3: S3Server, tiny_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dead = f"s3://ltbench/x?endpoint_override=127.0.0.1:{free_port_of(s3)}&scheme=http"
+    cases = {
+        "foo://bucket/x": "--storage 'foo://bucket/x' cannot be opened (Unrecognized filesystem type",
+        "s3://": "--storage 's3://' names no bucket",
+        s3.uri("x", bucket="no-such-bucket"): "--storage s3://no-such-bucket/x: cannot write there (",
+        dead: "--storage s3://ltbench/x: cannot write there (",
+        "/proc/ltbench-trials": "--storage /proc/ltbench-trials: /proc is not writable",
+    }
+    for uri, message in cases.items():
+        line = run_fails(["run", str(tiny_suite), "--storage", uri], tmp_path / "r", capsys)
+        assert message in line, line
+    assert "NO_SUCH_BUCKET" in run_fails(
+        ["run", str(tiny_suite), "--storage", s3.uri("x", bucket="no-such-bucket")], tmp_path / "r", capsys
+    )
+    with pytest.raises(LtbenchError, match="cannot be opened"):
+        Storage.open("s3://b/x?no_such_option=1")
+
+
+def free_port_of(s3: S3Server) -> int:
+    """A port nothing listens on (not the S3 server's)."""
+    from tests.s3_server import free_port
+
+    port = free_port()
+    assert port != s3.port
+    return port
+
+
+@pytest.mark.integration
+def test_a_decoupled_suite_keeps_every_file_in_the_bucket(
+    s3: S3Server, tmp_path: Path, fake_fashion_root: Path
+) -> None:
+    """Ray Tune and MLflow with --storage s3://...: trial files, the feature cache, MLflow's artifacts and
+    Tune's own files go to the bucket; the driver's results dir holds only MLflow's database and the reports;
+    a rerun trains nothing."""
+    results = tmp_path / "results"
+    suite_file = write_tiny_suite(tmp_path / "tiny.yaml", fake_fashion_root, methods=["ce", "tau-norm"], seeds=[0])
+    env = {**os.environ, SCRATCH_ENV: str(tmp_path / "worker-scratch")}
+    argv = [sys.executable, "-m", "harness.cli", "run", str(suite_file), "--results-dir", str(results), "--quiet"]
+    argv += ["--storage", s3.uri("suite")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 trials, 0 already finished, 2 run, 0 failed" in done.stdout
+
+    suite = build_suite(str(suite_file))
+    backbone = next(t for t in suite.trials if t.method == "ce")
+    decoupled = next(t for t in suite.trials if t.method == "tau-norm")
+    keys = s3.keys("suite")
+    for trial in suite.trials:
+        assert f"{trial.key}/result.json" in keys and f"{trial.key}/manifest.json" in keys
+    assert f"{backbone.key}/checkpoint.pt" in keys and f"{backbone.key}/features.pt" in keys  # cache beside it
+    assert not (results / "trials").exists() and not list(results.rglob("result.json"))
+    assert any(k.startswith("ray/") for k in keys)  # Tune's experiment files, in the store too
+    result = Storage.open(s3.uri("suite")).trial(decoupled.key).read_json("result.json")
+    assert 0 <= result["metrics"]["chosen_tau"] <= 2  # stage two ran on the backbone from the bucket
+
+    tracker = Tracker(default_tracking_uri(results), "tiny", results)
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.artifact_location == f"s3://ltbench/suite/{ARTIFACTS_FOLDER}"
+    artifacts = [k for k in keys if k.startswith(ARTIFACTS_FOLDER + "/")]
+    for name in ("result.json", "manifest.json", "analysis.npz", "per_class_acc.csv", "config.json"):
+        assert sum(k.endswith("/" + name) for k in artifacts) == 2, name
+    assert {r.info.status for r in tracker.runs()} == {"FINISHED"}
+    board = pd.read_csv(results / "tiny" / "leaderboard.csv")
+    assert sorted(board.method) == ["ce", "tau-norm"]
+
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 trials, 2 already finished, 0 run" in again.stdout
+    assert s3.keys("suite") == keys  # nothing trained or uploaded again
