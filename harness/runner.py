@@ -205,7 +205,7 @@ def _run_phases(
     counts the trials of both phases."""
     progress = progress or suite_progress(phase1, phase2)
     progress.start_phase()
-    first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress, storage)
+    first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress, storage=storage)
     broken = {o.key: o.reason for o in first.failed}
     runnable = []
     for cfg in phase2:
@@ -219,7 +219,7 @@ def _run_phases(
         else:
             runnable.append(cfg)
     progress.start_phase()
-    second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress, storage)
+    second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress, storage=storage)
     return first, second
 
 

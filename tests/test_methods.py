@@ -288,7 +288,7 @@ def test_whitening_never_learns_from_a_partial_batch(tmp_path: Path, fake_fashio
     whitening = setup.model.head.whitening
     whitening.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if m.training else None)
     (tmp_path / "trial").mkdir()
-    trainer.train_end_to_end(setup, tmp_path / "trial", lambda row: None)
+    trainer.train_end_to_end(setup, Storage.open(tmp_path).trial("trial"), lambda row: None)
     assert [len(z) for z in seen] == [batch] * (n // batch)
     replay = ChannelWhitening(whitening.dim, eps=whitening.eps, momentum=whitening.momentum).train()
     for z in seen:

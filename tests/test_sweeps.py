@@ -232,7 +232,9 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
     scheduled: list[list[str]] = []
 
-    def fake_run_with_tune(trials, tracker, results_dir, address, verbose, progress=None) -> ScheduleReport:
+    def fake_run_with_tune(
+        trials, tracker, results_dir, address, verbose, progress=None, storage=None
+    ) -> ScheduleReport:
         scheduled.append([t.key for t in trials])
         report = ScheduleReport()
         for t in trials:
