@@ -1,7 +1,7 @@
 """The file names a trial writes and MLflow keeps: one place, so the trainer that writes them, the tracker
 that logs them and the reports that read them back can never disagree on a name.
 
-In a trial directory (results/trials/<key>/):
+In a trial directory (`<store>/<key>/`, the store `results/trials` unless `--storage` names another):
 - MANIFEST_FILE: which source images went to train and validation (written before training);
 - CHECKPOINT_FILE: the last finished epoch, for resuming;
 - ANALYSIS_FILE: classifier weight norms and feature correlations (numpy .npz);
