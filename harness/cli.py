@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.config import DEFAULT_MAX_RETRIES
 from harness.errors import LtbenchError, TrackingUnavailable
 
 RESULTS_ENV = "LTBENCH_RESULTS"
@@ -33,6 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.tracking_uri,
         _results_dir(args),
         verbose=0 if args.quiet else 1,
+        max_retries=args.max_retries,
     )
     print(summary.leaderboard_md)
     print(
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--address", help="Ray cluster address; 'auto' joins a running cluster (default: a new local Ray instance)"
         )
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines, only progress (default: off)")
+        p.add_argument(
+            "--max-retries",
+            type=int,
+            default=DEFAULT_MAX_RETRIES,
+            help="times a trial is retried, from its checkpoint, when its worker process or node dies; a trial's "
+            f"own error is never retried (default: {DEFAULT_MAX_RETRIES})",
+        )
         p.add_argument(
             "--dry-run",
             action="store_true",
