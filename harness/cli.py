@@ -338,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="(e) Ray run: real seconds slept per cost-model second (default: 0.01)",
     )
-    bench.add_argument("--max-trials", type=int, help="(e) Ray run: the plan's first N trials (default: all)")
+    bench.add_argument(
+        "--max-trials",
+        type=int,
+        help="(e) Ray run: the plan's first N end-to-end trials and backbones, with the decoupled trials on them "
+        "(default: all)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the results store, opened on a suite's runs")

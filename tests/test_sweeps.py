@@ -223,9 +223,7 @@ def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_drive
     assert tracker.find_run(never_started.key) is None
 
 
-def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(
-    tmp_path: Path, fake_fashion_root: Path
-) -> None:
+def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: Path, fake_fashion_root: Path) -> None:
     """A decoupled trial whose shared stage-1 backbone failed is never started: it is FAILED in MLflow at
     once, with the backbone's reason, and the trials on a healthy backbone are released."""
     suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["ce", "crt", "lws"])

@@ -177,8 +177,8 @@ def measure(
     log: Callable[[str], None] = print,
 ) -> Section:
     """The event simulation on each of `gpu_counts`; with `ray_gpus`, also a real Ray run on that many fake
-    GPUs (`packing` trials each, default the suite's; the first `max_trials` trials of the plan, whose
-    decoupled trials keep only those whose backbone is among them)."""
+    GPUs (`packing` trials each, default the suite's) of the plan's first `max_trials` end-to-end trials
+    and backbones with the decoupled trials on them (default: the whole plan)."""
     section = Section("makespan", TITLE)
     jobs, suite_packing = suite_jobs(bench_json=bench_json)
     packing = packing or suite_packing
@@ -191,9 +191,9 @@ def measure(
             "simulated",
         )
     if ray_gpus:
-        subset = jobs[:max_trials] if max_trials else jobs
-        kept = {j.key for j in subset}
-        subset = [j for j in subset if j.after is None or j.after in kept]
+        first = [j for j in jobs if j.after is None][:max_trials]
+        kept = {j.key for j in first}
+        subset = first + [j for j in jobs if j.after in kept]
         slots = ray_gpus * packing
         log(f"(e) makespan on Ray: {len(subset)} trials, {ray_gpus} fake GPUs x {packing}, time scale {time_scale:g}")
         started = time.perf_counter()
