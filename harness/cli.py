@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from harness.config import DEFAULT_MAX_RETRIES
 from harness.errors import LtbenchError, TrackingUnavailable
 
 RESULTS_ENV = "LTBENCH_RESULTS"
@@ -50,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _results_dir(args),
         verbose=0 if args.quiet else 1,
         storage=_storage(args),
+        max_retries=args.max_retries,
     )
     print(summary.leaderboard_md)
     print(
@@ -182,11 +184,16 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import format_table, run_bench, write_bench
+    from harness.bench import MakespanOptions, format_table, run_bench, run_makespan_only, write_bench
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
-    result = run_bench(args.device, args.quick, args.data_root, args.threads, log)
-    path = write_bench(result, _results_dir(args) / "bench.json")
+    path = _results_dir(args) / "bench.json"
+    makespan = MakespanOptions(args.ray_gpus, args.packing, args.time_scale, args.max_trials, path)
+    if args.makespan:
+        result = run_makespan_only(makespan, path, log)
+    else:
+        result = run_bench(args.device, args.quick, args.data_root, args.threads, log, makespan)
+    path = write_bench(result, path)
     print(format_table(result))
     print(f"written: {path}")
     return 0
@@ -254,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--address", help="Ray cluster address; 'auto' joins a running cluster (default: a new local Ray instance)"
         )
         p.add_argument("--quiet", action="store_true", help="no per-epoch lines, only progress (default: off)")
+        p.add_argument(
+            "--max-retries",
+            type=int,
+            default=DEFAULT_MAX_RETRIES,
+            help="times a trial is retried, from its checkpoint, when its worker process or node dies; a trial's "
+            f"own error is never retried (default: {DEFAULT_MAX_RETRIES})",
+        )
         p.add_argument(
             "--dry-run",
             action="store_true",
@@ -334,6 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--threads", type=int, help="torch threads (default: one per CPU; fewer on a busy machine)")
     bench.add_argument("--results-dir", help=f"bench.json goes here (default: ${RESULTS_ENV}, else ./results)")
+    bench.add_argument(
+        "--makespan",
+        action="store_true",
+        help="only section (e), the cifar-lt makespan, into bench.json beside the other sections (default: all)",
+    )
+    bench.add_argument(
+        "--ray-gpus",
+        type=int,
+        help="(e) also on a real Ray run with this many fake GPUs (about 1 CPU core per 16 trials at once; "
+        "default: the event simulation only)",
+    )
+    bench.add_argument("--packing", type=int, help="(e) Ray run: trials per fake GPU (default: the suite's, 4)")
+    bench.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.01,
+        help="(e) Ray run: real seconds slept per cost-model second (default: 0.01)",
+    )
+    bench.add_argument(
+        "--max-trials",
+        type=int,
+        help="(e) Ray run: the plan's first N end-to-end trials and backbones, with the decoupled trials on them "
+        "(default: all)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the results store, opened on a suite's runs")

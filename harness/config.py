@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KEY_LENGTH = 16
+# A run setting, not part of any key: how often a trial is retried, resuming from its checkpoint, after its
+# worker process or node died (`ltbench run --max-retries`); a trial's own exception is never retried.
+DEFAULT_MAX_RETRIES = 3
 
 
 def canonical_json(obj: Any) -> str:

@@ -1,14 +1,14 @@
-"""One progress display for a whole `ltbench run`: trials done / total over both phases, elapsed time, ETA.
+"""One progress display for a whole `ltbench run`: trials done / total, elapsed time, ETA.
 
 On a terminal the display is a bar redrawn in place (once a second, and at every event); in a log or CI
 (the stream is not a TTY) it is a plain `progress:` line every `every` seconds, so a log stays readable
 and never fills with carriage returns. Every other line of the run (epochs, finished trials) goes through
 `SuiteProgress.line` so that it is printed above the bar instead of through it.
 
-The ETA counts work in epochs (each trial's planned epochs; a trial that trains none counts as one unit)
-at the pace measured in the current phase, and covers that phase: a stage-two epoch on a frozen backbone
-costs a small fraction of a backbone epoch, so phase 1's pace says nothing about phase 2. While a later
-phase is still to come the ETA says so (`ETA 3m05s + phase 2/2`).
+The ETA weighs each trial by its estimated cost (`harness.costs`: a stage-two epoch on a frozen backbone
+costs a small fraction of a backbone epoch), spread evenly over the epochs the trial trains, and projects the
+work left at the pace measured so far (wall seconds per unit of estimated work, which folds in how many
+trials run at once). Backbones and decoupled trials run interleaved, so there is one count and one pace.
 """
 
 from __future__ import annotations
@@ -34,16 +34,18 @@ def format_duration(seconds: float) -> str:
 
 
 class SuiteProgress:
-    """Counts trials and epochs of every phase of one suite run and shows them with an ETA.
+    """Counts the trials and epochs of one suite run and shows them with an ETA.
 
-    `phases` lists each phase's name and its trials (trial key -> epochs it trains). Call `start_phase`
-    before each phase, `epoch` when a trial reports one, `trial_done` / `trial_failed` when a trial ends,
-    `line` for any message, and `close` at the end. Thread-safe: a terminal bar is redrawn by a ticker thread.
+    `epochs` maps each trial key to the epochs it trains (a trial that trains none counts as one);
+    `weights` maps it to its estimated cost (default: its epochs). Call `start` when trials begin, `epoch`
+    when a trial reports one, `trial_done` / `trial_failed` when a trial ends, `line` for any message, and
+    `close` at the end. Thread-safe: a terminal bar is redrawn by a ticker thread.
     """
 
     def __init__(
         self,
-        phases: list[tuple[str, dict[str, int]]],
+        epochs: dict[str, int],
+        weights: dict[str, float] | None = None,
         stream: TextIO | None = None,
         live: bool | None = None,
         every: float = 30.0,
@@ -53,16 +55,13 @@ class SuiteProgress:
         self.live = bool(getattr(self.stream, "isatty", lambda: False)()) if live is None else live
         self.every = every
         self.clock = clock
-        self.phases = [(name, {key: max(1, int(n)) for key, n in epochs.items()}) for name, epochs in phases]
-        self.units = {key: n for _, epochs in self.phases for key, n in epochs.items()}
+        self.units = {key: max(1, int(n)) for key, n in epochs.items()}
+        self.weights = {key: float((weights or {}).get(key, self.units[key])) for key in self.units}
         self.done_units: dict[str, int] = {}
         self.finished = 0
         self.failed = 0
-        self.current = -1  # index of the running phase
         self.started = clock()
-        self.phase_started = self.started
-        self.phase_units_at_start = 0
-        self.pace: float | None = None  # seconds per unit of work in the current phase
+        self.pace: float | None = None  # wall seconds per unit of estimated work
         self._last_plain = self.started
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -93,17 +92,10 @@ class SuiteProgress:
         """Epochs the trial was planned to train (at least 1)."""
         return self.units.get(key, 1)
 
-    @property
-    def phase(self) -> str:
-        return self.phases[self.current][0] if 0 <= self.current < len(self.phases) else ""
-
-    def start_phase(self) -> None:
-        """The next phase begins: its pace is measured afresh."""
+    def start(self) -> None:
+        """Trials begin: the clock and the pace start from here."""
         with self._lock:
-            self.current += 1
-            self.pace = None
-            self.phase_started = self.clock()
-            self.phase_units_at_start = self._units_done()
+            self.started = self.clock()
             if not self.live:
                 self._print_plain(force=True)
 
@@ -128,34 +120,27 @@ class SuiteProgress:
             self.trial_done(key, failed=True)
             self.line(f"[{self.finished}/{self.total}] {label} FAILED: {reason}")
 
-    def _units_done(self) -> int:
-        return sum(self.done_units.values())
+    def _work_done(self) -> float:
+        return sum(self.weights.get(k, 1.0) * n / self.planned(k) for k, n in self.done_units.items())
 
     def _measure_pace(self) -> None:
-        units = self._units_done() - self.phase_units_at_start
-        if units > 0:
-            self.pace = (self.clock() - self.phase_started) / units
+        work = self._work_done()
+        if work > 0:
+            self.pace = (self.clock() - self.started) / work
 
     def eta(self) -> float | None:
-        """Seconds left in the current phase, or None before its pace is known."""
-        if self.pace is None or not 0 <= self.current < len(self.phases):
+        """Seconds left, or None before the pace is known."""
+        if self.pace is None:
             return None
-        epochs = self.phases[self.current][1]
-        return sum(n - self.done_units.get(key, 0) for key, n in epochs.items()) * self.pace
-
-    def _later_phases(self) -> list[str]:
-        return [name.split(":")[0] for name, epochs in self.phases[self.current + 1 :] if epochs]
+        return max(0.0, sum(self.weights.values()) - self._work_done()) * self.pace
 
     def status(self) -> str:
-        """`12/44 trials (1 failed) | phase 2/2 | 3m12s elapsed | ETA 2m05s`."""
+        """`12/44 trials (1 failed) | 3m12s elapsed | ETA 2m05s`."""
         with self._lock:
             parts = [f"{self.finished}/{self.total} trials" + (f" ({self.failed} failed)" if self.failed else "")]
-            if self.phase:
-                parts.append(self.phase)
             parts.append(f"{format_duration(self.clock() - self.started)} elapsed")
             eta = self.eta()
-            later = " + " + " + ".join(self._later_phases()) if self._later_phases() else ""
-            parts.append("ETA " + ("--" if eta is None else format_duration(eta)) + later)
+            parts.append("ETA " + ("--" if eta is None else format_duration(eta)))
             return " | ".join(parts)
 
     # -- printing -----------------------------------------------------------------------------------
@@ -171,8 +156,8 @@ class SuiteProgress:
             self.stream.flush()
 
     def bar(self) -> str:
-        total_units = sum(self.units.values())
-        filled = round(BAR_WIDTH * self._units_done() / total_units) if total_units else BAR_WIDTH
+        total = sum(self.weights.values())
+        filled = round(BAR_WIDTH * self._work_done() / total) if total else BAR_WIDTH
         return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + "] " + self.status()
 
     def _draw_bar(self) -> None:

@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.artifacts import RESULT_FILE
-from harness.config import TrialConfig
+from harness.config import DEFAULT_MAX_RETRIES, TrialConfig
+from harness.costs import cost_model
 from harness.coverage import empty_bucket_warnings
 from harness.data import DATASETS, DataOptions
-from harness.plan import epoch_budget, make_plan, stage1_config, trial_epochs
-from harness.progress import SuiteProgress
+from harness.plan import epoch_budget, make_plan
 from harness.provenance import git_commit
 from harness.reports.leaderboard import write_leaderboard
 from harness.reports.runs import runs_frame
 from harness.resultsdir import check_results_dir, exclusive_run
-from harness.scheduling import Interrupted, ScheduleReport, check_resources, ray_session, run_with_tune
+from harness.scheduling import Interrupted, check_resources, ray_session, run_with_tune, trials_progress
 from harness.storage import Storage
 from harness.suite import Suite, build_suite
 from harness.tracking import (
@@ -80,10 +80,12 @@ def run_suite(
     tracking_uri: str | None = None,
     results_dir: Path = Path("results"),
     verbose: int = 1,
+    max_retries: int = DEFAULT_MAX_RETRIES,
     storage: str | Path | None = None,
 ) -> RunSummary:
-    """Run every unfinished trial of the suite: shared backbones and end-to-end trials first, then the
-    decoupled trials on their frozen backbones; then rebuild the leaderboard.
+    """Run every unfinished trial of the suite in one Tune run (each decoupled trial as soon as its shared
+    backbone has finished; a trial whose worker dies retried up to `max_retries` times); then rebuild the
+    leaderboard.
 
     Trial files go to `storage` (a path or a filesystem URI; default `<results>/trials`). Every check that can
     fail (the suite, the data, the results dir, the trial store, the tracking URI, the Ray address and
@@ -101,7 +103,7 @@ def run_suite(
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
             print(warning, file=sys.stderr, flush=True)
         tracker = open_tracker(suite, results_dir, tracking_uri, store)
-        return _run_unfinished(suite, tracker, results_dir, address, verbose, started, store)
+        return _run_unfinished(suite, tracker, results_dir, address, verbose, started, store, max_retries)
 
 
 def _run_unfinished(
@@ -112,6 +114,7 @@ def _run_unfinished(
     verbose: int,
     started: float,
     storage: Storage,
+    max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> RunSummary:
     plan = make_plan(suite.trials)
     # Trials whose result reached the store while MLflow could not hear of it (a server that went away, a
@@ -125,14 +128,14 @@ def _run_unfinished(
     finished = tracker.finished_runs()
     notes = _other_commit_notes(suite, finished)
     # a backbone counts as done only if its files are in the store: stage two loads them
-    phase1 = [t for t in plan.phase1 if t.key not in finished or t.key not in stored]
-    phase2 = [t for t in plan.phase2 if t.key not in finished]
+    todo = [t for t in plan.phase1 if t.key not in finished or t.key not in stored]
+    todo += [t for t in plan.phase2 if t.key not in finished]
 
-    failures: list[tuple[str, str]] = []
-    progress = suite_progress(phase1, phase2)
+    progress = trials_progress(todo, cost_model(results_dir / "bench.json"))
+    progress.start()
     try:
-        first, second = _run_phases(
-            phase1, phase2, tracker, results_dir, address, verbose, failures, progress, storage=storage
+        outcome = run_with_tune(
+            todo, tracker, results_dir, address, verbose, progress, max_retries, storage=storage
         )
     except Interrupted:
         if tracker.down_since is None:
@@ -143,16 +146,15 @@ def _run_unfinished(
     if tracker.had_outage:  # make MLflow whole from the trials' records once the server answers again
         tracker.wait_until_answering(retry_seconds())
         by_key = {t.key: t for t in plan.phase1 + plan.phase2}
-        done = [o.key for o in first.outcomes + second.outcomes if o.status == "FINISHED"]
+        done = [o.key for o in outcome.outcomes if o.status == "FINISHED"]
         tracker.reconcile(
-            [(by_key[k], storage.trial(k)) for k in done],
-            [(by_key[o.key], o.reason) for o in first.failed + second.failed],
+            [(by_key[k], storage.trial(k)) for k in done], [(by_key[o.key], o.reason) for o in outcome.failed]
         )
-    failures = [(o.label, o.reason) for o in first.failed + second.failed] + failures
+    failures = [(o.label, o.reason) for o in outcome.failed]
 
     runs = runs_frame(tracker)
     _, status, text = write_leaderboard(runs, suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
-    ran = {t.key for t in phase1 + phase2}
+    ran = {t.key for t in todo}
     return RunSummary(
         suite=suite.name,
         total=len(suite.trials),
@@ -163,16 +165,6 @@ def _run_unfinished(
         leaderboard_md=text,
         seconds=time.perf_counter() - started,
         notes=notes,
-    )
-
-
-def suite_progress(phase1: list[TrialConfig], phase2: list[TrialConfig]) -> SuiteProgress:
-    """The display of a whole run: both phases, each trial with the epochs it trains."""
-    return SuiteProgress(
-        [
-            (f"phase 1/2: {len(phase1)} end to end", {t.key: trial_epochs(t) for t in phase1}),
-            (f"phase 2/2: {len(phase2)} on frozen backbones", {t.key: trial_epochs(t) for t in phase2}),
-        ]
     )
 
 
@@ -187,40 +179,6 @@ def _other_commit_notes(suite: Suite, finished: dict[str, str]) -> list[str]:
         f"{count} finished trials were trained by another harness commit ({', '.join(c[:12] for c in others)}; "
         f"this is {now[:12]}) and are reused as they are; delete their runs and trial directories to retrain them"
     ]
-
-
-def _run_phases(
-    phase1: list[TrialConfig],
-    phase2: list[TrialConfig],
-    tracker: Tracker,
-    results_dir: Path,
-    address: str | None,
-    verbose: int,
-    failures: list[tuple[str, str]],
-    progress: SuiteProgress | None = None,
-    storage: Storage | None = None,
-) -> tuple[ScheduleReport, ScheduleReport]:
-    """Phase 1 (end-to-end trials and shared backbones), then phase 2 (decoupled trials whose backbone
-    finished; those whose backbone failed are marked FAILED with that reason). One `progress` display
-    counts the trials of both phases."""
-    progress = progress or suite_progress(phase1, phase2)
-    progress.start_phase()
-    first = run_with_tune(phase1, tracker, results_dir, address, verbose, progress, storage=storage)
-    broken = {o.key: o.reason for o in first.failed}
-    runnable = []
-    for cfg in phase2:
-        backbone = stage1_config(cfg)
-        assert backbone is not None
-        if backbone.key in broken:
-            reason = f"its stage-1 backbone {backbone.label()} failed: {broken[backbone.key]}"
-            tracker.guard(lambda c=cfg, r=reason: tracker.fail(tracker.open_run(c), r))
-            failures.append((cfg.label(), reason))
-            progress.trial_failed(cfg.key, cfg.label(), reason)
-        else:
-            runnable.append(cfg)
-    progress.start_phase()
-    second = run_with_tune(runnable, tracker, results_dir, address, verbose, progress, storage=storage)
-    return first, second
 
 
 def dry_run(name: str, overrides: list[str] | None = None) -> str:

@@ -1,11 +1,19 @@
 """Run trials with Ray Tune: a local Ray instance by default, or an existing cluster (`address`).
 
-Each trial is one Tune trial of a function trainable with the suite's per-trial resources (`cpu`, and `gpu`,
-fractions allowed to pack small trials on one GPU). Trials report each epoch through `tune.report`; a driver
-callback forwards those reports to the `Tracker`, so MLflow has a single writer whatever the concurrency.
+One Tune run covers a whole `ltbench run`: end-to-end trials, shared stage-1 backbones and the decoupled
+trials on them. Its search algorithm is a `Searcher` over a `TrialQueue` (`harness.trial_queue`), which hands
+Tune a decoupled trial as soon as its own backbone has finished, the trial with the longest chain of
+estimated work first (`harness.costs`). Each trial is one Tune trial of a function trainable with the suite's
+per-trial resources (`cpu`, and `gpu`, fractions allowed to pack small trials on one GPU). Trials report each
+epoch through `tune.report`; a driver callback forwards those reports to the `Tracker`, so MLflow has a
+single writer whatever the concurrency.
 Each epoch's row travels nested under `row`, apart from the keys Ray adds to every report (`pid`, `done`,
 `time_total_s`, ...), so only the trainer's own numbers become MLflow metrics. Every MLflow write goes
 through `Tracker.guard`, so a tracking server that stops answering never stops the trials.
+
+A trial's own exception (a diverged loss, a method's bug) is caught in the trainable and reported as a failed
+final result: retrying it would fail again. Tune's `FailureConfig(max_failures=N)` then retries only what is
+not the trial's fault, a worker process or node that died; the retry resumes from the trial's checkpoint.
 
 The local Ray instance binds to 127.0.0.1: Ray has no authentication, and its ports must not be reachable
 from the network.
@@ -17,19 +25,22 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrialConfig
+from harness.config import DEFAULT_MAX_RETRIES, TrialConfig
+from harness.costs import cost_model
 from harness.errors import LtbenchError
 from harness.plan import trial_epochs
 from harness.progress import SuiteProgress
 from harness.storage import Storage
 from harness.tracking import Tracker
 from harness.training.trainer import RESULT_FILE
+from harness.trial_queue import TrialQueue, plan_jobs
 
 TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 LOOPBACK = "127.0.0.1"
@@ -57,22 +68,53 @@ class ScheduleReport:
         return [o for o in self.outcomes if o.status != "FINISHED"]
 
 
+def exception_line(error: BaseException) -> str:
+    """The last line of the error's traceback (`module.Type: message`), the reason a failed trial gives."""
+    lines = [ln.strip() for ln in "".join(traceback.format_exception(error)).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def _train_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable: runs in a Ray worker, reports epochs and the final result. The trial's files go to
-    the store named by `config["storage"]`, which every node (and the driver) reads."""
+    """The Tune trainable: runs in a Ray worker, reports epochs and the final result. The trial's own
+    exception becomes a `failed` result (so Tune does not retry it); only a dead worker reaches Tune as an
+    error. (Tune stops a trial with SystemExit, which is not an Exception and passes through.)"""
     import ray
     from ray import tune
 
     from harness.training.trainer import run_trial
 
     cfg = TrialConfig.from_dict(config["trial"])
-    result = run_trial(
-        cfg,
-        Storage.open(config["storage"]),
-        report=lambda row: tune.report({"kind": "epoch", "row": row}),
-        node=ray.get_runtime_context().get_node_id(),
-    )
+    try:
+        result = run_trial(
+            cfg,
+            Storage.open(config["storage"]),  # the store every node and the driver read
+            report=lambda row: tune.report({"kind": "epoch", "row": row}),
+            node=ray.get_runtime_context().get_node_id(),
+        )
+    except Exception as e:
+        tune.report({"kind": "failed", "reason": exception_line(e)})
+        return
     tune.report({"kind": "final", **result["metrics"]})
+
+
+def queue_searcher(queue: TrialQueue, configs: dict[str, dict[str, Any]]):
+    """A Tune `Searcher` over `queue`: Tune asks it for one trial at a time (it holds one pending trial
+    with a custom searcher), and gets the config (`configs[key]`) of the highest-priority trial that may
+    start, None while none may (a decoupled trial waiting for its backbone), FINISHED once every trial has
+    been handed out or has failed. The driver's callback tells the queue when a trial ends."""
+    from ray.tune.search import Searcher
+
+    class QueueSearcher(Searcher):
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            key = queue.pop()
+            if key is None:
+                return Searcher.FINISHED if queue.exhausted else None
+            return configs[key]
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            """Nothing to learn here: the callback settles the queue, with the reason a failure needs."""
+
+    return QueueSearcher()
 
 
 def _resources(config: dict[str, Any]):
@@ -117,11 +159,27 @@ def _finished_line(progress: SuiteProgress, cfg: TrialConfig, result: dict[str, 
     return line + f" ({cfg.key})"
 
 
-def _make_callback(tracker: Tracker, storage: Storage, report: ScheduleReport, progress: SuiteProgress, verbose: int):
+def _make_callback(
+    tracker: Tracker,
+    storage: Storage,
+    report: ScheduleReport,
+    progress: SuiteProgress,
+    verbose: int,
+    queue: TrialQueue,
+    trials: dict[str, TrialConfig],
+):
     from ray.tune import Callback
 
+    def fail_unstarted(orphans: list[tuple[str, str]]) -> None:
+        """Trials whose backbone failed: FAILED at once with its reason, never started."""
+        for key, reason in orphans:
+            cfg = trials[key]
+            tracker.guard(lambda c=cfg, r=reason: tracker.fail(tracker.open_run(c), r))
+            report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
+            progress.trial_failed(cfg.key, cfg.label(), reason)
+
     class TrackingCallback(Callback):
-        """Driver-side bridge from Tune events to MLflow runs."""
+        """Driver-side bridge from Tune events to MLflow runs and to the trial queue."""
 
         def __init__(self) -> None:
             self.run_ids: dict[str, str] = {}  # Tune trial id -> MLflow run, until the trial ends
@@ -153,24 +211,40 @@ def _make_callback(tracker: Tracker, storage: Storage, report: ScheduleReport, p
                     progress.line(_progress_line(cfg, row, progress.planned(cfg.key)))
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            result = trial.last_result or {}
+            if result.get("kind") == "failed":  # the trial's own exception, caught in the trainable
+                self._failed(trial, str(result.get("reason", "")))
+                return
             cfg = self._cfg(trial)
             run_id = self._run_id(trial)
             if run_id is not None:  # else the run is made from the trial's files when the server is back
                 tracker.guard(tracker.finish, run_id, storage.trial(cfg.key))
             self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
+            queue.finish(cfg.key)
             progress.trial_done(cfg.key)
-            progress.line(_finished_line(progress, cfg, trial.last_result))
+            progress.line(_finished_line(progress, cfg, result))
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            """The trial's worker died more often than the retries allow."""
+            self._failed(trial, _error_reason(trial))
+
+        def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+            progress.line(
+                f"  {self._cfg(trial).label()}: its worker was lost ({_error_reason(trial)}); retrying from its "
+                f"checkpoint (attempt {trial.num_failures + 1})"
+            )
+
+        def _failed(self, trial, reason: str) -> None:
             cfg = self._cfg(trial)
-            reason = _error_reason(trial)
             run_id = self._run_id(trial)
             if run_id is not None:
                 tracker.guard(tracker.fail, run_id, reason)
             self.run_ids.pop(trial.trial_id, None)
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
+            orphans = queue.fail(cfg.key, reason)
             progress.trial_failed(cfg.key, cfg.label(), reason)
+            fail_unstarted(orphans)
 
     return TrackingCallback()
 
@@ -293,6 +367,51 @@ def check_resources(trials: list[TrialConfig]) -> None:
             )
 
 
+def run_queue(
+    trainable: Callable[[dict[str, Any]], None],
+    resources: Callable[[dict[str, Any]], Any],
+    queue: TrialQueue,
+    configs: dict[str, dict[str, Any]],
+    callbacks: list[Any],
+    name: str,
+    storage_path: str,
+    max_retries: int,
+    storage_filesystem: Any = None,
+) -> None:
+    """One Tune run of every job in `queue` (each trial's config in `configs`), started as the queue
+    releases them; `callbacks` must tell the queue when a trial ends. The makespan bench runs its simulated
+    trials through this same function."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        # reuse_actors: a worker process runs trial after trial, so each trial skips process start-up
+        # and imports (seconds each); run_trial sets threads, seeds and state for every trial anew
+        tune_config=tune.TuneConfig(
+            search_alg=queue_searcher(queue, configs),
+            num_samples=-1,  # as many as the searcher hands out, until it says FINISHED
+            trial_dirname_creator=lambda t: t.trial_id,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=max_retries),
+            verbose=0,  # progress comes from the tracking callback and the suite-wide display
+        ),
+    )
+    try:
+        with _silent_tune_output():
+            tuner.fit()
+    finally:
+        # Tune installs its own SIGINT handler for the length of fit() and leaves it behind; restore
+        # Python's so that a Ctrl+C after the run (while the leaderboard is written) is not swallowed.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_with_tune(
     trials: list[TrialConfig],
     tracker: Tracker,
@@ -300,63 +419,65 @@ def run_with_tune(
     address: str | None,
     verbose: int = 1,
     progress: SuiteProgress | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    barrier: bool = False,
     storage: Storage | None = None,
 ) -> ScheduleReport:
-    """Run `trials` (all not yet finished) and return each one's outcome.
+    """Run `trials` (all not yet finished: end-to-end trials, backbones and decoupled trials, in plan order)
+    in one Tune run and return each one's outcome.
 
+    A decoupled trial starts once its backbone has finished (at once when the backbone is not among
+    `trials`: its result is on disk); when the backbone fails, the trial is FAILED with its reason without
+    starting. `barrier` holds every decoupled trial until all the others have ended (the old two phases).
+    A trial whose worker or node dies is retried up to `max_retries` times, resuming from its checkpoint.
     Trials live in `storage` (default `<results>/trials`), `<trial key>/` each, shared by all suites, so a
     trial finished under one suite is reused (not retrained) by any other suite that contains it. Tune's own
     files go beside them in a remote store (`<store>/ray`), else to `<results>/ray`. `progress` is the
-    suite-wide display (one is made for these trials alone when none is given).
+    suite-wide display (one is made for these trials when none is given).
     """
-    from ray import tune
-
     report = ScheduleReport()
     if not trials:
         return report
+    if max_retries < 0:
+        raise LtbenchError(f"--max-retries must be 0 or more, got {max_retries}")
+    cost = cost_model(results_dir / "bench.json")
+    if progress is None:
+        progress = trials_progress(trials, cost, live=False)
+        progress.start()
+    queue = TrialQueue(plan_jobs(trials, cost), barrier=barrier)
     storage = storage or Storage.open(results_dir / "trials")
     if storage.is_local:
         storage_path, storage_filesystem = str((results_dir / "ray").resolve()), None
     else:
         storage_filesystem, storage_path = storage.tune_storage()
-    if progress is None:
-        progress = SuiteProgress([("trials", {t.key: trial_epochs(t) for t in trials})], live=False)
-        progress.start_phase()
+    configs = {t.key: {"trial": t.as_dict(), "storage": storage.uri} for t in trials}
+    by_key = {t.key: t for t in trials}
     with ray_session(address):
         check_resources(trials)
-        trainable = tune.with_resources(_train_trial, _resources)
-        param_space = {
-            "trial": tune.grid_search([t.as_dict() for t in trials]),
-            "storage": storage.uri,
-        }
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            # reuse_actors: a worker process runs trial after trial, so each trial skips process start-up
-            # and imports (seconds each); run_trial sets threads, seeds and state for every trial anew
-            tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=lambda t: t.trial_id, reuse_actors=True),
-            run_config=tune.RunConfig(
-                name=trials[0].suite,
-                storage_path=storage_path,
-                storage_filesystem=storage_filesystem,
-                callbacks=[_make_callback(tracker, storage, report, progress, verbose)],
-                failure_config=tune.FailureConfig(max_failures=0),
-                verbose=0,  # progress comes from the tracking callback and the suite-wide display
-            ),
+        callback = _make_callback(tracker, storage, report, progress, verbose, queue, by_key)
+        run_queue(
+            _train_trial,
+            _resources,
+            queue,
+            configs,
+            [callback],
+            trials[0].suite,
+            storage_path,
+            max_retries,
+            storage_filesystem,
         )
-        try:
-            with _silent_tune_output():
-                tuner.fit()
-        finally:
-            # Tune installs its own SIGINT handler for the length of fit() and leaves it behind; restore
-            # Python's so that a Ctrl+C between the two phases is not swallowed by a finished run.
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, signal.default_int_handler)
     if len(report.outcomes) < len(trials):
         # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted
         settle_interrupted(trials, tracker, storage, report)
         raise Interrupted(f"{len(trials) - len(report.outcomes)} trials did not finish")
     return report
+
+
+def trials_progress(
+    trials: list[TrialConfig], cost: Callable[[TrialConfig], float], live: bool | None = None
+) -> SuiteProgress:
+    """The display of a run of `trials`: each with the epochs it trains, weighed by its estimated cost."""
+    return SuiteProgress({t.key: trial_epochs(t) for t in trials}, {t.key: cost(t) for t in trials}, live=live)
 
 
 def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, storage: Storage, report: ScheduleReport) -> None:

@@ -1,7 +1,7 @@
 """Trials through Ray Tune into MLflow and a leaderboard, then a rerun that trains nothing.
 
 The suite has `ce` and `tau-norm` at two seeds: the two `ce` trials are also the shared stage-1 backbones of
-the `tau-norm` trials, which run in the second phase on the frozen backbones.
+the `tau-norm` trials, which run on the frozen backbones once those have finished (in the same Tune run).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
     done = ltbench("run", str(tiny_suite), "--results-dir", str(results), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "4 trials, 0 already finished, 4 run, 0 failed" in done.stdout
-    # one progress count across both phases (2 backbones, then 2 tau-norm heads), Tune's own output silent
+    # one progress count over all trials (2 backbones, then 2 tau-norm heads), Tune's own output silent
     assert "] fashion-mnist-lt-r4-tau-norm-s" in done.stdout and "[4/4] " in done.stdout
     assert "[1/2]" not in done.stdout and "progress: 4/4 trials" in done.stdout
     assert "Configuration for experiment" not in done.stdout + done.stderr

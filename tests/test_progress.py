@@ -30,47 +30,40 @@ def quick_trials(*overrides: str) -> list[TrialConfig]:
     return build_suite("quick", ["seeds=[0]", "imbalance_ratios=[100]", *overrides]).trials
 
 
-def test_one_count_across_both_phases_with_an_eta() -> None:
+def test_one_count_over_all_trials_with_an_eta_weighed_by_estimated_cost() -> None:
     clock, out = Clock(), io.StringIO()
-    # phase 1: two backbones of 4 epochs; phase 2: a 2-epoch head and a head with no epochs (1 unit)
-    phases = [("phase 1/2: 2 end to end", {"a": 4, "b": 4}), ("phase 2/2: 2 on frozen backbones", {"c": 2, "d": 0})]
-    progress = SuiteProgress(phases, stream=out, live=False, every=1e9, clock=clock)
-    progress.start_phase()
-    assert progress.eta() is None and "ETA -- + phase 2/2" in progress.status()
+    # two backbones of 4 epochs (estimated 40 s each), a 2-epoch head (4 s) and a head with no epochs (2 s)
+    epochs = {"a": 4, "b": 4, "c": 2, "d": 0}
+    progress = SuiteProgress(epochs, {"a": 40, "b": 40, "c": 4, "d": 2}, stream=out, live=False, every=1e9, clock=clock)
+    progress.start()
+    assert progress.eta() is None and "ETA --" in progress.status()
     for epoch in (1, 2, 3, 4):
         clock.now += 10
         progress.epoch("a", epoch)
-    assert progress.eta() == pytest.approx(4 * 10)  # b's 4 epochs at 10 s each; phase 2 is not guessed
+    # 40 units of work took 40 s: b's 40, c's 4 and d's 2 left at that pace
+    assert progress.eta() == pytest.approx(46)
     progress.trial_done("a")
     clock.now += 10
-    progress.epoch("b", 1)
-    assert progress.status() == "1/4 trials | phase 1/2: 2 end to end | 50s elapsed | ETA 30s + phase 2/2"
-
-    for epoch in (2, 3, 4):
-        clock.now += 10
-        progress.epoch("b", epoch)
-    progress.trial_done("b")
-    progress.start_phase()
-    assert progress.eta() is None  # phase 1's pace says nothing about stage two
+    progress.epoch("b", 1)  # 50 units in 50 s
+    assert progress.status() == "1/4 trials | 50s elapsed | ETA 36s"
     clock.now += 1
-    progress.epoch("c", 1)
-    assert progress.eta() == pytest.approx(2 * 1)  # c's last epoch and d, at phase 2's own pace
-    assert progress.status() == "2/4 trials | phase 2/2: 2 on frozen backbones | 1m21s elapsed | ETA 2s"
+    progress.epoch("c", 1)  # a stage-two epoch is a small share of the work: the ETA hardly moves
+    assert progress.eta() == pytest.approx((86 - 52) * 51 / 52)
     progress.trial_done("c")
+    progress.trial_done("b")
     progress.trial_failed("d", "d-label", "boom")
-    assert progress.status().startswith("4/4 trials (1 failed) | phase 2/2: ")
+    assert progress.status().startswith("4/4 trials (1 failed) | ")
     assert progress.eta() == 0
     progress.close()
     lines = out.getvalue().splitlines()
-    # the counter runs on across the phases: never restarts at 1 in phase 2
     assert "[4/4] d-label FAILED: boom" in lines
     assert lines[-1].startswith("progress: 4/4 trials")
 
 
 def test_a_log_gets_periodic_plain_lines_and_a_terminal_a_bar() -> None:
     clock, log = Clock(), io.StringIO()
-    progress = SuiteProgress([("all", {"a": 100})], stream=log, live=False, every=30, clock=clock)
-    progress.start_phase()
+    progress = SuiteProgress({"a": 100}, stream=log, live=False, every=30, clock=clock)
+    progress.start()
     for epoch in range(1, 101):
         clock.now += 3
         progress.epoch("a", epoch)
@@ -80,8 +73,8 @@ def test_a_log_gets_periodic_plain_lines_and_a_terminal_a_bar() -> None:
     assert 9 <= len(plain) <= 12  # 300 s at one line per 30 s, not one per epoch
 
     tty = io.StringIO()
-    bar = SuiteProgress([("all", {"a": 2})], stream=tty, live=True)
-    bar.start_phase()
+    bar = SuiteProgress({"a": 2}, stream=tty, live=True)
+    bar.start()
     bar.epoch("a", 1)
     bar.line("  a epoch 1/2 loss 0.5")
     bar.close()
@@ -92,7 +85,7 @@ def test_a_log_gets_periodic_plain_lines_and_a_terminal_a_bar() -> None:
 
 
 def test_tune_can_pickle_the_display_with_its_callback() -> None:
-    progress = SuiteProgress([("all", {"a": 2})], stream=io.StringIO(), live=True)
+    progress = SuiteProgress({"a": 2}, stream=io.StringIO(), live=True)
     revived = pickle.loads(pickle.dumps(progress))
     progress.close()
     assert revived.total == 1 and revived.live is False

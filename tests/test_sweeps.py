@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -11,16 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from harness import runner
 from harness.plan import make_plan
-from harness.scheduling import ScheduleReport, TrialOutcome, settle_interrupted
+from harness.progress import SuiteProgress
+from harness.scheduling import ScheduleReport, _make_callback, settle_interrupted
 from harness.storage import Storage
 from harness.suite import build_suite
 from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
+from harness.trial_queue import TrialQueue, plan_jobs
 from tests.conftest import write_tiny_suite
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out
@@ -133,7 +136,8 @@ def test_sigkill_of_a_trial_resumes_to_identical_metrics(tmp_path: Path, fake_fa
     cfg = build_suite(str(suite_file)).trials[0]
     results = tmp_path / "r"
     trial_dir = results / "trials" / cfg.key
-    driver = start("run", str(suite_file), "--results-dir", str(results), "--quiet")
+    # no retries: the killed trial fails, and a rerun resumes it (test_retries.py covers retrying at once)
+    driver = start("run", str(suite_file), "--results-dir", str(results), "--quiet", "--max-retries", "0")
     try:
         wait_for(lambda: checkpoint_epoch(trial_dir) >= 2, what="two finished epochs")
         workers = [pid for pid in descendants(driver.pid) if process_title(pid).startswith("ray::ImplicitFunc")]
@@ -220,41 +224,43 @@ def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_drive
     assert tracker.find_run(never_started.key) is None
 
 
-def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(
-    tmp_path: Path, fake_fashion_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Phase 2 never starts a decoupled trial whose shared stage-1 backbone failed in phase 1: the trial is
-    FAILED in MLflow with the backbone's reason, and the trials on a healthy backbone still run."""
+def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: Path, fake_fashion_root: Path) -> None:
+    """A decoupled trial whose shared stage-1 backbone failed is never started: it is FAILED in MLflow at
+    once, with the backbone's reason, and the trials on a healthy backbone are released."""
     suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["ce", "crt", "lws"])
     plan = make_plan(build_suite(str(suite_file)).trials)
+    trials = plan.phase1 + plan.phase2
     broken_backbone = next(t for t in plan.phase1 if t.seed == 0)
     results = tmp_path / "r"
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
-    scheduled: list[list[str]] = []
-
-    def fake_run_with_tune(
-        trials, tracker, results_dir, address, verbose, progress=None, storage=None
-    ) -> ScheduleReport:
-        scheduled.append([t.key for t in trials])
-        report = ScheduleReport()
-        for t in trials:
-            if t.key == broken_backbone.key:
-                report.outcomes.append(TrialOutcome(t.key, t.label(), "FAILED", "CUDA out of memory"))
-            else:
-                report.outcomes.append(TrialOutcome(t.key, t.label(), "FINISHED"))
-        return report
-
-    monkeypatch.setattr(runner, "run_with_tune", fake_run_with_tune)
-    failures: list[tuple[str, str]] = []
-    runner._run_phases(plan.phase1, plan.phase2, tracker, results, None, 0, failures)
+    queue = TrialQueue(plan_jobs(trials, lambda cfg: 1.0))
+    report = ScheduleReport()
+    progress = SuiteProgress({t.key: 1 for t in trials}, stream=io.StringIO(), live=False)
+    callback = _make_callback(
+        tracker, Storage.open(results / "trials"), report, progress, 0, queue, {t.key: t for t in trials}
+    )
+    assert {queue.pop(), queue.pop()} == {t.key for t in plan.phase1}
+    # the backbone's own exception, as the trainable reports it
+    failed_trial = SimpleNamespace(
+        trial_id="t0",
+        config={"trial": broken_backbone.as_dict()},
+        last_result={"kind": "failed", "reason": "CUDA out of memory"},
+    )
+    callback.on_trial_complete(0, [], failed_trial)
 
     orphans = [t for t in plan.phase2 if t.seed == 0]
-    assert len(orphans) == 2 and scheduled[1] == [t.key for t in plan.phase2 if t.seed != 0]
     reason = f"its stage-1 backbone {broken_backbone.label()} failed: CUDA out of memory"
-    assert sorted(failures) == sorted((t.label(), reason) for t in orphans)
+    assert len(orphans) == 2
+    assert sorted((o.key, o.status, o.reason) for o in report.failed) == sorted(
+        [(broken_backbone.key, "FAILED", "CUDA out of memory")] + [(t.key, "FAILED", reason) for t in orphans]
+    )
     for t in orphans:
         run = tracker.find_run(t.key)
         assert run.info.status == "FAILED" and run.data.tags["ltbench.failure"] == reason
+    assert queue.ready() == []  # the healthy backbone still trains: its trials wait for it, nothing else left
+    healthy = next(t for t in plan.phase1 if t.seed != 0)
+    queue.finish(healthy.key)
+    assert sorted(queue.ready()) == sorted(t.key for t in plan.phase2 if t.seed != 0)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Sections (targets in brackets):
       bf16          bare loop in bf16 autocast vs fp32, where bf16 is usable                 [>= 1.5x]
   (c) stage sharing backbone epochs retraining per method / with shared backbones            [>= 1.9x]
   (d) flops         achieved training FLOP/s vs a large dense matmul on this machine          [reported]
+  (e) makespan      cifar-lt on 8 and 64 simulated GPUs: barrier / no barrier, vs the bound    [reported]
 
 The result goes to `<results>/bench.json` with the machine it ran on; `format_table` prints it. Timing
 ratios, never absolute timings, are the figures: they are what carries over between runs of one machine.
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from harness.bench import cases as bench_cases
-from harness.bench import pipeline, sharing, training
+from harness.bench import makespan, pipeline, sharing, training
 from harness.bench.common import Section, machine_info
 from harness.errors import LtbenchError
 from harness.provenance import resolve_device
@@ -67,6 +68,50 @@ SECTION_TITLES = {
 }
 
 
+@dataclass(frozen=True)
+class MakespanOptions:
+    """Section (e): the Ray run's fake GPUs (None: the event simulation only), trials per GPU (None: the
+    suite's), time scale, how many of the plan's trials, and a bench.json whose GPU throughputs to cost with."""
+
+    ray_gpus: int | None = None
+    packing: int | None = None
+    time_scale: float = 0.01
+    max_trials: int | None = None
+    bench_json: Path | None = None
+
+    def measure(self, log: Callable[[str], None]) -> Section:
+        for name, value in (
+            ("--ray-gpus", self.ray_gpus),
+            ("--packing", self.packing),
+            ("--max-trials", self.max_trials),
+        ):
+            if value is not None and value < 1:
+                raise LtbenchError(f"{name} must be a positive integer, got {value}")
+        if self.time_scale <= 0:
+            raise LtbenchError(f"--time-scale must be positive, got {self.time_scale:g}")
+        return makespan.measure(
+            ray_gpus=self.ray_gpus,
+            packing=self.packing,
+            time_scale=self.time_scale,
+            max_trials=self.max_trials,
+            bench_json=self.bench_json,
+            log=log,
+        )
+
+
+def run_makespan_only(options: MakespanOptions, path: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Section (e) alone, put into the bench.json document at `path` (its other sections kept)."""
+    started = time.perf_counter()
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        result = {"machine": machine_info(torch.device("cpu")), "settings": {}, "sections": {}}
+    log("(e) makespan")
+    result["sections"]["makespan"] = options.measure(log).as_dict()
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
 def _device(choice: str) -> torch.device:
     try:
         device = resolve_device(choice)
@@ -85,6 +130,7 @@ def run_bench(
     data_root: str | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
+    makespan_options: MakespanOptions | None = None,
 ) -> dict[str, Any]:
     """Measure every section and return the bench.json document.
 
@@ -125,6 +171,9 @@ def run_bench(
     sections["stage_sharing"] = sharing.measure()
 
     sections["flops"] = Section("flops", SECTION_TITLES["flops"], trained["flops"])
+
+    log("(e) makespan")
+    sections["makespan"] = (makespan_options or MakespanOptions()).measure(log)
     return {
         "machine": machine_info(dev),
         "settings": {"device": str(dev), "quick": quick, "threads": torch.get_num_threads(), "sizes": asdict(sizes)},
@@ -144,6 +193,8 @@ def write_bench(result: dict[str, Any], path: Path) -> Path:
 def _quantity(value: float, unit: str) -> str:
     if unit == "FLOP/s":
         return f"{value / 1e9:,.1f} GFLOP/s"
+    if unit == "hours":
+        return f"{value:,.3f} h"
     if unit == "epochs":
         return f"{value:,.0f} epochs"
     return f"{value:,.0f} {unit}"
