@@ -214,6 +214,12 @@ class TrialFiles:
                 os.utime(dest, (stamp, stamp))  # what `reuse` compares with
         return present
 
+    def release(self) -> None:
+        """Drop the local working copy once every file is in the store (remote stores only): a node keeps no
+        finished trial, so whatever reads it next, on any node, reads it from the store. Local: nothing."""
+        if not self.storage.is_local:
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+
     def push(self, *names: str) -> None:
         """Upload `names` from `local_dir` to the store, in order, each in one PUT (visible whole or not at
         all). The file is read whole first, so a failed read never leaves a partial object. Local: nothing."""

@@ -366,7 +366,7 @@ def effective_settings(setup: TrialSetup, outcome: Outcome) -> dict[str, Any]:
 
 def finish(setup: TrialSetup, outcome: Outcome, files: TrialFiles) -> dict[str, Any]:
     """Write `analysis.npz` and `result.json`, and upload them and the manifest to a remote store, the result
-    last (its presence in the store means the trial is complete)."""
+    last (its presence in the store means the trial is complete); then a remote store's scratch copy goes."""
     trial_dir = files.local_dir
     save_analysis(trial_dir / ANALYSIS_FILE, outcome.head, outcome.moments, setup.data.class_counts)
     result = {
@@ -385,4 +385,5 @@ def finish(setup: TrialSetup, outcome: Outcome, files: TrialFiles) -> dict[str, 
     atomic_write_json(trial_dir / RESULT_FILE, result)
     previous_of(trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)  # only a resume needed it
     files.push(MANIFEST_FILE, ANALYSIS_FILE, RESULT_FILE)
+    files.release()
     return result

@@ -1,0 +1,147 @@
+"""A Ray cluster whose nodes share no filesystem, only an S3 store (moto's server on 127.0.0.1).
+
+Three Ray nodes run on this machine (`ray.cluster_utils.Cluster`): a head that runs no trials and two worker
+nodes, each with its own scratch directory (`LTBENCH_SCRATCH`, set in the node's raylet environment, which
+its worker processes inherit). The driver (`ltbench run --address ... --storage s3://...`) has its own
+results directory that no worker is told about. So the only path the nodes and the driver share is the S3
+endpoint: a trial that reads anything another process wrote must have read it from the store.
+
+One test, since starting the cluster is the slow part: a decoupled suite runs to the end while one node is
+killed in the middle of a backbone's training. The trial is retried on the surviving node and resumes from
+the checkpoint it last uploaded; its decoupled trials then load it from the store.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness.artifacts import CHECKPOINT_FILE, RESULT_FILE
+from harness.plan import make_plan
+from harness.storage import SCRATCH_ENV, Storage
+from harness.suite import build_suite
+from tests.conftest import write_tiny_suite
+from tests.fakes import write_fashion_mnist
+from tests.s3_server import S3Server
+from tests.test_sweeps import start, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Ray notices a dead node after `threshold` missed health checks; its defaults take about half a minute.
+FAST_NODE_FAILURE = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 3,
+}
+EPOCHS = 6
+
+
+@dataclass
+class WorkerNode:
+    name: str
+    handle: Any  # ray._private.node.Node
+    scratch: Path
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, s3: S3Server) -> Iterator[tuple[Any, list[WorkerNode]]]:
+    """A head with no CPUs (trials never run there) and two one-CPU worker nodes with separate scratch dirs.
+    Requesting `s3` first puts the AWS credentials into the environment the nodes start with."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": FAST_NODE_FAILURE},
+    )
+    try:
+        nodes = []
+        for name in ("node-a", "node-b"):
+            scratch = tmp_path / name
+            handle = cluster.add_node(num_cpus=1, env_vars={SCRATCH_ENV: str(scratch)})
+            nodes.append(WorkerNode(name, handle, scratch))
+        cluster.wait_for_nodes()
+        yield cluster, nodes
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def slower_fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough fake images that an epoch lasts about a second here, so a node can be killed mid-trial."""
+    root = tmp_path_factory.mktemp("fashion-large")
+    write_fashion_mnist(root, per_class=300, test_per_class=5)
+    return root
+
+
+def _checkpoint(store: Storage, key: str) -> dict[str, Any] | None:
+    files = store.trial(key)
+    if not files.exists(CHECKPOINT_FILE):
+        return None
+    return torch.load(io.BytesIO(files.read_bytes(CHECKPOINT_FILE)), map_location="cpu", weights_only=False)
+
+
+def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoint(
+    tmp_path: Path, s3: S3Server, cluster, slower_fashion_root: Path
+) -> None:
+    ray_cluster, nodes = cluster
+    suite_file = write_tiny_suite(
+        tmp_path / "suite.yaml",
+        slower_fashion_root,
+        methods=["ce", "crt", "ncm"],
+        seeds=[0, 1],
+        recipe={"base": "quick", "epochs": EPOCHS, "batch_size": 64, "eval_every": EPOCHS},
+        data={"root": str(slower_fashion_root), "max_per_class": 300, "val_per_class": 5},
+    )
+    trials = build_suite(str(suite_file)).trials
+    plan = make_plan(trials)
+    victim = next(t for t in plan.phase1 if t.seed == 0)  # the seed-0 backbone
+    uri = s3.uri("cluster")
+    store = Storage.open(uri)
+    driver_dir = tmp_path / "driver"
+    driver = start(
+        "run", str(suite_file), "--address", ray_cluster.address, "--storage", uri,
+        "--results-dir", str(driver_dir), "--quiet",
+    )  # fmt: skip
+    try:
+        # kill the victim's node once it has stored a checkpoint and has epochs left to lose
+        def mid_trial() -> bool:
+            state = _checkpoint(store, victim.key)
+            return state is not None and 1 <= state["epoch"] + 1 < EPOCHS - 2
+
+        wait_for(mid_trial, timeout=120, what="the backbone's first stored checkpoint")
+        state = _checkpoint(store, victim.key)
+        assert state is not None
+        dead_id = state["attempts"][-1]["node"]
+        dead = next(n for n in nodes if n.handle.node_id == dead_id)
+        ray_cluster.remove_node(dead.handle, allow_graceful=False)
+        output, _ = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output[-4000:]
+
+    # every trial finished, and its files are in the store
+    finished = store.keys_with(RESULT_FILE)
+    assert finished == {t.key for t in plan.phase1 + plan.phase2}
+    # the killed trial ran again on the other node from the checkpoint it had uploaded
+    attempts = store.trial(victim.key).read_json(RESULT_FILE)["attempts"]
+    survivor = next(n for n in nodes if n is not dead)
+    assert [a["node"] for a in attempts] == [dead_id, survivor.handle.node_id], attempts
+    assert attempts[1]["start_epoch"] >= 1
+    history = store.trial(victim.key).read_json(RESULT_FILE)["history"]
+    assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
+    # the driver's disk holds no trial file: it read them all from the store
+    assert not list((driver_dir / "trials").rglob("*")) if (driver_dir / "trials").exists() else True
+    # each decoupled trial of seed 0 ran after its backbone's node died, so it loaded the backbone from the store
+    for cfg in plan.phase2:
+        ran_on = store.trial(cfg.key).read_json(RESULT_FILE)["attempts"][-1]["node"]
+        assert ran_on in {n.handle.node_id for n in nodes}
+        if cfg.seed == 0:
+            assert ran_on == survivor.handle.node_id
+    assert "Leaderboard" in (driver_dir / "tiny" / "leaderboard.md").read_text()
