@@ -28,7 +28,7 @@ TINY = bench.Sizes(
     min_seconds=0.0,
     matmul_n=64,
 )
-SECTIONS = {"pipeline", "trainer", "bf16", "stage_sharing", "flops"}
+SECTIONS = {"pipeline", "trainer", "bf16", "stage_sharing", "flops", "makespan"}
 
 
 @pytest.fixture
@@ -109,6 +109,29 @@ def test_bench_quick_end_to_end(monkeypatch, restore_threads, tmp_path: Path, fa
     out = capsys.readouterr().out
     assert "(a) data pipeline" in out and "written:" in out
     assert out.count("PASS") + out.count("BELOW") >= 4
+
+
+def test_the_makespan_section_alone_joins_the_other_sections(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--makespan", "--results-dir", str(tmp_path)]) == 0  # no bench.json yet
+    before = json.loads(path.read_text())
+    before["sections"]["flops"] = {"title": "(d)", "status": "ok", "figures": [], "notes": {}}
+    path.write_text(json.dumps(before))
+    assert main(["bench", "--makespan", "--results-dir", str(tmp_path)]) == 0
+    result = json.loads(path.read_text())
+    assert set(result["sections"]) == {"flops", "makespan"}  # the sections measured before are kept
+    figures = result["sections"]["makespan"]["figures"]
+    assert [f["case"] for f in figures] == [
+        "8 GPUs x 4: no barrier vs barrier, simulated",
+        "8 GPUs x 4: lower bound vs no barrier, simulated",
+        "64 GPUs x 4: no barrier vs barrier, simulated",
+        "64 GPUs x 4: lower bound vs no barrier, simulated",
+    ]
+    for figure in figures:
+        _check_figure("makespan", figure)
+        assert figure["detail"]["trials"] == 264
+    assert figures[0]["ratio"] > 1  # 8 GPUs: the barrier costs time
+    assert "(e) makespan" in capsys.readouterr().out
 
 
 def test_flops_per_image_of_resnet32_matches_the_spec() -> None:
