@@ -134,9 +134,7 @@ def _run_unfinished(
     progress = trials_progress(todo, cost_model(results_dir / "bench.json"))
     progress.start()
     try:
-        outcome = run_with_tune(
-            todo, tracker, results_dir, address, verbose, progress, max_retries, storage=storage
-        )
+        outcome = run_with_tune(todo, tracker, results_dir, address, verbose, progress, max_retries, storage=storage)
     except Interrupted:
         if tracker.down_since is None:
             write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")

@@ -118,7 +118,9 @@ def ray_run(jobs: list[Job], gpus: int, packing: int, time_scale: float, cpus_pe
     try:
         began = time.time()
         with tempfile.TemporaryDirectory(prefix="ltbench-makespan-") as tmp:
-            run_queue(sleep_trial, simulated_resources, queue, configs, [Settle()], "makespan", str(Path(tmp).resolve()), 0)
+            run_queue(
+                sleep_trial, simulated_resources, queue, configs, [Settle()], "makespan", str(Path(tmp).resolve()), 0
+            )
     finally:
         ray.shutdown()
         _loopback_only(False)
