@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,9 @@ from harness.trial_queue import TrialQueue, plan_jobs
 TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on any OS
+PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # how many trials Tune may start at once (it reads it per run)
+MAX_PENDING_TRIALS = 1000  # the searcher hands out only what fits, so this is not what limits them
+CLUSTER_REFRESH_S = 5.0  # how often the searcher reads the cluster's resources again
 
 
 @dataclass
@@ -97,19 +101,41 @@ def _train_trial(config: dict[str, Any]) -> None:
     tune.report({"kind": "final", **result["metrics"]})
 
 
-def queue_searcher(queue: TrialQueue, configs: dict[str, dict[str, Any]]):
-    """A Tune `Searcher` over `queue`: Tune asks it for one trial at a time (it holds one pending trial
-    with a custom searcher), and gets the config (`configs[key]`) of the highest-priority trial that may
-    start, None while none may (a decoupled trial waiting for its backbone), FINISHED once every trial has
-    been handed out or has failed. The driver's callback tells the queue when a trial ends."""
+def queue_searcher(queue: TrialQueue, configs: dict[str, dict[str, Any]], demand: Callable[[str], dict[str, float]]):
+    """A Tune `Searcher` over `queue`: Tune asks it for trials, and gets the config (`configs[key]`) of the
+    highest-priority trial that may start, None while none may, FINISHED once every trial has been handed out
+    or has failed. The driver's callback tells the queue when a trial ends.
+
+    A trial is handed out only when the cluster has room for it beside the trials already handed out (their
+    `demand`, Ray resources, against the cluster's totals, read again every few seconds so that nodes that
+    join or leave count). So Tune may hold many pending trials and start them in parallel, yet never holds a
+    low-priority trial ahead of a trial that becomes ready later: the order stays the queue's.
+    """
+    import ray
     from ray.tune.search import Searcher
 
     class QueueSearcher(Searcher):
+        totals: dict[str, float] = {}
+        read_at = -float("inf")
+
+        def _fits(self, key: str) -> bool:
+            if not queue.running:
+                return True  # a trial larger than the cluster waits in Tune, as it would alone
+            if time.monotonic() - self.read_at > CLUSTER_REFRESH_S:
+                self.totals, self.read_at = ray.cluster_resources(), time.monotonic()
+            used: dict[str, float] = {}
+            for running in queue.running:
+                for name, amount in demand(running).items():
+                    used[name] = used.get(name, 0.0) + amount
+            return all(used.get(n, 0.0) + a <= self.totals.get(n, 0.0) + 1e-9 for n, a in demand(key).items())
+
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-            key = queue.pop()
-            if key is None:
+            ready = queue.ready()
+            if not ready:
                 return Searcher.FINISHED if queue.exhausted else None
-            return configs[key]
+            if not self._fits(ready[0]):
+                return None
+            return configs[queue.pop(ready[0])]
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             """Nothing to learn here: the callback settles the queue, with the reason a failure needs."""
@@ -250,19 +276,25 @@ def _make_callback(
 
 
 @contextmanager
-def _silent_tune_output() -> Iterator[None]:
-    """Tune's newer output engine prints its "Configuration for experiment" box, a results path and a
-    TensorBoard hint even at `verbose=0`; its original engine (`RAY_AIR_NEW_OUTPUT=0`, an environment
-    variable Ray forwards to a remote driver too) prints nothing at `verbose=0`."""
-    before = os.environ.get(TUNE_OUTPUT_ENV)
-    os.environ[TUNE_OUTPUT_ENV] = "0"
+def _tune_environment() -> Iterator[None]:
+    """Environment variables Tune reads per run, set for the length of one run:
+    - `RAY_AIR_NEW_OUTPUT=0`: Tune's newer output engine prints its "Configuration for experiment" box, a
+      results path and a TensorBoard hint even at `verbose=0`; its original engine prints nothing at
+      `verbose=0` (Ray forwards the variable to a remote driver too);
+    - `TUNE_MAX_PENDING_TRIALS_PG`: with a custom searcher Tune holds one pending trial at a time, so on a
+      cluster trials would start one after another (a second or more each); the queue's searcher hands out
+      only what fits, so Tune may start all of those at once (a value the user set is kept)."""
+    wanted = {TUNE_OUTPUT_ENV: "0", PENDING_TRIALS_ENV: os.environ.get(PENDING_TRIALS_ENV, str(MAX_PENDING_TRIALS))}
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(TUNE_OUTPUT_ENV, None)
-        else:
-            os.environ[TUNE_OUTPUT_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -383,12 +415,15 @@ def run_queue(
     trials through this same function."""
     from ray import tune
 
+    def demand(key: str) -> dict[str, float]:
+        return dict(resources(configs[key]).required_resources)
+
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         # reuse_actors: a worker process runs trial after trial, so each trial skips process start-up
         # and imports (seconds each); run_trial sets threads, seeds and state for every trial anew
         tune_config=tune.TuneConfig(
-            search_alg=queue_searcher(queue, configs),
+            search_alg=queue_searcher(queue, configs, demand),
             num_samples=-1,  # as many as the searcher hands out, until it says FINISHED
             trial_dirname_creator=lambda t: t.trial_id,
             reuse_actors=True,
@@ -403,7 +438,7 @@ def run_queue(
         ),
     )
     try:
-        with _silent_tune_output():
+        with _tune_environment():
             tuner.fit()
     finally:
         # Tune installs its own SIGINT handler for the length of fit() and leaves it behind; restore

@@ -72,12 +72,16 @@ class TrialQueue:
         keys = [k for k in self.unstarted if self._releasable(k)]
         return sorted(keys, key=lambda k: (-self.priority[k], self.order[k]))
 
-    def pop(self) -> str | None:
-        """Hand out the highest-priority ready job (it is running from now on), or None if none is ready."""
-        ready = self.ready()
-        if not ready:
-            return None
-        key = ready[0]
+    def pop(self, key: str | None = None) -> str | None:
+        """Hand out the highest-priority ready job, or `key` (one of `ready()`): it is running from now on.
+        None if no job is ready."""
+        if key is None:
+            ready = self.ready()
+            if not ready:
+                return None
+            key = ready[0]
+        elif not (key in self.unstarted and self._releasable(key)):
+            raise KeyError(f"{key} is not ready to start")
         self.unstarted.discard(key)
         self.running.add(key)
         return key
