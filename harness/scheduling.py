@@ -21,6 +21,7 @@ from the network.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -275,21 +276,33 @@ def _make_callback(
     return TrackingCallback()
 
 
+class _LostWorkerTraceback(logging.Filter):
+    """Drops Tune's "Trial task failed" error with the traceback of a lost worker: the tracking callback
+    says the same in one line (which trial, why, which attempt comes next)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trial task failed")
+
+
 @contextmanager
 def _tune_environment() -> Iterator[None]:
-    """Environment variables Tune reads per run, set for the length of one run:
+    """What Tune reads per run, set for the length of one run. Environment variables:
     - `RAY_AIR_NEW_OUTPUT=0`: Tune's newer output engine prints its "Configuration for experiment" box, a
       results path and a TensorBoard hint even at `verbose=0`; its original engine prints nothing at
       `verbose=0` (Ray forwards the variable to a remote driver too);
     - `TUNE_MAX_PENDING_TRIALS_PG`: with a custom searcher Tune holds one pending trial at a time, so on a
       cluster trials would start one after another (a second or more each); the queue's searcher hands out
-      only what fits, so Tune may start all of those at once (a value the user set is kept)."""
+      only what fits, so Tune may start all of those at once (a value the user set is kept).
+    And Tune's log drops the traceback of a lost worker (`_LostWorkerTraceback`)."""
     wanted = {TUNE_OUTPUT_ENV: "0", PENDING_TRIALS_ENV: os.environ.get(PENDING_TRIALS_ENV, str(MAX_PENDING_TRIALS))}
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
+    tune_log, quiet = logging.getLogger("ray.tune.execution.tune_controller"), _LostWorkerTraceback()
+    tune_log.addFilter(quiet)
     try:
         yield
     finally:
+        tune_log.removeFilter(quiet)
         for name, value in before.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -29,7 +29,7 @@ from harness.suite import build_suite
 from tests.conftest import write_tiny_suite
 from tests.fakes import write_fashion_mnist
 from tests.s3_server import S3Server
-from tests.test_sweeps import start, wait_for
+from tests.test_sweeps import runs_by_key, start, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -134,6 +134,13 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
     survivor = next(n for n in nodes if n is not dead)
     assert [a["node"] for a in attempts] == [dead_id, survivor.handle.node_id], attempts
     assert attempts[1]["start_epoch"] >= 1
+    assert f"{victim.label()}: its worker was lost" in output and "retrying from its checkpoint (attempt 2)" in output
+    assert "Trial task failed" not in output  # Tune's traceback: the line above says it
+    # MLflow keeps one run per trial, the retried one included
+    runs = runs_by_key(driver_dir, "tiny")
+    assert {key: [r.info.status for r in found] for key, found in runs.items()} == {
+        t.key: ["FINISHED"] for t in plan.phase1 + plan.phase2
+    }
     history = store.trial(victim.key).read_json(RESULT_FILE)["history"]
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
     # the driver's disk holds no trial file: it read them all from the store
