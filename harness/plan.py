@@ -54,19 +54,20 @@ def trial_epochs(cfg: TrialConfig) -> int:
 
 @dataclass
 class Plan:
+    # the two kinds of trial (not two phases: a decoupled trial starts once its own backbone has finished)
     phase1: list[TrialConfig] = field(default_factory=list)  # end-to-end trials, shared backbones included
-    phase2: list[TrialConfig] = field(default_factory=list)  # decoupled trials, after their backbones
+    phase2: list[TrialConfig] = field(default_factory=list)  # decoupled trials, each after its backbone
     users: dict[str, list[TrialConfig]] = field(default_factory=dict)  # backbone key -> decoupled trials
     backbones: dict[str, TrialConfig] = field(default_factory=dict)
 
     def describe(self) -> str:
-        lines = [f"phase 1: {len(self.phase1)} trials trained end to end (shared backbones included)"]
+        lines = [f"{len(self.phase1)} trials trained end to end (shared backbones included):"]
         for cfg in self.phase1:
             users = self.users.get(cfg.key, [])
             shared = f" <- shared by {len(users)}: " + ", ".join(u.method for u in users) if users else ""
             backbone = f" [{recipe_summary(cfg.recipe)}]" if users else ""
             lines.append(f"  {cfg.label()} ({cfg.key}){backbone}{shared}")
-        lines.append(f"phase 2: {len(self.phase2)} decoupled trials on frozen backbones")
+        lines.append(f"{len(self.phase2)} decoupled trials, each started once its frozen backbone has finished:")
         for cfg in self.phase2:
             backbone = stage1_config(cfg)
             assert backbone is not None

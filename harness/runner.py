@@ -12,6 +12,7 @@ from harness.config import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.costs import cost_model
 from harness.coverage import empty_bucket_warnings
 from harness.data import DATASETS, DataOptions
+from harness.errors import LtbenchError
 from harness.plan import epoch_budget, make_plan
 from harness.provenance import git_commit
 from harness.reports.leaderboard import write_leaderboard
@@ -92,6 +93,8 @@ def run_suite(
     resources) runs before anything is written; the results dir is locked for this driver alone.
     """
     started = time.perf_counter()
+    if max_retries < 0:
+        raise LtbenchError(f"--max-retries must be 0 or more, got {max_retries}")
     suite = build_suite(name, overrides)
     check_data(suite.trials)
     check_results_dir(results_dir)

@@ -486,8 +486,6 @@ def run_with_tune(
     report = ScheduleReport()
     if not trials:
         return report
-    if max_retries < 0:
-        raise LtbenchError(f"--max-retries must be 0 or more, got {max_retries}")
     cost = cost_model(results_dir / "bench.json")
     if progress is None:
         progress = trials_progress(trials, cost, live=False)

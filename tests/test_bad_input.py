@@ -196,3 +196,8 @@ def test_suite_names_shipped_are_plain(tmp_path: Path) -> None:
 
     for path in SUITES_DIR.glob("*.yaml"):
         assert build_suite(str(path)).name == yaml.safe_load(path.read_text()).get("name", path.stem)
+
+
+def test_a_negative_retry_count_writes_nothing(tiny_suite: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    line = run_fails(["run", str(tiny_suite), "--max-retries", "-1"], tmp_path / "r", capsys)
+    assert "--max-retries must be 0 or more, got -1" in line

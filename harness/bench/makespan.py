@@ -150,27 +150,34 @@ def _figures(jobs: list[Job], gpus: int, packing: int, run: Callable[[bool], flo
     }
     where = f"{gpus} GPUs x {packing}"
     return [
-        Figure(
-            case=f"{where}: no barrier vs barrier, {how}",
-            value=free / HOUR,
-            baseline=barrier / HOUR,
-            ratio=barrier / free,
-            unit="hours",
-            value_name="makespan, no barrier (critical path first)",
-            baseline_name="makespan, barrier between the phases",
-            detail=detail,
+        hours_figure(
+            f"{where}: no barrier vs barrier, {how}",
+            (free, "makespan, no barrier (critical path first)"),
+            (barrier, "makespan, barrier between the phases"),
+            detail,
         ),
-        Figure(
-            case=f"{where}: lower bound vs no barrier, {how}",
-            value=free / HOUR,
-            baseline=bound / HOUR,
-            ratio=bound / free,
-            unit="hours",
-            value_name="makespan, no barrier",
-            baseline_name="lower bound max(critical path, work / slots)",
-            detail=detail,
+        hours_figure(
+            f"{where}: lower bound vs no barrier, {how}",
+            (free, "makespan, no barrier"),
+            (bound, "lower bound max(critical path, work / slots)"),
+            detail,
         ),
     ]
+
+
+def hours_figure(case: str, value: tuple[float, str], baseline: tuple[float, str], detail: dict[str, Any]) -> Figure:
+    """A makespan figure: (seconds, what it is) of the value and of its baseline, shown in hours; the ratio
+    is baseline / value, so above 1 means the value's schedule is shorter."""
+    return Figure(
+        case=case,
+        value=value[0] / HOUR,
+        baseline=baseline[0] / HOUR,
+        ratio=baseline[0] / value[0],
+        unit="hours",
+        value_name=value[1],
+        baseline_name=baseline[1],
+        detail=detail,
+    )
 
 
 def measure(
@@ -211,15 +218,11 @@ def measure(
             how = "barrier" if barrier else "no barrier"
             log(f"  {how}: {measured / HOUR:.3f} h on Ray, {simulated / HOUR:.3f} h simulated ({wall:.0f} s)")
             section.figures.append(
-                Figure(
-                    case=f"{ray_gpus} GPUs x {packing}, {len(subset)} trials, {how}: Ray vs simulated",
-                    value=measured / HOUR,
-                    baseline=simulated / HOUR,
-                    ratio=simulated / measured,
-                    unit="hours",
-                    value_name=f"makespan on Ray (sleeping trials at time scale {time_scale:g})",
-                    baseline_name="makespan of the event simulation",
-                    detail={
+                hours_figure(
+                    f"{ray_gpus} GPUs x {packing}, {len(subset)} trials, {how}: Ray vs simulated",
+                    (measured, f"makespan on Ray (sleeping trials at time scale {time_scale:g})"),
+                    (simulated, "makespan of the event simulation"),
+                    {
                         "time_scale": time_scale,
                         "wall_seconds": wall,
                         "overhead": measured / simulated - 1,
