@@ -22,10 +22,19 @@ from typing import Any
 import pytest
 import torch
 
-from harness.artifacts import CHECKPOINT_FILE, RESULT_FILE
+from harness.artifacts import (
+    ANALYSIS_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FEATURE_CACHE,
+    MANIFEST_FILE,
+    PER_CLASS_FILE,
+    RESULT_FILE,
+)
 from harness.plan import make_plan
 from harness.storage import SCRATCH_ENV, Storage
 from harness.suite import build_suite
+from harness.tracking import ARTIFACTS_FOLDER, Tracker, default_tracking_uri
 from tests.conftest import write_tiny_suite
 from tests.fakes import write_fashion_mnist
 from tests.s3_server import S3Server
@@ -104,10 +113,9 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
     uri = s3.uri("cluster")
     store = Storage.open(uri)
     driver_dir = tmp_path / "driver"
-    driver = start(
-        "run", str(suite_file), "--address", ray_cluster.address, "--storage", uri,
-        "--results-dir", str(driver_dir), "--quiet",
-    )  # fmt: skip
+    argv = ["run", str(suite_file), "--address", ray_cluster.address, "--storage", uri]
+    argv += ["--results-dir", str(driver_dir), "--quiet"]
+    driver = start(*argv)
     try:
         # kill the victim's node once it has stored a checkpoint and has epochs left to lose
         def mid_trial() -> bool:
@@ -136,19 +144,40 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
     assert attempts[1]["start_epoch"] >= 1
     assert f"{victim.label()}: its worker was lost" in output and "retrying from its checkpoint (attempt 2)" in output
     assert "Trial task failed" not in output  # Tune's traceback: the line above says it
-    # MLflow keeps one run per trial, the retried one included
-    runs = runs_by_key(driver_dir, "tiny")
-    assert {key: [r.info.status for r in found] for key, found in runs.items()} == {
-        t.key: ["FINISHED"] for t in plan.phase1 + plan.phase2
-    }
     history = store.trial(victim.key).read_json(RESULT_FILE)["history"]
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
-    # the driver's disk holds no trial file: it read them all from the store
-    assert not list((driver_dir / "trials").rglob("*")) if (driver_dir / "trials").exists() else True
-    # each decoupled trial of seed 0 ran after its backbone's node died, so it loaded the backbone from the store
+    # every file a trial writes is in the bucket, and none on the driver's disk
+    keys = s3.keys("cluster")
+    for cfg in plan.phase1 + plan.phase2:
+        assert f"{cfg.key}/{RESULT_FILE}" in keys and f"{cfg.key}/{MANIFEST_FILE}" in keys
+    for cfg in plan.phase1:
+        assert f"{cfg.key}/{CHECKPOINT_FILE}" in keys and f"{cfg.key}/{FEATURE_CACHE}" in keys  # NCM's cache
+    assert not (driver_dir / "trials").exists() and not list(driver_dir.rglob(RESULT_FILE))
+    assert any(k.startswith("ray/") for k in keys)  # Tune's experiment files
+    # each node worked in its own scratch dir, and kept no trial of its own once it was uploaded
+    survivor_scratch = {p.parent.name for p in survivor.scratch.rglob(CHECKPOINT_FILE)}
+    assert survivor_scratch <= {t.key for t in plan.phase1}  # only backbones its stage-two trials loaded
+    assert not list(survivor.scratch.rglob(RESULT_FILE))
+    # each decoupled trial of seed 0 started after its backbone's first node had died
     for cfg in plan.phase2:
         ran_on = store.trial(cfg.key).read_json(RESULT_FILE)["attempts"][-1]["node"]
         assert ran_on in {n.handle.node_id for n in nodes}
         if cfg.seed == 0:
             assert ran_on == survivor.handle.node_id
+    # MLflow: one run per trial, the retried one included; artifacts in the bucket beside the trials
+    runs = runs_by_key(driver_dir, "tiny")
+    assert {key: [r.info.status for r in found] for key, found in runs.items()} == {
+        t.key: ["FINISHED"] for t in plan.phase1 + plan.phase2
+    }
+    tracker = Tracker(default_tracking_uri(driver_dir), "tiny", driver_dir)
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.artifact_location == f"s3://{s3.bucket}/cluster/{ARTIFACTS_FOLDER}"
+    artifacts = [k for k in keys if k.startswith(ARTIFACTS_FOLDER + "/")]
+    for name in (RESULT_FILE, MANIFEST_FILE, ANALYSIS_FILE, PER_CLASS_FILE, CONFIG_FILE):
+        assert sum(k.endswith("/" + name) for k in artifacts) == 6, name
     assert "Leaderboard" in (driver_dir / "tiny" / "leaderboard.md").read_text()
+
+    # a rerun finds every trial in the store and trains (and uploads) nothing
+    again, _ = start(*argv).communicate(timeout=240)
+    assert "6 trials, 6 already finished, 0 run" in again, again[-3000:]
+    assert s3.keys("cluster") == keys

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from harness.errors import LtbenchError
 from harness.storage import SCRATCH_ENV, Storage
 from harness.suite import build_suite
-from harness.tracking import ARTIFACTS_FOLDER, Tracker, default_tracking_uri
 from harness.training.trainer import run_trial
 from tests.conftest import write_tiny_suite
 from tests.s3_server import S3Server
@@ -155,45 +151,6 @@ def free_port_of(s3: S3Server) -> int:
     return port
 
 
-@pytest.mark.integration
-def test_a_decoupled_suite_keeps_every_file_in_the_bucket(
-    s3: S3Server, tmp_path: Path, fake_fashion_root: Path
-) -> None:
-    """Ray Tune and MLflow with --storage s3://...: trial files, the feature cache, MLflow's artifacts and
-    Tune's own files go to the bucket; the driver's results dir holds only MLflow's database and the reports;
-    a rerun trains nothing."""
-    results = tmp_path / "results"
-    suite_file = write_tiny_suite(tmp_path / "tiny.yaml", fake_fashion_root, methods=["ce", "tau-norm"], seeds=[0])
-    env = {**os.environ, SCRATCH_ENV: str(tmp_path / "worker-scratch")}
-    argv = [sys.executable, "-m", "harness.cli", "run", str(suite_file), "--results-dir", str(results), "--quiet"]
-    argv += ["--storage", s3.uri("suite")]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "2 trials, 0 already finished, 2 run, 0 failed" in done.stdout
-
-    suite = build_suite(str(suite_file))
-    backbone = next(t for t in suite.trials if t.method == "ce")
-    decoupled = next(t for t in suite.trials if t.method == "tau-norm")
-    keys = s3.keys("suite")
-    for trial in suite.trials:
-        assert f"{trial.key}/result.json" in keys and f"{trial.key}/manifest.json" in keys
-    assert f"{backbone.key}/checkpoint.pt" in keys and f"{backbone.key}/features.pt" in keys  # cache beside it
-    assert not (results / "trials").exists() and not list(results.rglob("result.json"))
-    assert any(k.startswith("ray/") for k in keys)  # Tune's experiment files, in the store too
-    result = Storage.open(s3.uri("suite")).trial(decoupled.key).read_json("result.json")
-    assert 0 <= result["metrics"]["chosen_tau"] <= 2  # stage two ran on the backbone from the bucket
-
-    tracker = Tracker(default_tracking_uri(results), "tiny", results)
-    experiment = tracker.client.get_experiment(tracker.experiment_id)
-    assert experiment.artifact_location == f"s3://ltbench/suite/{ARTIFACTS_FOLDER}"
-    artifacts = [k for k in keys if k.startswith(ARTIFACTS_FOLDER + "/")]
-    for name in ("result.json", "manifest.json", "analysis.npz", "per_class_acc.csv", "config.json"):
-        assert sum(k.endswith("/" + name) for k in artifacts) == 2, name
-    assert {r.info.status for r in tracker.runs()} == {"FINISHED"}
-    board = pd.read_csv(results / "tiny" / "leaderboard.csv")
-    assert sorted(board.method) == ["ce", "tau-norm"]
-
-    again = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "2 trials, 2 already finished, 0 run" in again.stdout
-    assert s3.keys("suite") == keys  # nothing trained or uploaded again
+# A decoupled suite through Ray Tune and MLflow with --storage s3://... (every file in the bucket, none on the
+# driver's disk, MLflow's artifacts in the bucket, a rerun that trains nothing): tests/test_cluster.py, on a
+# cluster of two nodes with no shared path.
