@@ -2,11 +2,14 @@
 
 One Tune run covers a whole `ltbench run`: end-to-end trials, shared stage-1 backbones and the decoupled
 trials on them. Its search algorithm is a `Searcher` over a `TrialQueue` (`harness.trial_queue`), which hands
-Tune a decoupled trial as soon as its own backbone has finished, the trial with the longest chain of
-estimated work first (`harness.costs`). Each trial is one Tune trial of a function trainable with the suite's
-per-trial resources (`cpu`, and `gpu`, fractions allowed to pack small trials on one GPU). Trials report each
-epoch through `tune.report`; a driver callback forwards those reports to the `Tracker`, so MLflow has a
-single writer whatever the concurrency.
+Tune a decoupled trial as soon as its own backbone has finished, the trial with the longest chain of estimated
+work first (`harness.costs`), whenever it fits in the cluster beside the trials already handed out (so Tune
+starts trials in parallel without ever fixing their order early). Each trial is one Tune trial of a function
+trainable with the suite's per-trial resources (`cpu`, and `gpu`, fractions allowed to pack small trials on
+one GPU). Trials report each epoch through `tune.report`; a driver callback forwards those reports to the
+`Tracker`, so MLflow has a single writer whatever the concurrency. A trial's files live in its `Storage`
+(`harness.storage`: the local results dir, or an object store that every node and the driver read), never only
+on a worker's disk.
 Each epoch's row travels nested under `row`, apart from the keys Ray adds to every report (`pid`, `done`,
 `time_total_s`, ...), so only the trainer's own numbers become MLflow metrics. Every MLflow write goes
 through `Tracker.guard`, so a tracking server that stops answering never stops the trials.
