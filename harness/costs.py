@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
-from harness.config import TrialConfig
+from harness.config import TrialConfig, canonical_json
 from harness.data import DATASETS, DataOptions
 from harness.plan import trial_epochs
 from harness.plugin import load_methods, parse_params
@@ -91,7 +92,14 @@ def images_per_s(model: str, measured: dict[str, float] | None = None) -> float:
 
 def _sizes(cfg: TrialConfig) -> tuple[int, int, int]:
     """(training, validation, test) images of the trial's profile, from the dataset's description alone."""
-    desc = DATASETS.get(cfg.dataset).describe(cfg.imbalance_ratio, DataOptions(**cfg.data))
+    return _profile_sizes(cfg.dataset, cfg.imbalance_ratio, canonical_json(cfg.data))
+
+
+@cache
+def _profile_sizes(dataset: str, ratio: float, data: str) -> tuple[int, int, int]:
+    """Once per dataset, ratio and data options (every seed and method of a suite shares them; ImageNet-LT's
+    description reads its split files)."""
+    desc = DATASETS.get(dataset).describe(ratio, DataOptions(**json.loads(data)))
     return int(sum(desc.train_counts)), desc.num_val, desc.num_test
 
 

@@ -119,8 +119,10 @@ def queue_searcher(queue: TrialQueue, configs: dict[str, dict[str, Any]], demand
     from ray.tune.search import Searcher
 
     class QueueSearcher(Searcher):
-        totals: dict[str, float] = {}
-        read_at = -float("inf")
+        def __init__(self) -> None:
+            super().__init__()
+            self.totals: dict[str, float] = {}  # the cluster's resources, as last read
+            self.read_at = -float("inf")
 
         def _fits(self, key: str) -> bool:
             if not queue.running:
@@ -431,8 +433,13 @@ def run_queue(
     trials through this same function."""
     from ray import tune
 
+    demands: dict[str, dict[str, float]] = {}
+
     def demand(key: str) -> dict[str, float]:
-        return dict(resources(configs[key]).required_resources)
+        """The trial's Ray resources, worked out once (the searcher sums them for every trial handed out)."""
+        if key not in demands:
+            demands[key] = dict(resources(configs[key]).required_resources)
+        return demands[key]
 
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
