@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -82,6 +83,23 @@ def exception_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def quiet_exit_on_sigterm() -> None:
+    """Keep a stopping worker from printing a traceback on the driver's terminal.
+
+    Ray stops an idle worker with SIGTERM (after a trial, or when the run ends), and its worker turns the
+    signal into `SystemExit`. When the signal lands while Python runs a weakref callback or a `__del__`,
+    Python cannot raise there: it prints "Exception ignored in ..." with a traceback, which Ray forwards to
+    the driver, although nothing went wrong. This hook drops exactly that report (an unraisable
+    `SystemExit`) and hands every other one to Python's default hook."""
+
+    def hook(unraisable: Any) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, SystemExit):
+            return
+        sys.__unraisablehook__(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def _train_trial(config: dict[str, Any]) -> None:
     """The Tune trainable: runs in a Ray worker, reports epochs and the final result. The trial's own
     exception becomes a `failed` result (so Tune does not retry it); only a dead worker reaches Tune as an
@@ -91,6 +109,7 @@ def _train_trial(config: dict[str, Any]) -> None:
 
     from harness.training.trainer import run_trial
 
+    quiet_exit_on_sigterm()
     cfg = TrialConfig.from_dict(config["trial"])
     try:
         result = run_trial(

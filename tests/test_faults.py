@@ -146,6 +146,26 @@ def test_a_tracking_server_that_goes_away_does_not_stop_training(
     assert_each_trial_logged_once(tracking_server.uri, results, keys, epochs=6)
 
 
+def test_a_stopping_worker_prints_no_traceback_but_other_ignored_errors_still_show() -> None:
+    """Ray stops a worker with SIGTERM, which its worker turns into SystemExit; landing in a weakref callback,
+    that printed a traceback on the driver's terminal. The trainable's hook drops only that report."""
+    script = """
+import weakref
+from harness.scheduling import quiet_exit_on_sigterm
+quiet_exit_on_sigterm()
+class Thing: pass
+def stop(_): raise SystemExit(1)
+def bug(_): raise ValueError("a real bug")
+for callback in (stop, bug):
+    thing = Thing(); ref = weakref.ref(thing, callback); del thing
+print("still running")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "still running", done.stderr
+    assert "SystemExit" not in done.stderr
+    assert "ValueError: a real bug" in done.stderr and "Exception ignored" in done.stderr
+
+
 def test_a_tracking_server_back_before_the_end_loses_nothing(
     tmp_path: Path, fake_fashion_root: Path, tracking_server: TrackingServer
 ) -> None:
