@@ -33,6 +33,7 @@ from harness.training.checkpoint import atomic_write
 STORAGE_ENV = "LTBENCH_STORAGE"
 SCRATCH_ENV = "LTBENCH_SCRATCH"
 COPY_CHUNK = 8 << 20
+PROBE_TIMEOUT_S = 10  # how long the pre-flight probe waits for an endpoint: connect, then each request
 URI_HINT = (
     "use a local path, s3://bucket/prefix (add ?endpoint_override=host:port&scheme=http for an S3-compatible "
     "server) or gs://bucket/prefix"
@@ -133,11 +134,11 @@ class Storage:
         if self.is_local:
             check_writable_dir(Path(self._root), "--storage")
             return
-        name = f".ltbench-probe-{uuid.uuid4().hex}"
+        name, fs = f".ltbench-probe-{uuid.uuid4().hex}", _impatient(self._fs)
         try:
-            with self._fs.open_output_stream(f"{self._root}/{name}") as out:
+            with fs.open_output_stream(f"{self._root}/{name}") as out:
                 out.write(b"ltbench")
-            self._fs.delete_file(f"{self._root}/{name}")
+            fs.delete_file(f"{self._root}/{name}")
         except Exception as e:  # OSError from the filesystem, whatever its cause
             reason = " ".join(str(e).split())[:300]
             raise LtbenchError(
@@ -147,6 +148,26 @@ class Storage:
 
     def _remote_path(self, key: str, name: str) -> str:
         return f"{self._root}/{key}/{name}"
+
+
+def _impatient(fs: Any) -> Any:
+    """The same store with short timeouts and one retry, for the pre-flight probe: an endpoint that accepts
+    connections but never answers held the default S3 client for about 100 s before it gave up. Trials keep
+    the filesystem's own timeouts, which must allow a slow upload of a large checkpoint."""
+    from datetime import timedelta
+
+    from pyarrow import fs as pafs
+
+    if isinstance(fs, pafs.S3FileSystem):
+        options = fs.__reduce__()[1][0]  # the options it was made with: endpoint, region, credentials, ...
+        return pafs.S3FileSystem(
+            **{**options, "connect_timeout": PROBE_TIMEOUT_S, "request_timeout": PROBE_TIMEOUT_S},
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=2),
+        )
+    if isinstance(fs, pafs.GcsFileSystem):
+        options = fs.__reduce__()[1][0]
+        return pafs.GcsFileSystem(**{**options, "retry_time_limit": timedelta(seconds=2 * PROBE_TIMEOUT_S)})
+    return fs
 
 
 class TrialFiles:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from harness import storage as storage_module
 from harness.errors import LtbenchError
 from harness.storage import SCRATCH_ENV, Storage
 from harness.suite import build_suite
@@ -140,6 +143,19 @@ def test_bad_stores_are_refused_before_anything_is_written(
     )
     with pytest.raises(LtbenchError, match="cannot be opened"):
         Storage.open("s3://b/x?no_such_option=1")
+
+
+def test_an_endpoint_that_never_answers_fails_the_probe_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections but never replies held the default S3 client for about 100 s; the
+    probe gives up after its own timeout (two attempts of `PROBE_TIMEOUT_S`, 1 s here)."""
+    monkeypatch.setattr(storage_module, "PROBE_TIMEOUT_S", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        began = time.monotonic()
+        with pytest.raises(LtbenchError, match="cannot write there .*Timeout was reached"):
+            Storage.open(f"s3://b/x?endpoint_override=127.0.0.1:{silent.getsockname()[1]}&scheme=http").check()
+        assert time.monotonic() - began < 30
 
 
 def free_port_of(s3: S3Server) -> int:
