@@ -54,21 +54,28 @@ def trial_epochs(cfg: TrialConfig) -> int:
 
 @dataclass
 class Plan:
-    # the two kinds of trial (not two phases: a decoupled trial starts once its own backbone has finished)
-    phase1: list[TrialConfig] = field(default_factory=list)  # end-to-end trials, shared backbones included
-    phase2: list[TrialConfig] = field(default_factory=list)  # decoupled trials, each after its backbone
+    """A suite's trials in two kinds (not two phases: a decoupled trial starts once its own backbone has
+    finished, while other backbones still train)."""
+
+    end_to_end: list[TrialConfig] = field(default_factory=list)  # shared backbones included
+    decoupled: list[TrialConfig] = field(default_factory=list)  # decoupled trials, each after its backbone
     users: dict[str, list[TrialConfig]] = field(default_factory=dict)  # backbone key -> decoupled trials
     backbones: dict[str, TrialConfig] = field(default_factory=dict)
 
+    @property
+    def trials(self) -> list[TrialConfig]:
+        """Every trial to run, backbones first."""
+        return self.end_to_end + self.decoupled
+
     def describe(self) -> str:
-        lines = [f"{len(self.phase1)} trials trained end to end (shared backbones included):"]
-        for cfg in self.phase1:
+        lines = [f"{len(self.end_to_end)} trials trained end to end (shared backbones included):"]
+        for cfg in self.end_to_end:
             users = self.users.get(cfg.key, [])
             shared = f" <- shared by {len(users)}: " + ", ".join(u.method for u in users) if users else ""
             backbone = f" [{recipe_summary(cfg.recipe)}]" if users else ""
             lines.append(f"  {cfg.label()} ({cfg.key}){backbone}{shared}")
-        lines.append(f"{len(self.phase2)} decoupled trials, each started once its frozen backbone has finished:")
-        for cfg in self.phase2:
+        lines.append(f"{len(self.decoupled)} decoupled trials, each started once its frozen backbone has finished:")
+        for cfg in self.decoupled:
             backbone = stage1_config(cfg)
             assert backbone is not None
             lines.append(f"  {cfg.label()} ({cfg.key}) on {backbone.label()} ({backbone.key})")
@@ -79,20 +86,20 @@ def make_plan(trials: list[TrialConfig]) -> Plan:
     plan = Plan()
     seen: set[str] = set()
 
-    def add_phase1(cfg: TrialConfig) -> None:
+    def add_end_to_end(cfg: TrialConfig) -> None:
         if cfg.key not in seen:
             seen.add(cfg.key)
-            plan.phase1.append(cfg)
+            plan.end_to_end.append(cfg)
 
     for cfg in trials:
         backbone = stage1_config(cfg)
         if backbone is None:
-            add_phase1(cfg)
+            add_end_to_end(cfg)
         else:
             plan.backbones[backbone.key] = backbone
             plan.users.setdefault(backbone.key, []).append(cfg)
-            add_phase1(backbone)
-            plan.phase2.append(cfg)
+            add_end_to_end(backbone)
+            plan.decoupled.append(cfg)
     return plan
 
 
@@ -114,8 +121,8 @@ class EpochBudget:
 
 def epoch_budget(trials: list[TrialConfig]) -> EpochBudget:
     plan = make_plan(trials)
-    shared = sum(int(cfg.recipe["epochs"]) for cfg in plan.phase1)
+    shared = sum(int(cfg.recipe["epochs"]) for cfg in plan.end_to_end)
     # without sharing, every trial trains its own backbone: end-to-end ones and each decoupled one alike
     retrain = sum(int(cfg.recipe["epochs"]) for cfg in trials)
-    stage2 = sum(trial_epochs(cfg) for cfg in plan.phase2)
+    stage2 = sum(trial_epochs(cfg) for cfg in plan.decoupled)
     return EpochBudget(shared, retrain, stage2)

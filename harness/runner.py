@@ -125,14 +125,14 @@ def _run_unfinished(
     stored = storage.keys_with(RESULT_FILE)
     finished = tracker.finished_runs()
     tracker.reconcile(
-        [(t, storage.trial(t.key)) for t in plan.phase1 + plan.phase2 if t.key in stored and t.key not in finished],
+        [(t, storage.trial(t.key)) for t in plan.trials if t.key in stored and t.key not in finished],
         [],
     )
     finished = tracker.finished_runs()
     notes = _other_commit_notes(suite, finished)
     # a backbone counts as done only if its files are in the store: stage two loads them
-    todo = [t for t in plan.phase1 if t.key not in finished or t.key not in stored]
-    todo += [t for t in plan.phase2 if t.key not in finished]
+    todo = [t for t in plan.end_to_end if t.key not in finished or t.key not in stored]
+    todo += [t for t in plan.decoupled if t.key not in finished]
 
     progress = trials_progress(todo, cost_model(results_dir / "bench.json"))
     progress.start()
@@ -146,7 +146,7 @@ def _run_unfinished(
         progress.close()
     if tracker.had_outage:  # make MLflow whole from the trials' records once the server answers again
         tracker.wait_until_answering(retry_seconds())
-        by_key = {t.key: t for t in plan.phase1 + plan.phase2}
+        by_key = {t.key: t for t in plan.trials}
         done = [o.key for o in outcome.outcomes if o.status == "FINISHED"]
         tracker.reconcile(
             [(by_key[k], storage.trial(k)) for k in done], [(by_key[o.key], o.reason) for o in outcome.failed]

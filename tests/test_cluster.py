@@ -109,7 +109,7 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
     )
     trials = build_suite(str(suite_file)).trials
     plan = make_plan(trials)
-    victim = next(t for t in plan.phase1 if t.seed == 0)  # the seed-0 backbone
+    victim = next(t for t in plan.end_to_end if t.seed == 0)  # the seed-0 backbone
     uri = s3.uri("cluster")
     store = Storage.open(uri)
     driver_dir = tmp_path / "driver"
@@ -136,7 +136,7 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
 
     # every trial finished, and its files are in the store
     finished = store.keys_with(RESULT_FILE)
-    assert finished == {t.key for t in plan.phase1 + plan.phase2}
+    assert finished == {t.key for t in plan.trials}
     # the killed trial ran again on the other node from the checkpoint it had uploaded
     attempts = store.trial(victim.key).read_json(RESULT_FILE)["attempts"]
     survivor = next(n for n in nodes if n is not dead)
@@ -148,18 +148,18 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
     # every file a trial writes is in the bucket, and none on the driver's disk
     keys = s3.keys("cluster")
-    for cfg in plan.phase1 + plan.phase2:
+    for cfg in plan.trials:
         assert f"{cfg.key}/{RESULT_FILE}" in keys and f"{cfg.key}/{MANIFEST_FILE}" in keys
-    for cfg in plan.phase1:
+    for cfg in plan.end_to_end:
         assert f"{cfg.key}/{CHECKPOINT_FILE}" in keys and f"{cfg.key}/{FEATURE_CACHE}" in keys  # NCM's cache
     assert not (driver_dir / "trials").exists() and not list(driver_dir.rglob(RESULT_FILE))
     assert any(k.startswith("ray/") for k in keys)  # Tune's experiment files
     # each node worked in its own scratch dir, and kept no trial of its own once it was uploaded
     survivor_scratch = {p.parent.name for p in survivor.scratch.rglob(CHECKPOINT_FILE)}
-    assert survivor_scratch <= {t.key for t in plan.phase1}  # only backbones its stage-two trials loaded
+    assert survivor_scratch <= {t.key for t in plan.end_to_end}  # only backbones its stage-two trials loaded
     assert not list(survivor.scratch.rglob(RESULT_FILE))
     # each decoupled trial of seed 0 started after its backbone's first node had died
-    for cfg in plan.phase2:
+    for cfg in plan.decoupled:
         ran_on = store.trial(cfg.key).read_json(RESULT_FILE)["attempts"][-1]["node"]
         assert ran_on in {n.handle.node_id for n in nodes}
         if cfg.seed == 0:
@@ -167,7 +167,7 @@ def test_a_node_killed_mid_trial_costs_only_the_epochs_since_the_stored_checkpoi
     # MLflow: one run per trial, the retried one included; artifacts in the bucket beside the trials
     runs = runs_by_key(driver_dir, "tiny")
     assert {key: [r.info.status for r in found] for key, found in runs.items()} == {
-        t.key: ["FINISHED"] for t in plan.phase1 + plan.phase2
+        t.key: ["FINISHED"] for t in plan.trials
     }
     tracker = Tracker(default_tracking_uri(driver_dir), "tiny", driver_dir)
     experiment = tracker.client.get_experiment(tracker.experiment_id)

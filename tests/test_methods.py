@@ -162,7 +162,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fake_fashion_root: Path) -
     suite = build_suite(str(path), [f"methods=[{','.join(ALL)}]", "seeds=[0]", "method_params.lort.augment=true"])
     plan = make_plan(suite.trials)
     results = {}
-    for cfg in plan.phase1 + plan.phase2:
+    for cfg in plan.trials:
         results[cfg.method] = run_trial(cfg, Storage.open(tmp / "trials"))
     return {"results": results, "suite": suite, "root": tmp / "trials"}
 
@@ -309,7 +309,7 @@ def test_dry_run_plan_shares_one_backbone_per_ratio_and_seed() -> None:
 
     suite = build_suite("quick")
     plan = make_plan(suite.trials)
-    assert len(plan.phase1) == 2 * 2 * 5 and len(plan.phase2) == 2 * 2 * 6  # ratios x seeds x methods
+    assert len(plan.end_to_end) == 2 * 2 * 5 and len(plan.decoupled) == 2 * 2 * 6  # ratios x seeds x methods
     assert all(len(users) == 6 for users in plan.users.values())
     budget = epoch_budget(suite.trials)
     assert (budget.shared_epochs, budget.retrain_epochs) == (20 * 12, 44 * 12)

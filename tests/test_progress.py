@@ -105,7 +105,7 @@ def test_stage_two_trials_count_their_own_epochs() -> None:
     # a method that trains more than its `epochs` says so, never "epoch 11/10"
     assert " epoch 11 loss" in _progress_line(trials["crt"], {"epoch": 11, "train_loss": 1.0}, 10)
     overridden = quick_trials("methods=[lort]", "method_params.lort.epochs=3")
-    assert [trial_epochs(t) for t in make_plan(overridden).phase2] == [3]
+    assert [trial_epochs(t) for t in make_plan(overridden).decoupled] == [3]
 
 
 def test_the_suggested_cap_is_the_largest_that_fills_every_bucket() -> None:

@@ -229,8 +229,8 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
     once, with the backbone's reason, and the trials on a healthy backbone are released."""
     suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["ce", "crt", "lws"])
     plan = make_plan(build_suite(str(suite_file)).trials)
-    trials = plan.phase1 + plan.phase2
-    broken_backbone = next(t for t in plan.phase1 if t.seed == 0)
+    trials = plan.trials
+    broken_backbone = next(t for t in plan.end_to_end if t.seed == 0)
     results = tmp_path / "r"
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
     queue = TrialQueue(plan_jobs(trials, lambda cfg: 1.0))
@@ -239,7 +239,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
     callback = _make_callback(
         tracker, Storage.open(results / "trials"), report, progress, 0, queue, {t.key: t for t in trials}
     )
-    assert {queue.pop(), queue.pop()} == {t.key for t in plan.phase1}
+    assert {queue.pop(), queue.pop()} == {t.key for t in plan.end_to_end}
     # the backbone's own exception, as the trainable reports it
     failed_trial = SimpleNamespace(
         trial_id="t0",
@@ -248,7 +248,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
     )
     callback.on_trial_complete(0, [], failed_trial)
 
-    orphans = [t for t in plan.phase2 if t.seed == 0]
+    orphans = [t for t in plan.decoupled if t.seed == 0]
     reason = f"its stage-1 backbone {broken_backbone.label()} failed: CUDA out of memory"
     assert len(orphans) == 2
     assert sorted((o.key, o.status, o.reason) for o in report.failed) == sorted(
@@ -258,9 +258,9 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
         run = tracker.find_run(t.key)
         assert run.info.status == "FAILED" and run.data.tags["ltbench.failure"] == reason
     assert queue.ready() == []  # the healthy backbone still trains: its trials wait for it, nothing else left
-    healthy = next(t for t in plan.phase1 if t.seed != 0)
+    healthy = next(t for t in plan.end_to_end if t.seed != 0)
     queue.finish(healthy.key)
-    assert sorted(queue.ready()) == sorted(t.key for t in plan.phase2 if t.seed != 0)
+    assert sorted(queue.ready()) == sorted(t.key for t in plan.decoupled if t.seed != 0)
 
 
 @pytest.fixture

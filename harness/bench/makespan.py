@@ -55,7 +55,7 @@ def suite_jobs(suite: str = SUITE, bench_json: Path | None = None) -> tuple[list
     trials = build_suite(suite).trials
     plan = make_plan(trials)
     share = float(trials[0].resources.get("gpu", 1) or 1)
-    return plan_jobs(plan.phase1 + plan.phase2, cost_model(bench_json)), max(1, round(1 / share))
+    return plan_jobs(plan.trials, cost_model(bench_json)), max(1, round(1 / share))
 
 
 def simulate(jobs: list[Job], slots: int, barrier: bool) -> Schedule:
