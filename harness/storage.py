@@ -71,11 +71,17 @@ class Storage:
             raise LtbenchError(f"--storage {text!r} cannot be opened ({str(e).splitlines()[0]}); {URI_HINT}") from None
         if isinstance(filesystem, pafs.LocalFileSystem):
             return cls.open(Path(path))
-        root = path.strip("/")
-        if not root:
+        if not path.strip("/"):
             raise LtbenchError(f"--storage {text!r} names no bucket; {URI_HINT}")
-        scratch = scratch_root() / hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cls(text, filesystem, root, scratch)
+        return cls.remote(text, filesystem, path)
+
+    @classmethod
+    def remote(cls, uri: str, filesystem: Any, path: str) -> Storage:
+        """A store at `path` ("bucket/prefix") of a pyarrow `filesystem` that `uri` names, with this node's
+        scratch dir for it. `open` makes one from the URI alone; a program (or a test) may pass a filesystem
+        made with options no URI carries, such as anonymous credentials, to use in its own process."""
+        scratch = scratch_root() / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        return cls(uri, filesystem, path.strip("/"), scratch)
 
     @property
     def is_local(self) -> bool:
@@ -152,7 +158,8 @@ class Storage:
 
 def _impatient(fs: Any) -> Any:
     """The same store with short timeouts and one retry, for the pre-flight probe: an endpoint that accepts
-    connections but never answers held the default S3 client for about 100 s before it gave up. Trials keep
+    connections but never answers held the default S3 client for about 100 s before it gave up, and an
+    endpoint that refuses connections held the GCS client's retries for about 20 s. Trials keep
     the filesystem's own timeouts, which must allow a slow upload of a large checkpoint."""
     from datetime import timedelta
 
@@ -166,7 +173,8 @@ def _impatient(fs: Any) -> Any:
         )
     if isinstance(fs, pafs.GcsFileSystem):
         options = fs.__reduce__()[1][0]
-        return pafs.GcsFileSystem(**{**options, "retry_time_limit": timedelta(seconds=2 * PROBE_TIMEOUT_S)})
+        # bounds its retries only: one request to a silent endpoint still waits for the client's own timeout
+        return pafs.GcsFileSystem(**{**options, "retry_time_limit": timedelta(seconds=PROBE_TIMEOUT_S)})
     return fs
 
 

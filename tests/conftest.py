@@ -10,7 +10,7 @@ import yaml
 
 from harness.storage import SCRATCH_ENV
 from tests.fakes import write_fashion_mnist
-from tests.s3_server import CREDENTIALS, S3Server, s3_server
+from tests.store_servers import CREDENTIALS, GcsServer, S3Server, gcs_server, s3_server
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -52,12 +52,33 @@ def tiny_suite(tmp_path: Path, fake_fashion_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's own node-local scratch dir for trials of remote stores (not the machine's default)."""
+    path = tmp_path_factory.mktemp("scratch")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SCRATCH_ENV, str(path))
+        yield path
+
+
+@pytest.fixture(scope="session")
+def s3(scratch: Path) -> Iterator[S3Server]:
     """One S3-compatible server (moto) for every S3 test of the session, with dummy AWS_* credentials in the
-    environment (so `ltbench` processes the tests start inherit them) and a scratch dir of the session's own."""
+    environment (so `ltbench` processes the tests start inherit them)."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
-        patch.setenv(SCRATCH_ENV, str(tmp_path_factory.mktemp("scratch")))
         with s3_server() as server:
             yield server
+
+
+@pytest.fixture(scope="session")
+def gcs(scratch: Path) -> Iterator[GcsServer]:
+    """One Google Cloud Storage emulator for every GCS test of the session."""
+    with gcs_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["s3", "gcs"])
+def store(request: pytest.FixtureRequest) -> S3Server | GcsServer:
+    """Each object store ltbench is tested on: S3 (moto) and Google Cloud Storage (an emulator)."""
+    return request.getfixturevalue(request.param)

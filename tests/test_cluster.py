@@ -37,7 +37,7 @@ from harness.suite import build_suite
 from harness.tracking import ARTIFACTS_FOLDER, Tracker, default_tracking_uri
 from tests.conftest import write_tiny_suite
 from tests.fakes import write_fashion_mnist
-from tests.s3_server import S3Server
+from tests.store_servers import S3Server
 from tests.test_sweeps import runs_by_key, start, wait_for
 
 pytestmark = pytest.mark.integration

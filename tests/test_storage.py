@@ -1,6 +1,7 @@
-"""Trial storage on a local directory and on a real S3 API (moto's server on 127.0.0.1, see tests/s3_server.py):
-round trips, a trial that resumes from the store's checkpoint on another node, bad stores refused before
-anything is written, and a decoupled suite through Ray Tune and MLflow whose every file lives in the bucket."""
+"""Trial storage on a local directory and on real object-store APIs (S3 and Google Cloud Storage servers on
+127.0.0.1, see tests/store_servers.py): round trips, a trial that resumes from the store's checkpoint on
+another node, bad stores refused before anything is written. (A decoupled suite through Ray Tune and MLflow
+whose every file lives in an S3 bucket: tests/test_cluster.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from harness.storage import SCRATCH_ENV, Storage
 from harness.suite import build_suite
 from harness.training.trainer import run_trial
 from tests.conftest import write_tiny_suite
-from tests.s3_server import S3Server
+from tests.store_servers import GcsServer, S3Server
 from tests.test_cli import run_fails
 
 
@@ -34,7 +35,7 @@ def crash_after(epoch: int):
     return report
 
 
-def round_trip(storage: Storage) -> None:
+def round_trip(storage: Storage, reopen: bool = True) -> None:
     """What every store does alike: write in local_dir, push, then read back from the store."""
     files = storage.trial("trial-a")
     files.local_dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +47,8 @@ def round_trip(storage: Storage) -> None:
     assert files.read_bytes("blob.bin") == bytes(range(256)) * 100
     assert files.pull("result.json", "nothing.json") == ["result.json"]
     assert storage.keys_with("result.json") == {"trial-a"} and storage.keys_with("blob.bin") == {"trial-a"}
-    assert Storage.open(storage.uri).uri == storage.uri  # it travels to Ray workers as a string
+    if reopen:
+        assert Storage.open(storage.uri).uri == storage.uri  # it travels to Ray workers as a string
 
 
 def test_a_local_store_is_the_trials_directory_itself(tmp_path: Path) -> None:
@@ -68,14 +70,25 @@ def test_an_s3_store_round_trips_through_a_scratch_dir(s3: S3Server, tmp_path: P
     assert s3.keys("round-trip") == ["trial-a/blob.bin", "trial-a/result.json"]  # the probe left nothing
 
 
-def test_pull_takes_the_store_as_the_truth(s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    written = Storage.open(s3.uri("pull")).trial("t")
+def test_a_gcs_store_round_trips_through_a_scratch_dir(gcs: GcsServer) -> None:
+    storage = gcs.storage("round-trip")
+    assert not storage.is_local and storage.location == "gs://ltbench/round-trip"
+    assert Path(os.environ[SCRATCH_ENV]) in storage.trial("k").local_dir.parents
+    storage.check()
+    round_trip(storage, reopen=False)  # its anonymous credentials travel in no URI
+    assert gcs.keys("round-trip") == ["trial-a/blob.bin", "trial-a/result.json"]
+
+
+def test_pull_takes_the_store_as_the_truth(
+    store: S3Server | GcsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = store.storage("pull").trial("t")
     written.local_dir.mkdir(parents=True)
     (written.local_dir / "checkpoint.pt").write_bytes(b"epoch 2")
     written.push("checkpoint.pt")
 
     monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "other-node"))
-    files = Storage.open(s3.uri("pull")).trial("t")
+    files = store.storage("pull").trial("t")
     assert files.local_dir != written.local_dir
     files.local_dir.mkdir(parents=True)
     (files.local_dir / "checkpoint.pt").write_bytes(b"epoch 1, stale")
@@ -94,7 +107,7 @@ def test_pull_takes_the_store_as_the_truth(s3: S3Server, tmp_path: Path, monkeyp
 
 
 def test_a_trial_resumes_on_another_node_from_the_stores_checkpoint(
-    s3: S3Server, tmp_path: Path, fake_fashion_root: Path, monkeypatch: pytest.MonkeyPatch
+    store: S3Server | GcsServer, tmp_path: Path, fake_fashion_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     suite = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, seeds=[0], recipe={"base": "quick", "epochs": 3})
     cfg = build_suite(str(suite)).trials[0]
@@ -102,13 +115,13 @@ def test_a_trial_resumes_on_another_node_from_the_stores_checkpoint(
 
     def on_node(node: str, report=None) -> dict:
         monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / node))  # nodes share no path, only the store
-        return run_trial(cfg, Storage.open(s3.uri("resume")), report=report, node=node)
+        return run_trial(cfg, store.storage("resume"), report=report, node=node)
 
     with pytest.raises(Crash):
         on_node("node-b", crash_after(1))
     with pytest.raises(Crash):
         on_node("node-a", crash_after(2))
-    assert s3.keys("resume") == [f"{cfg.key}/checkpoint.pt"]  # the checkpoint only: result.json comes last
+    assert store.keys("resume") == [f"{cfg.key}/checkpoint.pt"]  # the checkpoint only: result.json comes last
     # node-b's scratch still holds its own epoch-1 checkpoint; the store's epoch 2 wins
     resumed = on_node("node-b")
 
@@ -120,8 +133,8 @@ def test_a_trial_resumes_on_another_node_from_the_stores_checkpoint(
     assert straight["attempts"] == [{"node": "", "start_epoch": 0}]
     assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
     names = ["analysis.npz", "checkpoint.pt", "manifest.json", "result.json"]
-    assert s3.keys("resume") == [f"{cfg.key}/{n}" for n in names]
-    assert Storage.open(s3.uri("resume")).trial(cfg.key).read_json("result.json")["attempts"] == resumed["attempts"]
+    assert store.keys("resume") == [f"{cfg.key}/{n}" for n in names]
+    assert store.storage("resume").trial(cfg.key).read_json("result.json")["attempts"] == resumed["attempts"]
 
 
 def test_bad_stores_are_refused_before_anything_is_written(
@@ -160,7 +173,7 @@ def test_an_endpoint_that_never_answers_fails_the_probe_in_seconds(monkeypatch: 
 
 def free_port_of(s3: S3Server) -> int:
     """A port nothing listens on (not the S3 server's)."""
-    from tests.s3_server import free_port
+    from tests.store_servers import free_port
 
     port = free_port()
     assert port != s3.port
