@@ -36,9 +36,10 @@ REFERENCE_GPU = "NVIDIA H100"  # the GPU the throughputs below describe
 # Training images per second of ONE trial of each model on the reference GPU (bf16 autocast, channels_last,
 # the suite's batch size), at the packing its suite uses. ResNet-32 is measured (docs/benchmarks.md): real
 # `run_trial` epochs of the cifar-lt recipe on full-size CIFAR-10-LT r=100 files (12,306 images) on an H100
-# took 1.50 s alone (8,200 images/s) and 1.85 s each with four trials sharing the GPU (6,650 images/s per
-# trial, 26,600 together), the cifar-lt suite's packing; the figure below is that packed one. The 224x224
-# models are not measured yet: assumptions, arithmetic-bound at 4.1 G / 4.3 G multiply-adds per image.
+# took 1.51 s alone (8,180 images/s) and 1.82-1.94 s each with four trials sharing the GPU (6,650 images/s
+# per trial, the median; 26,400 together), the cifar-lt suite's packing; the figure below is that packed one.
+# The 224x224 models are not measured yet: assumptions, arithmetic-bound at 4.1 G / 4.3 G multiply-adds per
+# image.
 # `ltbench bench --device cuda` figures in results/bench.json replace these (see `measured_images_per_s`).
 TRAIN_IMAGES_PER_S: dict[str, float] = {
     "resnet32": 6_650.0,

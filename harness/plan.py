@@ -58,7 +58,7 @@ class Plan:
     finished, while other backbones still train)."""
 
     end_to_end: list[TrialConfig] = field(default_factory=list)  # shared backbones included
-    decoupled: list[TrialConfig] = field(default_factory=list)  # decoupled trials, each after its backbone
+    decoupled: list[TrialConfig] = field(default_factory=list)  # each starts after its backbone
     users: dict[str, list[TrialConfig]] = field(default_factory=dict)  # backbone key -> decoupled trials
     backbones: dict[str, TrialConfig] = field(default_factory=dict)
 

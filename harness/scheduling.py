@@ -560,11 +560,11 @@ def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, storage: Sto
     before the driver's callback hears of it); a trial whose run is still open is KILLED, and resumes into
     that run on a rerun."""
     ended = {o.key for o in report.outcomes}
-    for cfg in trials:
-        if cfg.key in ended:
-            continue
-        files = storage.trial(cfg.key)
-        if files.exists(RESULT_FILE):
+    unsettled = [cfg for cfg in trials if cfg.key not in ended]
+    stored = storage.keys_with(RESULT_FILE) if unsettled else set()  # one listing, not a request per trial
+    for cfg in unsettled:
+        if cfg.key in stored:
+            files = storage.trial(cfg.key)
             tracker.guard(lambda c=cfg, f=files: tracker.finish(tracker.open_run(c), f))
             report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
             continue

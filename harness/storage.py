@@ -157,7 +157,7 @@ class Storage:
 
 
 def _impatient(fs: Any) -> Any:
-    """The same store with short timeouts and one retry, for the pre-flight probe: an endpoint that accepts
+    """The same store with short timeouts and few retries, for the pre-flight probe: an endpoint that accepts
     connections but never answers held the default S3 client for about 100 s before it gave up, and an
     endpoint that refuses connections held the GCS client's retries for about 20 s. Trials keep
     the filesystem's own timeouts, which must allow a slow upload of a large checkpoint."""

@@ -54,7 +54,8 @@ class TrialQueue:
         self.running: set[str] = set()
         self.finished: set[str] = set()
         self.failed: dict[str, str] = {}
-        self.first_phase_open = {k for k in self.jobs if self.jobs[k].after is None}  # barrier mode only
+        # barrier mode: the end-to-end jobs and backbones that have not ended yet hold every decoupled job
+        self.barrier_holds = {k for k in self.jobs if self.jobs[k].after is None}
 
     def _chain(self, key: str) -> float:
         """The job's cost plus the longest chain of jobs waiting for it."""
@@ -62,7 +63,7 @@ class TrialQueue:
 
     def _releasable(self, key: str) -> bool:
         job = self.jobs[key]
-        if self.barrier and job.after is not None and self.first_phase_open:
+        if self.barrier and job.after is not None and self.barrier_holds:
             return False
         before = self.waits_for.get(key)
         return before is None or before in self.finished
@@ -111,7 +112,6 @@ class TrialQueue:
                 why = BACKBONE_FAILED.format(label=job.label or key, reason=reason)
                 self.unstarted.discard(dependent)
                 self.failed[dependent] = why
-                self.first_phase_open.discard(dependent)
                 orphans.append((dependent, why))
         return orphans
 
@@ -120,7 +120,7 @@ class TrialQueue:
             raise KeyError(f"{key} is not a job of this queue")
         self.running.discard(key)
         self.unstarted.discard(key)
-        self.first_phase_open.discard(key)
+        self.barrier_holds.discard(key)
 
 
 def plan_jobs(trials: list[TrialConfig], cost: Callable[[TrialConfig], float]) -> list[Job]:
