@@ -1,6 +1,4 @@
-"""ltbench's engine: data, models, training, metrics, scheduling, tracking, reports and the CLI.
-
-Data flows one way: CLI -> suite -> trials -> trainer -> tracking -> reports.
-"""
+"""ltbench's engine. Data flows one way: CLI -> suite -> plan -> execution -> trainer -> records -> reports
+(docs/architecture.md is the map of its folders)."""
 
 __version__ = "0.1.0"

@@ -15,16 +15,16 @@ point) imports only from here; the modules behind these names may move without b
 - `LtbenchError`: raise it for bad input; the CLI prints its one-line message.
 """
 
+from harness.core.errors import LtbenchError
 from harness.data.samplers import Sampler, register_sampler
-from harness.errors import LtbenchError
-from harness.losses import (
+from harness.plugins.losses import (
     effective_number_weights,
     focal_terms,
     log_prior,
     logit_adjusted_loss,
     per_class_weighted_mean,
 )
-from harness.plugin import Method, MethodContext, NoParams, StageTwoResult, param, register_method
+from harness.plugins.method import Method, MethodContext, NoParams, StageTwoResult, param, register_method
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Built-in methods, one file each. Importing this package registers them (see `harness.plugin`)."""
+"""Built-in methods, one file each. Importing this package registers them (see `harness.plugins.loading`)."""
 
 from methods import (  # noqa: F401  (registration)
     balanced_softmax,

@@ -1,4 +1,4 @@
-"""Measure what the cost model (`harness/costs.py`) assumes: real `run_trial` runs of the cifar-lt suite on a
+"""Measure what the cost model (`harness/execution/costs.py`) assumes: real `run_trial` runs of the cifar-lt suite on a
 GPU, alone and packed several to a GPU. Not a test (pytest does not collect it); run it on a GPU machine:
 
     LTDATA=/tmp/ltdata python -m tests.calibrate_trial_costs
@@ -26,7 +26,7 @@ STAGE_TWO = ("la-posthoc", "crt", "tau-norm", "lws", "ncm", "lort")
 
 
 def _trial(dataset: str, ratio: int, method: str, seed: int, epochs: int, precision: str):
-    from harness.suite import build_suite
+    from harness.experiment.suite import build_suite
 
     sets = [
         f"recipe.epochs={epochs}",
@@ -45,13 +45,13 @@ def run_one(args: list[str]) -> None:
     """In a child process: one trial, then its timing as a JSON line."""
     import torch
 
-    from harness.storage import Storage
-    from harness.training.trainer import run_trial
+    from harness.records.storage import Storage
+    from tests.trial_runs import train
 
     dataset, ratio, method, seed, epochs, precision = args
     cfg = _trial(dataset, int(ratio), method, int(seed), int(epochs), precision)
     started = time.perf_counter()
-    result = run_trial(cfg, Storage.open(TRIALS))
+    result = train(cfg, Storage.open(TRIALS))
     row = {
         "method": method,
         "dataset": dataset,

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.storage import SCRATCH_ENV
+from harness.records.storage import SCRATCH_ENV
 from tests.fakes import write_fashion_mnist
 from tests.store_servers import CREDENTIALS, GcsServer, S3Server, gcs_server, s3_server
 
 
 @pytest.fixture(autouse=True, scope="session")
 def method_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """`ltbench methods` caches its listing (harness.method_catalogue); tests keep theirs out of the home."""
+    """`ltbench methods` caches its listing (harness.plugins.catalogue); tests keep theirs out of the home."""
     path = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LTBENCH_CACHE", str(path))

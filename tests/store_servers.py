@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from harness.storage import Storage
+from harness.records.storage import Storage
 
 # Dummy credentials (moto accepts any) and no instance-metadata lookup, which would cost seconds per client.
 CREDENTIALS = {

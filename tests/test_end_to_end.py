@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.suite import build_suite
-from harness.tracking import TRIAL_KEY_TAG, Tracker, default_tracking_uri
+from harness.experiment.suite import build_suite
+from harness.records.tracker import TRIAL_KEY_TAG, Tracker
+from harness.records.tracking_uri import default_tracking_uri
 from tests.conftest import write_tiny_suite
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out

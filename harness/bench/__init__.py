@@ -2,7 +2,7 @@
 
 Sections (targets in brackets):
   (a) pipeline      device-resident batches vs a per-sample torchvision DataLoader pipeline  [>= 5x]
-  (b) trainer       `train_one_epoch` vs a bare hand-written PyTorch loop                   [>= 0.95x]
+  (b) trainer       `train_epoch` vs a bare hand-written PyTorch loop                   [>= 0.95x]
       bf16          bare loop in bf16 autocast vs fp32, where bf16 is usable                 [>= 1.5x]
   (c) stage sharing backbone epochs retraining per method / with shared backbones            [>= 1.9x]
   (d) flops         achieved training FLOP/s vs a large dense matmul on this machine          [reported]
@@ -26,8 +26,8 @@ import torch
 from harness.bench import cases as bench_cases
 from harness.bench import makespan, pipeline, sharing, training
 from harness.bench.common import Section, machine_info
-from harness.errors import LtbenchError
-from harness.provenance import resolve_device
+from harness.core.errors import LtbenchError
+from harness.records.provenance import resolve_device
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ SIZES: dict[str, Sizes] = {
 }
 SECTION_TITLES = {
     "pipeline": "(a) data pipeline: device-resident vs torchvision per-sample",
-    "trainer": "(b) trainer: train_one_epoch vs bare PyTorch loop",
+    "trainer": "(b) trainer: train_epoch vs bare PyTorch loop",
     "bf16": "(b) bf16 vs fp32: bare loop",
     "flops": "(d) achieved training FLOP/s vs dense matmul FLOP/s",
 }

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from harness.provenance import device_name
+from harness.records.provenance import device_name
 
 
 @dataclass

@@ -2,17 +2,17 @@
 
 The `cifar-lt` plan (end-to-end trials, shared backbones, decoupled trials) runs on a simulated cluster of
 G GPUs, each holding `packing` trials at once (the suite asks 0.25 GPU per trial: 4). Trial durations are
-the cost model's (`harness.costs`, seconds on the reference GPU; a packed trial is assumed to run at its
+the cost model's (`harness.execution.costs`, seconds on the reference GPU; a packed trial is assumed to run at its
 unpacked speed, which is why small models are packed). Three figures per cluster size, in hours:
   barrier      no decoupled trial starts before every end-to-end trial and backbone has ended (before);
   no barrier   each decoupled trial starts once its own backbone has finished, critical path first (now);
   lower bound  max(the longest chain of work, total trial-seconds / slots): no schedule does better.
 
-Two ways to get them, driving the very same `TrialQueue` (`harness.trial_queue`):
+Two ways to get them, driving the very same `TrialQueue` (`harness.execution.trial_queue`):
   `simulate`  an exact discrete-event simulation: instant, used by the tests and `ltbench bench`;
-  `ray_run`   a real Ray Tune run through `harness.scheduling.run_queue` (the Searcher and Tuner that
+  `ray_run`   a real Ray Tune run through `harness.execution.tune_driver.run_queue` (the Searcher and Tuner that
               `ltbench run` uses) on fake GPUs declared to Ray, each trial sleeping its duration times
-              `time_scale` (`harness.simulated_trial`); its makespan against the simulation's at the same
+              `time_scale` (`harness.bench.simulated_trial`); its makespan against the simulation's at the same
               scale is Ray's scheduling overhead.
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench.common import Figure, Section
-from harness.costs import cost_model
-from harness.trial_queue import Job, TrialQueue, plan_jobs
+from harness.execution.costs import cost_model
+from harness.execution.trial_queue import Job, TrialQueue, plan_jobs
 
 SUITE = "cifar-lt"
 GPU_COUNTS = (8, 64)
@@ -49,13 +49,13 @@ class Schedule:
 
 def suite_jobs(suite: str = SUITE, bench_json: Path | None = None) -> tuple[list[Job], int]:
     """The suite's plan as jobs with cost-model durations, and its trials per GPU (1 / the GPU share)."""
-    from harness.plan import make_plan
-    from harness.suite import build_suite
+    from harness.experiment.plan import make_plan
+    from harness.experiment.suite import build_suite
 
     trials = build_suite(suite).trials
     plan = make_plan(trials)
     share = float(trials[0].resources.get("gpu", 1) or 1)
-    return plan_jobs(plan.trials, cost_model(bench_json)), max(1, round(1 / share))
+    return plan_jobs(plan.trials, cost_model(bench_json), plan.backbone_of), max(1, round(1 / share))
 
 
 def simulate(jobs: list[Job], slots: int, barrier: bool) -> Schedule:
@@ -71,7 +71,7 @@ def simulate(jobs: list[Job], slots: int, barrier: bool) -> Schedule:
             return schedule
         now, key = heapq.heappop(running)
         schedule.ended[key] = now
-        queue.finish(key)
+        queue.mark_finished(key)
 
 
 def lower_bound(jobs: list[Job], slots: int) -> float:
@@ -91,8 +91,9 @@ def ray_run(
     import ray
     from ray.tune import Callback
 
-    from harness.scheduling import LOOPBACK, _loopback_only, run_queue
-    from harness.simulated_trial import simulated_resources, sleep_trial
+    from harness.bench.simulated_trial import simulated_resources, sleep_trial
+    from harness.execution.ray_cluster import LOOPBACK, _loopback_only
+    from harness.execution.tune_driver import run_queue
 
     queue = TrialQueue(jobs, barrier=barrier)
     configs = {
@@ -104,10 +105,10 @@ def ray_run(
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             key, result = trial.config["key"], trial.last_result
             schedule.started[key], schedule.ended[key] = result["began"], result["ended"]
-            queue.finish(key)
+            queue.mark_finished(key)
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            queue.fail(trial.config["key"], "simulated trial failed")
+            queue.mark_failed(trial.config["key"], "simulated trial failed")
 
     _loopback_only(True)
     ray.init(
@@ -232,6 +233,6 @@ def measure(
                 )
             )
     section.notes["cost model"] = (
-        "trial durations are harness.costs estimates on the reference GPU at the suite's packing"
+        "trial durations are harness.execution.costs estimates on the reference GPU at the suite's packing"
     )
     return section

@@ -20,7 +20,7 @@ from harness.bench.common import Figure, compare
 from harness.data.base import ArraySplit
 from harness.data.pipeline import TensorBatches
 from harness.data.samplers import make_sampler
-from harness.training.trainer import epoch_generator
+from harness.training.loop import epoch_generator
 
 TARGET = 5.0
 

@@ -1,7 +1,7 @@
 """(c) Stage sharing: backbone epochs a suite trains with shared stage-1 backbones against retraining one
 backbone per decoupled method.
 
-The epoch counts come from `harness.plan.epoch_budget`, which owns the execution plan; this section only
+The epoch counts come from `harness.experiment.plan.epoch_budget`, which owns the execution plan; this section only
 reports them. Without that module the section says so instead of inventing a figure.
 """
 
@@ -22,7 +22,7 @@ def _budget(epoch_budget: Any, suite: str) -> Any:
     """Call `epoch_budget` with what it takes: a suite's trials (a parameter named `trials`) or its name."""
     params = list(inspect.signature(epoch_budget).parameters)
     if params and params[0] == "trials":
-        from harness.suite import build_suite
+        from harness.experiment.suite import build_suite
 
         return epoch_budget(build_suite(suite).trials)
     return epoch_budget(suite)
@@ -31,18 +31,18 @@ def _budget(epoch_budget: Any, suite: str) -> Any:
 def measure(suites: tuple[str, ...] = SUITES) -> Section:
     section = Section("stage_sharing", TITLE)
     try:
-        plan = importlib.import_module("harness.plan")
+        plan = importlib.import_module("harness.experiment.plan")
     except ModuleNotFoundError as e:
-        present = e.name != "harness.plan"
+        present = e.name != "harness.experiment.plan"
         section.status = (
-            f"unavailable: harness.plan failed to import ({e})"
+            f"unavailable: harness.experiment.plan failed to import ({e})"
             if present
-            else ("unavailable: harness.plan not present")
+            else ("unavailable: harness.experiment.plan not present")
         )
         return section
     epoch_budget = getattr(plan, "epoch_budget", None)
     if epoch_budget is None:
-        section.status = "unavailable: harness.plan has no epoch_budget"
+        section.status = "unavailable: harness.experiment.plan has no epoch_budget"
         return section
     for suite in suites:
         budget = _budget(epoch_budget, suite)

@@ -1,6 +1,6 @@
 """(b) trainer overhead, bf16 against fp32, and (d) achieved FLOP/s against this machine's matmul FLOP/s.
 
-(b) times `train_one_epoch` (sampler, batch pipeline, method loss, LR schedule, optimiser) with the case's
+(b) times `train_epoch` (sampler, batch pipeline, method loss, LR schedule, optimiser) with the case's
 real model, batch size, precision and layout, against a bare hand-written loop over the same device-resident
 uint8 tensor: `randperm`, index, the same crop/flip kernel with offsets drawn on the device, normalise,
 forward, cross-entropy, backward, SGD step, and nothing else. Both start from the same initial weights, so
@@ -29,10 +29,11 @@ from harness.bench.common import Figure, compare
 from harness.data.pipeline import Normaliser, TensorBatches, apply_crop_flip
 from harness.data.samplers import make_sampler
 from harness.models import build_model
-from harness.plugin import Method, MethodContext, build_method
+from harness.plugins.loading import build_method
+from harness.plugins.method import Method, MethodContext
+from harness.training.loop import Learner, epoch_generator, train_epoch
 from harness.training.optim import make_optimizer, make_scheduler
 from harness.training.precision import Precision, cuda_bf16_supported, memory_format, resolve_precision
-from harness.training.trainer import epoch_generator, train_one_epoch
 
 TRAINER_TARGET = 0.95
 BF16_TARGET = 1.5
@@ -60,19 +61,20 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
 def harness_loop(
     model: torch.nn.Module, method: Method, batches: TensorBatches, case: BenchCase, precision: Precision
 ) -> Callable[[], int]:
-    """One epoch of ltbench's `train_one_epoch` per call, as `run_trial` drives it; returns images."""
+    """One epoch of ltbench's `train_epoch` per call, as `run_trial` drives it; returns images."""
     recipe = case.recipe
     labels = batches.labels.cpu().numpy()
     sampler = make_sampler("instance", labels, case.data.num_classes, recipe.batch_size)
     optimizer = make_optimizer(model.parameters(), recipe)
     scheduler = make_scheduler(optimizer, recipe, math.ceil(len(labels) / recipe.batch_size))
+    learner = Learner(model, method.loss, optimizer, scheduler, precision)
     epochs = itertools.count(1)
 
     def epoch() -> int:
         e = next(epochs)
         generator = epoch_generator(0, e)
         indices = sampler.epoch_indices(e, recipe.epochs, generator)
-        train_one_epoch(model, method, batches, indices, recipe.batch_size, optimizer, scheduler, generator, precision)
+        train_epoch(learner, batches, indices, recipe.batch_size, generator)
         return len(indices)
 
     return epoch
@@ -195,7 +197,7 @@ def measure(
                 f"bare {precision.name}",
                 case=f"{case.name}, {case.model}, {precision.name}",
                 unit="images/s",
-                value_name="ltbench train_one_epoch",
+                value_name="ltbench train_epoch",
                 baseline_name=f"bare PyTorch loop, {precision.name}",
                 target=TRAINER_TARGET,
                 detail=setting,

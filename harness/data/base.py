@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.errors import LtbenchError
+from harness.core.registry import Registry
 from harness.data.profile import (
     bucket_sizes,
     draw_validation,
@@ -20,8 +22,6 @@ from harness.data.profile import (
     select_indices,
     taken_from_lt,
 )
-from harness.errors import LtbenchError
-from harness.registry import Registry
 
 DATA_ENV = "LTBENCH_DATA"
 SEED_FROM_TRIAL = "seed"  # data.data_seed value meaning "the trial's own seed"

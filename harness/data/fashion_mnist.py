@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.core.errors import LtbenchError
 from harness.data.base import DATASETS, ArraySplit, DataOptions, DatasetSpec
 from harness.data.formats import find_idx_file, read_idx
-from harness.errors import LtbenchError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {

@@ -12,8 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from harness.core.errors import LtbenchError
 from harness.data.base import DATASETS, DataOptions
-from harness.errors import LtbenchError
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 

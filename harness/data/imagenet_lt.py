@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.core.errors import LtbenchError
 from harness.data.base import DATASETS, DataOptions, DatasetSpec, Description, FileSplit, LTData
 from harness.data.formats import read_split_file
-from harness.errors import LtbenchError
 
 NATIVE_RATIO = 256.0  # 1280 / 5
 SPLITS = ("train", "val", "test")

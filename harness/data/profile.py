@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.errors import LtbenchError, unknown_choice
+from harness.core.errors import LtbenchError, unknown_choice
 
 SELECTIONS = ("first", "random")
 MANY_ABOVE = 100  # a class with more than 100 training images is "many-shot"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 
 class Sampler:
@@ -145,9 +145,5 @@ def register_sampler(name: str) -> Callable[[SamplerFactory], SamplerFactory]:
 
 
 def make_sampler(name: str, labels: np.ndarray, num_classes: int, batch_size: int, **options: object) -> Sampler:
-    """Build the sampler `name`; method plugins are loaded first, so the samplers they register are known."""
-    if name not in SAMPLERS:
-        from harness.plugin import load_methods
-
-        load_methods()
+    """Build the sampler `name` (a method plugin's own sampler is registered when its plugin is loaded)."""
     return SAMPLERS.get(name)(labels, num_classes, batch_size, **options)

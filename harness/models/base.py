@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from harness.registry import Registry
+from harness.core.registry import Registry
 
 
 class LTModel(nn.Module):

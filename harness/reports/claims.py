@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from harness.core.trial import ratio_label
 from harness.reports.formatting import markdown_table, mean_std
 from harness.reports.runs import finished, pick_config, runs_of
 
@@ -119,7 +120,7 @@ def _stats(values: pd.Series) -> tuple[float, float, int]:
 
 def _context_label(rows: pd.DataFrame, ambiguous: bool) -> str:
     first = rows.iloc[0]
-    ratio = "native" if pd.isna(first.imbalance_ratio) else f"r={first.imbalance_ratio:g}"
+    ratio = ratio_label(first.imbalance_ratio)
     label = f"{first.dataset} {ratio} {first.model}"
     return f"{label} [{first.context_key}]" if ambiguous else label
 

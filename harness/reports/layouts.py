@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.core.trial import ratio_label
 from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
-from harness.reports.tables import METRIC_NAMES, Column, Row, TableSpec, ratio_label
+from harness.reports.table_spec import METRIC_NAMES, Column, Row, TableSpec, column_label
 
 VALIDATION_ONLY = (
     "Every choice ltbench makes (a stage-two epoch, τ*, a post-hoc τ) is made on its validation split and "
@@ -95,7 +96,7 @@ ALSHAMMARI = TableSpec(
     title="Alshammari et al. 2022 (Weight Balancing), CIFAR-100-LT top-1 accuracy (%)",
     suite="paper-alshammari2022",
     rows=(Row("CE", "ce"), Row("LogitAdjust", "la"), Row("τ-norm", "tau-norm"), Row("WB (WD & Max)", "wb")),
-    columns=tuple(Column(f"r={r:g}", "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+    columns=tuple(Column(ratio_label(r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
     paper="alshammari2022",
     departures=(
         VALIDATION_ONLY + " The Weight Balancing demos keep the stage-two epoch with the best test accuracy.",
@@ -107,7 +108,7 @@ LORT = TableSpec(
     title="LORT (logits retargeting): classifier re-training on one stage-1 backbone, CIFAR-100-LT",
     suite="paper-lort",
     rows=(Row("Stage 1 (CE)", "ce"), *RETRAINING_ROWS, Row("LORT", "lort")),
-    columns=tuple(Column(f"r={r:g}", "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+    columns=tuple(Column(ratio_label(r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
     published="unavailable",
     notes=(
         "LORT's result tables could not be retrieved: this layout is ltbench's reconstruction (re-training "
@@ -133,8 +134,8 @@ ZHANG = TableSpec(
         Row("CW + B3RS + BET", "cw-b3rs-bet"),
     ),
     columns=(
-        *(Column(f"CIFAR-10-LT r={r:g}", "cifar10-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
-        *(Column(f"CIFAR-100-LT r={r:g}", "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+        *(Column(column_label("cifar10-lt", r), "cifar10-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+        *(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
         Column("ImageNet-LT", "imagenet-lt", None, "top1"),
     ),
     published="unavailable",
@@ -197,7 +198,7 @@ def cifar_grid(methods: list[str], runs: pd.DataFrame, published: pd.DataFrame) 
         name="cifar_lt_grid",
         title="CIFAR-LT grid: top-1 accuracy (%), every method x CIFAR-10/100-LT x r = 10/50/100/200",
         rows=tuple(method_rows(methods, runs, published, datasets)),
-        columns=tuple(Column(ratio_label(d, r), d, r, "top1") for d in datasets for r in (10.0, 50.0, 100.0, 200.0)),
+        columns=tuple(Column(column_label(d, r), d, r, "top1") for d in datasets for r in (10.0, 50.0, 100.0, 200.0)),
         published="any",
         notes=(
             "Runs of every suite are read. Published: any paper in results/published/ with a top-1 number for the "
@@ -216,7 +217,7 @@ def fashion_grid(methods: list[str], runs: pd.DataFrame) -> TableSpec:
         name="fashion_mnist_lt_grid",
         title="Fashion-MNIST-LT grid: test accuracy (%), every method x the ratios run",
         rows=tuple(method_rows(methods, runs, None, [dataset])),
-        columns=tuple(Column(f"r={r:g} {METRIC_NAMES[m]}", dataset, r, m) for r in ratios for m in metrics),
+        columns=tuple(Column(f"{ratio_label(r)} {METRIC_NAMES[m]}", dataset, r, m) for r in ratios for m in metrics),
         published="none",
         unit="test accuracy (%); MeanClass = mean per-class accuracy",
         notes=(

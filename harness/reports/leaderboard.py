@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.config import TrialConfig
+from harness.core.trial import TrialConfig, ratio_label
 from harness.reports.formatting import MISSING, Best, latex_table, markdown_table, mean_std
 from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
@@ -121,7 +121,7 @@ def variant_leaderboard(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.Dat
 
 
 def _ratio_text(ratio: float) -> str:
-    return "native" if pd.isna(ratio) else f"{ratio:g}"
+    return ratio_label(ratio, "value")
 
 
 def _best(board: pd.DataFrame) -> pd.DataFrame:

@@ -20,9 +20,7 @@ Plots (files under <out>/<name>.png|.pdf):
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +29,24 @@ import numpy as np
 import pandas as pd
 
 from harness.reports.naming import ordered_methods
+from harness.reports.plot_style import (
+    DPI,
+    context_label,
+    context_panels,
+    figure,
+    in_context,
+    line_kwargs,
+    method_colors,
+    panel_contexts,
+    percent,
+    shared_legend,
+    style,
+)
 from harness.reports.runs import RunArtifacts, fetch_artifacts, finished
 
 NORM_METHODS = ("ce", "tau-norm", "crt", "lws")
 CORR_METHODS = ("ce", "cw")
 BUCKETS = (("test_many_acc", "Many"), ("test_medium_acc", "Medium"), ("test_few_acc", "Few"))
-DPI = 150
-LEGEND_COLUMN_INCHES = 1.2  # room one legend entry takes across
-LINESTYLES = ("", (4, 1.5), (1, 1.2), (5, 1.5, 1, 1.5))  # seaborn dashes: solid, dashed, dotted, dash-dot
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 PLOT_NAMES = ("accuracy_vs_ratio", "shot_accuracy", "per_class_accuracy", "weight_norm", "feature_correlation",
               "training_curves")  # fmt: skip
 SAME_METRIC_TOLERANCE = 1e-9  # All and mean per-class accuracy count as one metric within this
@@ -49,129 +56,6 @@ SAME_METRIC_TOLERANCE = 1e-9  # All and mean per-class accuracy count as one met
 class PlotOutcome:
     paths: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-# -- style ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def style() -> Iterator[None]:
-    """The one plot style: seaborn whitegrid, paper context."""
-    import seaborn as sns
-
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1):
-        yield
-
-
-def distinct_colors(n: int) -> list[tuple[float, float, float]]:
-    """n colours, all different: the colour-blind palette for up to 10, its dark companion for up to 20
-    (the two never share a colour), evenly spaced HUSL hues beyond."""
-    import seaborn as sns
-
-    if n <= 10:
-        return list(sns.color_palette("colorblind", 10))[: max(n, 0)]
-    if n <= 20:
-        return (list(sns.color_palette("colorblind", 10)) + list(sns.color_palette("dark", 10)))[:n]
-    return list(sns.color_palette("husl", n))
-
-
-def method_colors(methods: list[str]) -> dict[str, Any]:
-    """One colour per method, in the report order, so a method looks the same in every figure of a report."""
-    ordered = ordered_methods(methods)
-    return dict(zip(ordered, distinct_colors(len(ordered)), strict=True))
-
-
-def _line_kwargs(colors: dict[str, Any], methods: list[str]) -> dict[str, Any]:
-    """seaborn arguments giving each method its colour plus a dash pattern and marker of its own, so methods
-    whose lines coincide (τ-norm choosing τ* = 0 reproduces ce's norms) stay distinguishable."""
-    rank = {m: list(colors).index(m) for m in methods}
-    return {
-        "hue": "method",
-        "hue_order": methods,
-        "palette": {m: colors[m] for m in methods},
-        "style": "method",
-        "style_order": methods,
-        "dashes": {m: LINESTYLES[rank[m] % len(LINESTYLES)] for m in methods},
-        "markers": {m: MARKERS[rank[m] % len(MARKERS)] for m in methods},
-        "markersize": 4,
-        "legend": False,
-    }
-
-
-def _shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: str) -> None:
-    """One legend for the whole figure, below the axes (never over data, never under the title), in the
-    report's method order, as many columns as the figure's width holds."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    handles = []
-    for method in methods:
-        k = list(colors).index(method)
-        if kind == "bar":
-            handles.append(Patch(facecolor=colors[method], label=method))
-        else:
-            dash = LINESTYLES[k % len(LINESTYLES)]
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    color=colors[method],
-                    linestyle=(0, dash) if dash else "-",
-                    marker=MARKERS[k % len(MARKERS)],
-                    markersize=4,
-                    label=method,
-                )
-            )
-    columns = max(1, min(len(handles), int(fig.get_figwidth() / LEGEND_COLUMN_INCHES)))
-    fig.legend(handles=handles, title="method", loc="outside lower center", ncols=columns, fontsize="small")
-
-
-def _figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2) -> tuple[Any, np.ndarray]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(width * ncols, 6.0), height * nrows + 0.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
-
-
-def _context_label(dataset: str, ratio: float) -> str:
-    return f"{dataset} native" if pd.isna(ratio) else f"{dataset} r={ratio:g}"
-
-
-def _contexts(done: pd.DataFrame) -> list[tuple[str, float]]:
-    pairs = done[["dataset", "imbalance_ratio"]].drop_duplicates()
-    pairs = pairs.sort_values(["dataset", "imbalance_ratio"], ascending=[True, False], na_position="first")
-    return list(pairs.itertuples(index=False, name=None))
-
-
-def _in_context(done: pd.DataFrame, dataset: str, ratio: float) -> pd.DataFrame:
-    same = done.imbalance_ratio.isna() if pd.isna(ratio) else done.imbalance_ratio == ratio
-    return done[(done.dataset == dataset) & same]
-
-
-def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return math.ceil(n / cols), cols
-
-
-def _context_panels(frame: pd.DataFrame, contexts: list[tuple[str, float]] | None = None) -> tuple[Any, list]:
-    """One panel per dataset x ratio (of `frame`, or the given ones): the figure and each panel's
-    (axis, context rows, context label); axes beyond the contexts are removed, never left empty."""
-    contexts = _contexts(frame) if contexts is None else contexts
-    rows, cols = _grid(len(contexts))
-    fig, axes = _figure(rows, cols, 4.2, 3.4)
-    panels = []
-    for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
-        label = _context_label(dataset, ratio)
-        ax.set_title(label)
-        panels.append((ax, _in_context(frame, dataset, ratio), label))
-    for ax in axes.flat[len(contexts) :]:
-        fig.delaxes(ax)
-    return fig, panels
-
-
-def _percent(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame[column].astype(float) * 100.0
 
 
 # -- the plots -----------------------------------------------------------------------------------------------
@@ -190,14 +74,14 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any
     if not balanced:
         metrics.append(("test_mean_class_acc", "mean per-class %"))
     datasets = sorted(rated.dataset.unique())
-    fig, axes = _figure(len(metrics), len(datasets))
+    fig, axes = figure(len(metrics), len(datasets))
     methods = ordered_methods(rated.method)
     for j, dataset in enumerate(datasets):
         mine = rated[rated.dataset == dataset]
         here = [m for m in methods if m in set(mine.method)]
         for i, (column, ylabel) in enumerate(metrics):
             ax = axes[i, j]
-            tidy = mine.assign(accuracy=_percent(mine, column))
+            tidy = mine.assign(accuracy=percent(mine, column))
             sns.lineplot(
                 data=tidy,
                 x="imbalance_ratio",
@@ -206,7 +90,7 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any
                 err_style="bars",
                 err_kws={"capsize": 3},
                 ax=ax,
-                **_line_kwargs(colors, here),
+                **line_kwargs(colors, here),
             )
             ax.set_xscale("log")
             ratios = sorted(mine.imbalance_ratio.unique())
@@ -215,7 +99,7 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any
             ax.set_xlabel("imbalance ratio (log)")
             ax.set_ylabel(ylabel)
             ax.set_title(dataset)
-    _shared_legend(fig, colors, methods, "line")
+    shared_legend(fig, colors, methods, "line")
     title = "Test accuracy vs imbalance ratio (mean ± std over seeds)"
     if balanced:
         title += "; All equals mean per-class accuracy on every run (balanced test set), drawn once"
@@ -226,7 +110,7 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any
 def _bucket_frame(mine: pd.DataFrame) -> pd.DataFrame:
     """Tidy: one row per run x non-empty shot bucket, accuracy in percent."""
     parts = [
-        pd.DataFrame({"method": mine.method, "bucket": name, "accuracy": _percent(mine, column)})
+        pd.DataFrame({"method": mine.method, "bucket": name, "accuracy": percent(mine, column)})
         for column, name in BUCKETS
     ]
     return pd.concat(parts, ignore_index=True).dropna(subset=["accuracy"])
@@ -236,12 +120,12 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
     import seaborn as sns
 
     drawn, lacking = [], []
-    for dataset, ratio in _contexts(done):
-        mine = _in_context(done, dataset, ratio)
+    for dataset, ratio in panel_contexts(done):
+        mine = in_context(done, dataset, ratio)
         present = [name for column, name in BUCKETS if mine[column].notna().any()]
         (drawn if len(present) >= 2 else lacking).append((dataset, ratio))
     if lacking:
-        where = ", ".join(_context_label(d, r) for d, r in lacking)
+        where = ", ".join(context_label(d, r) for d, r in lacking)
         notes.append(
             f"shot_accuracy: {where} left out: its classes fall in fewer than two shot buckets (many > 100, "
             "medium 20-100, few < 20 training images), so bars would repeat the mean per-class accuracy; "
@@ -251,7 +135,7 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
         notes.append("shot_accuracy: skipped, no dataset x ratio has classes in two or more shot buckets")
         return None
     methods = ordered_methods(done.method)
-    fig, panels = _context_panels(done, drawn)
+    fig, panels = context_panels(done, drawn)
     for ax, mine, label in panels:
         tidy = _bucket_frame(mine)
         present = [name for _, name in BUCKETS if name in set(tidy.bucket)]
@@ -276,7 +160,7 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy %")
         ax.set_ylim(0, 100)
-    _shared_legend(fig, colors, methods, "bar")
+    shared_legend(fig, colors, methods, "bar")
     fig.suptitle(
         "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20); mean ± std over seeds",
         fontsize="medium",
@@ -307,16 +191,16 @@ def per_class_accuracy(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors
         notes.append("per_class_accuracy: skipped, no run has result.json")
         return None
     methods = ordered_methods(have.method)
-    fig, panels = _context_panels(have)
+    fig, panels = context_panels(have)
     for ax, mine, _ in panels:
         tidy = per_class_frame(mine, arts)
         here = [m for m in methods if m in set(mine.method)]
-        sns.lineplot(data=tidy, x="train_count", y="accuracy", errorbar=None, ax=ax, **_line_kwargs(colors, here))
+        sns.lineplot(data=tidy, x="train_count", y="accuracy", errorbar=None, ax=ax, **line_kwargs(colors, here))
         _log_count_axis(ax, tidy.train_count.to_numpy())
         ax.set_xlabel("training images of the class (log)")
         ax.set_ylabel("test accuracy of the class %")
         ax.set_ylim(-2, 102)
-    _shared_legend(fig, colors, methods, "line")
+    shared_legend(fig, colors, methods, "line")
     fig.suptitle("Per-class test accuracy vs training count (mean over seeds)", fontsize="medium", wrap=True)
     return fig
 
@@ -365,7 +249,7 @@ def weight_norm(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict,
         notes.append(f"weight_norm: skipped, no run of {', '.join(NORM_METHODS)} has weight norms")
         return None
     methods = ordered_methods(have.method)
-    fig, panels = _context_panels(have)
+    fig, panels = context_panels(have)
     for ax, mine, _ in panels:
         parts = []
         for run in mine.itertuples():
@@ -376,10 +260,10 @@ def weight_norm(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict,
             parts.append(pd.DataFrame({"method": run.method, "rank": np.arange(len(norms)), "norm": norms[order]}))
         here = [m for m in methods if m in set(mine.method)]
         tidy = pd.concat(parts, ignore_index=True)
-        sns.lineplot(data=tidy, x="rank", y="norm", errorbar=None, ax=ax, **_line_kwargs(colors, here))
+        sns.lineplot(data=tidy, x="rank", y="norm", errorbar=None, ax=ax, **line_kwargs(colors, here))
         ax.set_xlabel("class rank by training count (many to few)")
         ax.set_ylabel("classifier weight norm ||w_c||")
-    _shared_legend(fig, colors, methods, "line")
+    shared_legend(fig, colors, methods, "line")
     fig.suptitle("Per-class norm of the effective classifier weights (mean over seeds)", fontsize="medium")
     return fig
 
@@ -392,11 +276,11 @@ def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], notes
     if have.empty:
         notes.append("feature_correlation: skipped, no run of ce or cw has a feature correlation matrix")
         return None
-    contexts = _contexts(have)
+    contexts = panel_contexts(have)
     methods = [m for m in CORR_METHODS if m in set(have.method)]  # a method with no matrix gets no column
-    fig, axes = _figure(len(contexts), len(methods), 4.2, 3.6)
+    fig, axes = figure(len(contexts), len(methods), 4.2, 3.6)
     for i, (dataset, ratio) in enumerate(contexts):
-        mine = _in_context(have, dataset, ratio)
+        mine = in_context(have, dataset, ratio)
         for j, method in enumerate(methods):
             ax = axes[i, j]
             runs = mine[mine.method == method].sort_values("seed")
@@ -420,7 +304,7 @@ def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], notes
                 cbar=j == len(methods) - 1,
             )
             ax.set_title(
-                f"{method}, {_context_label(dataset, ratio)}, seed {run.seed}\n"
+                f"{method}, {context_label(dataset, ratio)}, seed {run.seed}\n"
                 f"mean |off-diagonal| {np.nanmean(off) if off.size else float('nan'):.3f}"
             )
     fig.suptitle("|Correlation| of the classifier's input channels on the test set", fontsize="medium")
@@ -445,31 +329,29 @@ def training_curves(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: d
     if have.empty:
         notes.append("training_curves: skipped, no run has a training history")
         return None
-    contexts = _contexts(have)
+    contexts = panel_contexts(have)
     methods = ordered_methods(have.method)
-    fig, axes = _figure(2, len(contexts), 4.2, 3.0)
+    fig, axes = figure(2, len(contexts), 4.2, 3.0)
     for j, (dataset, ratio) in enumerate(contexts):
-        mine = _in_context(have, dataset, ratio)
+        mine = in_context(have, dataset, ratio)
         history = history_frame(mine, arts)
         here = [m for m in methods if m in set(mine.method)]
         val = "val_mean_class_acc" if "val_mean_class_acc" in history else "val_top1"
-        sns.lineplot(
-            data=history, x="epoch", y="train_loss", errorbar=None, ax=axes[0, j], **_line_kwargs(colors, here)
-        )
+        sns.lineplot(data=history, x="epoch", y="train_loss", errorbar=None, ax=axes[0, j], **line_kwargs(colors, here))
         if val in history:
             points = history.dropna(subset=[val])
             points = points.assign(accuracy=points[val] * 100.0)
             sns.lineplot(
-                data=points, x="epoch", y="accuracy", errorbar=None, ax=axes[1, j], **_line_kwargs(colors, here)
+                data=points, x="epoch", y="accuracy", errorbar=None, ax=axes[1, j], **line_kwargs(colors, here)
             )
-        axes[0, j].set_title(_context_label(dataset, ratio))
+        axes[0, j].set_title(context_label(dataset, ratio))
         axes[0, j].set_ylabel("train loss")
         axes[0, j].set_xlabel("")
         axes[1, j].set_ylabel("validation mean per-class acc %")
         axes[1, j].set_xlabel("epoch")
         for ax in axes[:, j]:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _shared_legend(fig, colors, methods, "line")
+    shared_legend(fig, colors, methods, "line")
     fig.suptitle(
         "Training curves (mean over seeds; decoupled methods show their stage-two epochs)", fontsize="medium", wrap=True
     )
@@ -482,7 +364,7 @@ def bucket_heatmap(done: pd.DataFrame) -> Any | None:
     import seaborn as sns
 
     columns = [("test_top1", "All"), *BUCKETS]
-    fig, panels = _context_panels(done)
+    fig, panels = context_panels(done)
     methods = ordered_methods(done.method)
     for ax, mine, _ in panels:
         means = mine.groupby("method")[[c for c, _ in columns]].mean() * 100.0
@@ -502,10 +384,10 @@ def seed_spread(done: pd.DataFrame, column: str = "test_mean_class_acc") -> Any 
 
     methods = ordered_methods(done.method)
     colors = method_colors(methods)
-    fig, panels = _context_panels(done)
+    fig, panels = context_panels(done)
     for ax, mine, _ in panels:
         here = [m for m in methods if m in set(mine.method)]
-        tidy = mine.assign(accuracy=_percent(mine, column))
+        tidy = mine.assign(accuracy=percent(mine, column))
         palette = {m: colors[m] for m in here}
         sns.stripplot(data=tidy, x="method", y="accuracy", order=here, hue="method", palette=palette, size=6, ax=ax)
         sns.pointplot(

@@ -1,4 +1,5 @@
-"""Published reference numbers: `results/published/*.csv`, one row per number with its paper and source.
+"""Published reference numbers: `results/published/*.csv` (package data `harness/reports/published/`, a link
+to it in a checkout), one row per number with its paper and source.
 
 These numbers are the papers', never ltbench's: they are only ever shown in a column of their own beside
 ltbench's measured value. Values are kept as the text the paper printed (so '17.0' keeps its precision).
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import LtbenchError
+from harness.core.errors import LtbenchError
 
-PUBLISHED_DIR = Path(__file__).resolve().parents[2] / "results" / "published"
+# `results/published/` of the checkout, shipped in the wheel as package data through this link
+PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 REQUIRED = (
     "paper", "table", "source", "dataset", "imbalance_ratio", "model", "method", "params", "variant", "label",
     "metric", "value",

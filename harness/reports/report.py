@@ -39,7 +39,7 @@ def build_report(
     plots: bool = True,
 ) -> ReportOutcome:
     """Leaderboard (and plots) of one suite as configured now, from its MLflow runs."""
-    from harness.suite import build_suite
+    from harness.experiment.suite import build_suite
 
     suite = build_suite(name, overrides)
     runs = load_runs(tracking_uri, results_dir, [suite.name], missing_ok=True)
@@ -60,7 +60,7 @@ def _experiments(suites: list[str] | None) -> list[str] | None:
 
 def render_all_tables(runs: pd.DataFrame, published_dir: Path = PUBLISHED_DIR) -> list[RenderedTable]:
     """Every table of `ltbench tables` from `runs`, in memory (nothing written)."""
-    from harness.plugin import load_methods
+    from harness.plugins.loading import load_methods
 
     published = load_published(published_dir)
     methods = ordered_methods(load_methods().names())  # every grid lists each registered method

@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.artifacts import ANALYSIS_FILE, RESULT_FILE
-from harness.errors import LtbenchError
-from harness.tracking import FAILURE_TAG, TRIAL_KEY_TAG, Tracker, default_tracking_uri
+from harness.core.errors import LtbenchError
+from harness.records.artifacts import ANALYSIS_FILE, RESULT_FILE
+from harness.records.tracker import FAILURE_TAG, TRIAL_KEY_TAG, Tracker
+from harness.records.tracking_uri import default_tracking_uri
 
 METRICS = ("top1", "mean_class_acc", "many_acc", "medium_acc", "few_acc")
 SPLITS = ("test", "val")
@@ -149,7 +150,7 @@ def open_client(tracking_uri: str | None, results_dir: Path) -> Any | None:
     """
     from mlflow.tracking import MlflowClient
 
-    from harness.tracking import check_reachable
+    from harness.records.tracking_uri import check_reachable
 
     if tracking_uri is None:
         if not (results_dir / "mlflow.db").is_file():
@@ -206,7 +207,7 @@ def suite_experiment_name(name_or_path: str) -> str:
 
     Reading results must not need the suite to still validate (a method may have been renamed since).
     """
-    from harness.suite import load_suite_file
+    from harness.experiment.suite import load_suite_file
 
     try:
         return str(load_suite_file(name_or_path)["name"])

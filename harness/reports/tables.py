@@ -23,238 +23,21 @@ aside are counted in the notes.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.reports.formatting import (
-    MISSING,
     NO_VALUE,
-    NOT_PUBLISHED,
-    UNAVAILABLE,
-    UNDEFINED,
     Best,
     latex_table,
     markdown_table,
-    mean_std,
     signed,
 )
-from harness.reports.published import METRICS, same_ratio
-from harness.reports.runs import finished, pick_config, result_rows, runs_of, setting_name
-
-DATASET_NAMES = {
-    "cifar10-lt": "CIFAR-10-LT",
-    "cifar100-lt": "CIFAR-100-LT",
-    "imagenet-lt": "ImageNet-LT",
-    "fashion-mnist-lt": "Fashion-MNIST-LT",
-}
-METRIC_NAMES = {
-    "top1": "All",
-    "mean_class_acc": "MeanClass",
-    "many_acc": "Many",
-    "medium_acc": "Medium",
-    "few_acc": "Few",
-    "top1_error": "Top-1 error",
-    "balanced_error": "Balanced error",
-}
-
-
-@dataclass(frozen=True)
-class Row:
-    label: str  # the paper's name for the row
-    method: str
-    params: str = ""  # 'k=v,k=v' hyperparameters, '' for the method's defaults
-    variant: str = ""  # '' for the main result
-
-    @property
-    def setting(self) -> str:
-        return setting_name(self.method, self.params)
-
-
-@dataclass(frozen=True)
-class Column:
-    label: str
-    dataset: str
-    ratio: float | None  # None: the dataset's native split
-    metric: str  # a key of published.METRICS
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A table layout. `published` says where its published column comes from:
-    'paper' (rows of `paper`, optionally of `paper_table`), 'any' (any paper, top-1 converted from top-1
-    error where needed), 'unavailable' (the paper's numbers are not retrievable), or 'none' (no column)."""
-
-    name: str
-    title: str
-    rows: tuple[Row, ...]
-    columns: tuple[Column, ...]
-    published: str = "paper"
-    paper: str | None = None
-    paper_table: str | None = None
-    unit: str = "top-1 accuracy (%) on the test set"
-    notes: tuple[str, ...] = ()
-    suite: str | None = None  # the suite whose runs fill the table; None: every suite read
-    departures: tuple[str, ...] = ()  # where `suite` still departs from the paper's protocol
-
-
-def ratio_label(dataset: str, ratio: float | None) -> str:
-    name = DATASET_NAMES.get(dataset, dataset)
-    return name if ratio is None else f"{name} r={ratio:g}"
-
-
-# -- filling cells ---------------------------------------------------------------------------------------
-@dataclass
-class Cell:
-    row: Row
-    column: Column
-    published: str = NOT_PUBLISHED  # display text
-    published_value: float = math.nan
-    published_refs: str = ""  # 'paper: table' of every matching published number
-    published_model: str = ""
-    mean: float = math.nan
-    std: float = math.nan
-    n: int = 0
-    status: str = MISSING  # ok | missing | failed | n/a
-    config_key: str = ""
-    suites: str = ""
-    model: str = ""
-    set_aside: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def delta(self) -> float:
-        if self.status != "ok" or math.isnan(self.published_value):
-            return math.nan
-        return self.mean - self.published_value
-
-    def ours(self, table_n: int | None = None) -> str:
-        """ltbench's number; its seed count only when it differs from the table's `table_n`."""
-        if self.status != "ok":
-            return self.status
-        text = mean_std(self.mean, self.std)
-        return text if self.n == table_n else f"{text} (n={self.n})"
-
-
-def _published_cell(cell: Cell, spec: TableSpec, published: pd.DataFrame) -> None:
-    if spec.published == "unavailable":
-        cell.published = UNAVAILABLE
-        return
-    if spec.published == "none":
-        cell.published = ""
-        return
-    col, row = cell.column, cell.row
-    match = published[
-        (published.dataset == col.dataset)
-        & published.ratio.map(lambda r: same_ratio(r, col.ratio))
-        & (published.method == row.method)
-        & (published.params == row.params)
-        & (published.variant == row.variant)
-    ]
-    if spec.published == "paper":
-        match = match[(match.paper == spec.paper) & (match.metric == col.metric)]
-        if spec.paper_table:
-            match = match[match.table == spec.paper_table]
-        values = [(r.value, r.number) for r in match.itertuples()]
-    else:  # 'any': the column's metric, or top-1 from top-1 error
-        direct = match[match.metric == col.metric]
-        converted = match[(col.metric == "top1") & (match.metric == "top1_error")]
-        values = [(r.value, r.number) for r in direct.itertuples()]
-        values += [(f"{100 - r.number:.2f}", 100 - r.number) for r in converted.itertuples()]
-        match = pd.concat([direct, converted])
-    if len(match):
-        cell.published, cell.published_value = values[0]
-        cell.published_refs = "; ".join(f"{r.paper} {r.table}: {r.value} ({r.metric})" for r in match.itertuples())
-        cell.published_model = str(match.iloc[0].model)
-
-
-def _ltbench_cell(cell: Cell, results: pd.DataFrame, all_runs: pd.DataFrame) -> None:
-    col, row = cell.column, cell.row
-    column, is_error = METRICS[col.metric]
-    here = runs_of(
-        results[
-            (results.dataset == col.dataset)
-            & results.imbalance_ratio.map(lambda r: same_ratio(r, col.ratio))
-            & (results.variant == row.variant)
-        ],
-        row.setting,
-    )
-    chosen, cell.set_aside = pick_config(here, cell.published_model or None)
-    if chosen.empty:
-        failed = runs_of(
-            all_runs[
-                (all_runs.status == "FAILED")
-                & (all_runs.dataset == col.dataset)
-                & all_runs.imbalance_ratio.map(lambda r: same_ratio(r, col.ratio))
-            ],
-            row.setting,
-        )
-        if len(failed):
-            cell.status = "failed"
-            pairs = zip(failed.seed, failed.reason, strict=True)
-            cell.reasons = sorted({f"seed {s}: {r or 'no reason logged'}" for s, r in pairs})
-        return
-    values = chosen[column].astype(float) * 100.0
-    values = 100.0 - values if is_error else values
-    cell.n = int(len(chosen))
-    cell.config_key = str(chosen.config_key.iloc[0])
-    cell.model = str(chosen.model.iloc[0])
-    cell.suites = ",".join(sorted(set(chosen.suite)))
-    if values.isna().all():
-        cell.status = UNDEFINED
-        return
-    cell.status = "ok"
-    cell.mean = float(values.mean())
-    cell.std = float(values.std()) if values.notna().sum() > 1 else math.nan
-
-
-def fill(spec: TableSpec, runs: pd.DataFrame, published: pd.DataFrame) -> list[list[Cell]]:
-    """The spec's cells, row by row, from the runs of the spec's suite (of every suite when it names none)."""
-    if spec.suite is not None and len(runs):
-        runs = runs[runs.suite == spec.suite]
-    results = result_rows(finished(runs)) if len(runs) else runs.assign(variant=pd.Series(dtype=object))
-    grid = []
-    for row in spec.rows:
-        cells = []
-        for column in spec.columns:
-            cell = Cell(row, column)
-            _published_cell(cell, spec, published)
-            _ltbench_cell(cell, results, runs)
-            cells.append(cell)
-        grid.append(cells)
-    return grid
-
-
-# -- rendering -------------------------------------------------------------------------------------------
-def _notes(spec: TableSpec, grid: list[list[Cell]], known_methods: set[str]) -> list[str]:
-    notes = []
-    if spec.suite is not None:
-        notes.append(
-            f"ltbench's numbers are the runs of suite `{spec.suite}` only (`ltbench run {spec.suite}`); runs of "
-            "other suites never fill this table."
-        )
-    notes += [f"Departs from the paper: {d}" for d in spec.departures]
-    notes += list(spec.notes)
-    unknown = sorted({r.method for r in spec.rows} - known_methods)
-    if unknown:
-        notes.append(f"Not ltbench methods (their ltbench cells stay missing): {', '.join(unknown)}.")
-    for cells in grid:
-        for c in cells:
-            # runs are chosen per row x dataset x ratio, so one note covers all metric columns of it
-            where = f"{c.row.label} / {ratio_label(c.column.dataset, c.column.ratio)}"
-            if c.set_aside:
-                notes.append(
-                    f"{where}: {c.set_aside} other configuration(s) with finished runs set aside "
-                    f"(shown: {c.config_key}, {c.n} seeds)."
-                )
-            if c.status == "ok" and c.published_model and c.model != c.published_model:
-                notes.append(f"{where}: ltbench ran {c.model}, the paper {c.published_model}.")
-            if c.status == "failed":
-                notes.append(f"{where}: failed runs: " + "; ".join(c.reasons))
-    return list(dict.fromkeys(notes))
+from harness.reports.table_fill import best_cells, fill, table_notes, table_seeds
+from harness.reports.table_spec import Cell, TableSpec
 
 
 def _header(spec: TableSpec) -> tuple[list[str], list[tuple[str, int]]]:
@@ -264,26 +47,6 @@ def _header(spec: TableSpec) -> tuple[list[str], list[tuple[str, int]]]:
     for _ in spec.columns:
         header += ["published", "ltbench", "Δ"]
     return header, [(c.label, 3) for c in spec.columns]
-
-
-def table_seeds(grid: list[list[Cell]]) -> int | None:
-    """The number of seeds most filled cells have (said once for the table), None when no cell is filled."""
-    counts = Counter(c.n for cells in grid for c in cells if c.status == "ok")
-    return max(counts, key=lambda n: (counts[n], n)) if counts else None
-
-
-def best_cells(grid: list[list[Cell]]) -> set[tuple[int, int]]:
-    """(row, column) of the best ltbench mean in each column: the highest accuracy or the lowest error (ties
-    all marked); a column with fewer than two filled cells has no best."""
-    best = set()
-    for j in range(len(grid[0]) if grid else 0):
-        filled = [(i, cells[j].mean) for i, cells in enumerate(grid) if cells[j].status == "ok"]
-        if len(filled) < 2:
-            continue
-        lower_is_better = METRICS[grid[0][j].column.metric][1]
-        target = min(v for _, v in filled) if lower_is_better else max(v for _, v in filled)
-        best |= {(i, j) for i, v in filled if math.isclose(v, target, rel_tol=0, abs_tol=1e-9)}
-    return best
 
 
 def _rows(spec: TableSpec, grid: list[list[Cell]]) -> list[list[str]]:
@@ -400,7 +163,7 @@ def render_tables(
     out = []
     for spec in specs:
         grid = fill(spec, runs, published)
-        notes = _notes(spec, grid, known)
+        notes = table_notes(spec, grid, known)
         cells = [c for row in grid for c in row]
         out.append(
             RenderedTable(

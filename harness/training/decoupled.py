@@ -28,14 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.artifacts import CHECKPOINT_FILE, FEATURE_CACHE, RESULT_FILE
+from harness.core.errors import LtbenchError
 from harness.data import LTData
 from harness.data.samplers import make_sampler
-from harness.errors import LtbenchError
-from harness.metrics import classification_metrics
-from harness.plugin import MethodContext, param
-from harness.storage import TrialFiles
-from harness.training.checkpoint import load_checkpoint
+from harness.plugins.method import MethodContext, param
+from harness.records.artifacts import CHECKPOINT_FILE, FEATURE_CACHE, RESULT_FILE
+from harness.records.storage import TrialFiles
+from harness.training.checkpoint import load_checkpoint, save_checkpoint
+from harness.training.loop import Learner, LossFn, epoch_generator, train_epoch
+from harness.training.metrics import classification_metrics
 from harness.training.optim import make_optimizer
 from harness.training.recipes import Recipe
 
@@ -43,7 +44,6 @@ CACHE_MAX_FLOATS = 50_000_000  # ~200 MB of float32; bigger feature sets (ImageN
 STAGE_TWO_EPOCH_OFFSET = 100_000  # stage-two epochs draw from generators distinct from stage one's
 SPLIT_SOURCES = {"train": "train_plain", "val": "val", "test": "test"}  # feature split -> un-augmented batches
 BN_MODES = ("train", "eval")
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def check_bn_mode(bn: str, augment: bool) -> None:
@@ -127,13 +127,6 @@ def cosine_per_epoch(epoch: int, epochs: int, shift: int) -> float:
     epoch already runs at ½(1 + cos(π/T)) and the last at 0); shift = 0 steps it after each epoch (LORT's code).
     """
     return 0.5 * (1.0 + math.cos(math.pi * min(epoch + shift, epochs) / epochs))
-
-
-class _Loss:
-    """Adapter so the shared epoch loop (`train_one_epoch`) can train a head with any loss."""
-
-    def __init__(self, fn: LossFn) -> None:
-        self.loss = fn
 
 
 class _EpochConstantLR(torch.optim.lr_scheduler.LambdaLR):
@@ -303,8 +296,6 @@ class StageTwo:
         `cosine_per_epoch`; `test_flip` scores validation on each image and its flip; `after_step` runs after
         every optimiser step (Weight Balancing's MaxNorm projection).
         """
-        from harness.training.trainer import epoch_generator, train_one_epoch
-
         check_bn_mode(bn, augment)
         batch = batch_size or self.recipe.batch_size
         head = head.to(self.device)
@@ -322,6 +313,7 @@ class StageTwo:
         params = parameters if parameters is not None else [p for p in head.parameters() if p.requires_grad]
         optimizer = make_optimizer(params, Recipe(epochs, batch, lr, momentum, weight_decay, schedule="cosine"))
         scheduler = _EpochConstantLR(optimizer, lambda e: cosine_per_epoch(e, epochs, lr_shift), steps)
+        learner = Learner(head, loss, optimizer, scheduler, after_step=after_step)
         self.effective.append(
             {
                 "epochs": epochs,
@@ -344,9 +336,7 @@ class StageTwo:
             indices = draw.epoch_indices(epoch, epochs, generator)[: steps * batch]
             self.model.backbone.train(bn == "train")
             try:
-                train_loss = train_one_epoch(
-                    head, _Loss(loss), batches, indices, batch, optimizer, scheduler, generator, after_step=after_step
-                )
+                train_loss = train_epoch(learner, batches, indices, batch, generator)
             finally:
                 self.model.backbone.eval()
             if bn == "train":
@@ -409,8 +399,6 @@ class StageTwo:
             return {(split, False): (stored[f"{split}_features"], stored[f"{split}_labels"]) for split in SPLIT_SOURCES}
         computed = {(split, False): self._extract(self.splits[source]) for split, source in SPLIT_SOURCES.items()}
         if sum(f.numel() for f, _ in computed.values()) <= CACHE_MAX_FLOATS:
-            from harness.training.checkpoint import save_checkpoint
-
             flat = {}
             for (split, _), (f, y) in computed.items():
                 flat[f"{split}_features"], flat[f"{split}_labels"] = f.cpu(), y.cpu()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.errors import LtbenchError, unknown_choice
+from harness.core.errors import LtbenchError, unknown_choice
 from harness.training.recipes import PRECISIONS, Recipe
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from harness.errors import LtbenchError, unknown_choice
-from harness.registry import Registry
+from harness.core.errors import LtbenchError, unknown_choice
+from harness.core.registry import Registry
 
 SCHEDULES = ("step", "cosine", "constant")
 # fp32: plain float32. bf16: bfloat16 autocast for forward passes (weights, gradients and optimiser stay

@@ -1,0 +1,35 @@
+"""The `ltbench` command line. User errors print one line and exit with code 2, never a traceback.
+
+`parser` declares the commands and their arguments, `commands` carries them out; `main` runs one and turns
+errors into exit codes: 0 all trials finished, 1 some trial failed, 2 bad input, 3 the tracking server went
+away (results kept on disk; rerun to log them), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from harness.cli.commands import TRACKING_UNAVAILABLE_EXIT
+from harness.cli.parser import build_parser
+from harness.core.errors import LtbenchError, TrackingUnavailable
+from harness.records.tracking_uri import check_tracking_uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "tracking_uri", None):
+            check_tracking_uri(args.tracking_uri)
+        return args.func(args)
+    except TrackingUnavailable as e:  # trials ran and kept their results; only the tracking server is missing
+        print(f"ltbench: error: {e}", file=sys.stderr)
+        return TRACKING_UNAVAILABLE_EXIT
+    except LtbenchError as e:
+        print(f"ltbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "ltbench: interrupted; finished trials are kept, rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130

@@ -1,0 +1,225 @@
+"""What each `ltbench` command does, one `cmd_*` function a command; `harness.cli.parser` maps arguments to them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from harness.core.errors import LtbenchError
+from harness.core.trial import ratio_label
+
+RESULTS_ENV = "LTBENCH_RESULTS"
+# Exit codes: 0 all trials finished, 1 some trial failed, 2 bad input, 3 the tracking server went away
+# (results kept on disk; rerun to log them), 130 interrupted.
+TRACKING_UNAVAILABLE_EXIT = 3
+
+
+def _results_dir(args: argparse.Namespace) -> Path:
+    return Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results")
+
+
+def _storage(args: argparse.Namespace) -> str | None:
+    """The trial store given (--storage, else $LTBENCH_STORAGE); None: `<results dir>/trials`."""
+    from harness.records.storage import STORAGE_ENV
+
+    return getattr(args, "storage", None) or os.environ.get(STORAGE_ENV) or None
+
+
+def _reach_artifacts(args: argparse.Namespace) -> None:
+    """Commands that read MLflow artifacts reach a remote store's S3-compatible endpoint through it."""
+    from harness.records.storage import Storage
+    from harness.records.tracking_uri import use_artifact_store
+
+    if (storage := _storage(args)) is not None:
+        use_artifact_store(Storage.open(storage))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.execution.run_suite import dry_run, run_suite
+
+    if args.dry_run:
+        print(dry_run(args.suite, args.set))
+        return 0
+    summary = run_suite(
+        args.suite,
+        args.set,
+        args.address,
+        args.tracking_uri,
+        _results_dir(args),
+        verbose=0 if args.quiet else 1,
+        storage=_storage(args),
+        max_retries=args.max_retries,
+    )
+    print(summary.leaderboard_md)
+    print(
+        f"suite {summary.suite}: {summary.total} trials, {summary.skipped} already finished, "
+        f"{summary.ran} run, {len(summary.failed)} failed, {summary.missing} not finished; "
+        f"{summary.seconds:.0f} s wall"
+    )
+    for label, reason in summary.failed:
+        print(f"  FAILED {label}: {reason}")
+    for note in summary.notes:
+        print(f"  note: {note}")
+    print(f"leaderboard: {_results_dir(args) / summary.suite / 'leaderboard.md'}")
+    return 0 if summary.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.reports.report import build_report
+
+    _reach_artifacts(args)
+    outcome = build_report(args.suite, args.set, args.tracking_uri, _results_dir(args), plots=not args.no_plots)
+    print(outcome.leaderboard_md)
+    print(f"leaderboard: {outcome.out_dir / 'leaderboard.md'} (.csv, .tex; trials.csv lists every trial)")
+    if outcome.plots:
+        print(f"plots: {len(outcome.plots)} files in {outcome.out_dir / 'plots'}")
+    for note in outcome.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from harness.reports.report import build_tables
+
+    _reach_artifacts(args)
+    outcome = build_tables(args.suites or None, args.tracking_uri, _results_dir(args))
+    for line in outcome.summary:
+        print(line)
+    print(f"tables: {_results_dir(args) / 'tables'} (index.md; each table as .md, .csv, .tex)")
+    return 0
+
+
+PAPER_SUITE_PREFIX = "paper-"
+
+
+def paper_suites() -> list[str]:
+    """The papers `ltbench reproduce` knows: one built-in `paper-<name>` suite each."""
+    from harness.experiment.suite import builtin_suites
+
+    return [s.removeprefix(PAPER_SUITE_PREFIX) for s in builtin_suites() if s.startswith(PAPER_SUITE_PREFIX)]
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """`run` on the paper's suite, then `tables` on that suite's runs: one command per published table."""
+    from harness.core.errors import unknown_choice
+
+    paper = args.paper.removeprefix(PAPER_SUITE_PREFIX)
+    if paper not in paper_suites():
+        raise unknown_choice("paper", args.paper, paper_suites())
+    args.suite = PAPER_SUITE_PREFIX + paper
+    status = cmd_run(args)
+    if args.dry_run:
+        return status
+    args.suites = [args.suite]
+    cmd_tables(args)
+    return status
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from harness.reports.report import build_claims
+
+    _reach_artifacts(args)
+    outcome = build_claims(args.suites or None, args.tracking_uri, _results_dir(args))
+    print(outcome.text, end="")
+    print(f"written: {outcome.path}")
+    return 1 if args.strict and outcome.any_fails else 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from harness.data import DATASETS, DataOptions
+
+    spec = DATASETS.get(args.dataset)
+    options = DataOptions(root=args.root, max_per_class=args.max_per_class, val_per_class=args.val_per_class)
+    info = spec.describe(args.imbalance_ratio, options).as_dict()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    ratio = ratio_label(args.imbalance_ratio, "value")
+    print(f"{spec.name}, imbalance ratio {ratio}: {spec.num_classes} classes")
+    print("per-class profile (class order): " + " ".join(str(n) for n in info["class_counts"]))
+    print(f"total: {info['num_profile']} images; shot buckets are computed on this profile")
+    b = info["buckets"]
+    print(f"classes per bucket: many (>100) {b['many']}, medium (20-100) {b['medium']}, few (<20) {b['few']}")
+    print(
+        f"validation: {info['val_per_class']} images per class ({info['num_val']}), drawn from source training "
+        "images outside the LT subset"
+    )
+    for c, t in info["val_from_lt"].items():
+        print(f"  class {c} has too few spare images: {t} of its validation images come from its LT images")
+    if info["train_counts"] != info["class_counts"]:
+        print("per-class training counts (what the model trains on): " + " ".join(map(str, info["train_counts"])))
+    print(f"training images: {info['num_train']}; test images: {info['num_test']}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from harness.data.fetch import fetch
+
+    print(f"{args.dataset}: files in {fetch(args.dataset, args.root)}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from harness.plugins.catalogue import method_catalogue
+
+    for method in method_catalogue():
+        print(f"{method.name:<12} {method.description}")
+        print(f"{'':<13}[{method.kind}; sampler: {method.sampler}]")
+        for p in method.params:
+            setting = f"{p.name}: {p.type} = {p.default}"
+            print(f"{'':<13}{setting:<34} {p.help}".rstrip())
+    return 0
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    from harness.experiment.suite import build_suite, builtin_suites
+
+    for name in builtin_suites():
+        suite = build_suite(name)
+        print(f"{name:<14} {len(suite):>4} trials  {suite.description}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import MakespanOptions, format_table, run_bench, run_makespan_only, write_bench
+
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    path = _results_dir(args) / "bench.json"
+    makespan = MakespanOptions(args.ray_gpus, args.packing, args.time_scale, args.max_trials, path)
+    if args.makespan:
+        result = run_makespan_only(makespan, path, log)
+    else:
+        result = run_bench(args.device, args.quick, args.data_root, args.threads, log, makespan)
+    path = write_bench(result, path)
+    print(format_table(result))
+    print(f"written: {path}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from harness.records.tracking_uri import check_reachable, default_tracking_uri
+    from harness.reports.ui import mark_model_training, runs_url, suite_experiments
+
+    _reach_artifacts(args)
+    uri = args.tracking_uri or default_tracking_uri(_results_dir(args))
+    remote = uri.startswith(("http://", "https://"))
+    if not remote and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise LtbenchError(f"no results at {uri}; run a suite first (ltbench run quick) or pass --tracking-uri")
+    check_reachable(uri)
+    client = MlflowClient(tracking_uri=uri)
+    for name, experiment_id in suite_experiments(client, args.suite):
+        mark_model_training(client, experiment_id)
+        print(f"{name}: {runs_url(args.host, args.port, experiment_id, base=uri if remote else None)}")
+    if remote:
+        print(f"{uri} serves its own UI: open the address above")
+        return 0
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", args.host, "--port", str(args.port)]
+    print("starting: " + " ".join(command), flush=True)
+    os.execv(sys.executable, command)
+    return 0  # not reached

@@ -1,0 +1,26 @@
+"""How the trials of one Tune run ended, and the interrupt that ends a run early."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrialOutcome:
+    key: str
+    label: str
+    status: str  # FINISHED | FAILED
+    reason: str = ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user stopped the run (SIGINT): finished trials are kept, unfinished ones resume on a rerun."""
+
+
+@dataclass
+class ScheduleReport:
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TrialOutcome]:
+        return [o for o in self.outcomes if o.status != "FINISHED"]

@@ -1,0 +1,304 @@
+"""Suites: YAML grids of dataset x imbalance ratio x method x seed, expanded into trials.
+
+A suite is a built-in name (harness/experiment/suites/<name>.yaml) or a path to a YAML file. `--set key=value`
+overrides any key with a dotted path (`recipe.epochs=3`, `seeds=[0,1,2]`, `data.root=/data`), the value read
+as YAML. Everything is validated before any trial starts, and an unknown name lists the valid ones.
+
+A suite that spans datasets trained differently (a paper's CIFAR and ImageNet-LT rows) gives a dataset its
+own ratios, seeds, recipe, model or resources under `per_dataset.<dataset>` (the same keys as the top level);
+everything else comes from the suite's top level. The `paper-*` suites follow each seed paper's protocol.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.core.errors import LtbenchError, unknown_choice
+from harness.core.trial import TrialConfig
+from harness.core.validation import MAX_SEED, Rule, check_fields, is_seed
+from harness.data import DATASETS, DataOptions
+from harness.data.base import SEED_FROM_TRIAL
+from harness.data.profile import SELECTIONS
+from harness.models import MODELS
+from harness.plugins.code_identity import method_code
+from harness.plugins.loading import load_methods, require_method
+from harness.plugins.method import parse_params
+from harness.training.recipes import RECIPES, Recipe
+
+SUITES_DIR = Path(__file__).parent / "suites"
+GRID_KEYS = ("datasets", "imbalance_ratios", "methods", "seeds")
+DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "model": None,
+    "recipe": {},
+    "data": {},
+    "method_params": {},
+    "resources": {"cpu": 1, "gpu": 0},
+    "device": "auto",
+    "per_dataset": {},
+}
+PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources")
+TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
+RESOURCE_KEYS = ("cpu", "gpu")
+DEVICES = ("auto", "cpu", "cuda")
+# A suite name becomes a directory under the results dir and an MLflow experiment: a plain name, no path.
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What each data option may hold beyond its type (one line per field, checked only for fields DataOptions has).
+DATA_RULES: dict[str, Rule] = {
+    "selection": (lambda v: v in SELECTIONS, "one of " + ", ".join(SELECTIONS)),
+    "data_seed": (
+        lambda v: is_seed(v) or v == SEED_FROM_TRIAL,
+        f"an integer in [0, {MAX_SEED}] or {SEED_FROM_TRIAL!r} (the trial's seed)",
+    ),
+    "max_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for no cap)"),
+    "val_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for the dataset's default)"),
+}
+
+
+def builtin_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite_file(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise unknown_choice("suite", name_or_path, builtin_suites() + ["<path/to/suite.yaml>"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise LtbenchError(f"{path} is not valid YAML: {e}".replace("\n", " ")) from e
+    if not isinstance(raw, dict):
+        raise LtbenchError(f"{path} must hold a mapping of suite keys ({', '.join(TOP_KEYS)})")
+    raw.setdefault("name", path.stem)
+    return raw
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `key.path=value` to the raw suite dict, checking the key against the schema."""
+    if "=" not in assignment:
+        raise LtbenchError(f"--set expects key=value, got {assignment!r} (e.g. --set recipe.epochs=3)")
+    key, _, text = assignment.partition("=")
+    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as e:
+        raise LtbenchError(f"--set {key}: cannot parse value {text!r}: {e}".replace("\n", " ")) from e
+    _check_key(parts)
+    target = raw
+    for part in parts[:-1]:
+        if target.get(part) is None:
+            target[part] = {}
+        target = target[part]
+        if not isinstance(target, dict):
+            raise LtbenchError(f"--set {key}: {part} is not a mapping in this suite")
+    target[parts[-1]] = value
+
+
+def _check_key(parts: list[str]) -> None:
+    head = parts[0]
+    if head not in TOP_KEYS or head == "name":
+        raise unknown_choice("suite key", head, [k for k in TOP_KEYS if k != "name"])
+    nested = {
+        "recipe": ["base", *(f.name for f in dataclasses.fields(Recipe))],
+        "data": [f.name for f in dataclasses.fields(DataOptions)],
+        "resources": list(RESOURCE_KEYS),
+    }
+    if head in nested and len(parts) > 1:
+        if parts[1] not in nested[head] or len(parts) > 2:
+            raise unknown_choice(f"{head} key", ".".join(parts[1:]), nested[head])
+    elif head == "per_dataset" and len(parts) > 1:
+        DATASETS.get(parts[1])  # an unknown dataset is reported with the valid ones
+        if len(parts) > 2 and parts[2] not in PER_DATASET_KEYS:
+            raise unknown_choice("per_dataset key", parts[2], PER_DATASET_KEYS)
+        if len(parts) > 3 and (parts[2] != "recipe" or len(parts) > 4):
+            raise LtbenchError("per_dataset keys are per_dataset.<dataset>.<key> or ...recipe.<recipe key>")
+    elif head == "method_params":
+        if len(parts) > 1:
+            load_methods().get(parts[1])  # an unknown method is reported with the valid ones
+        if len(parts) > 3:
+            raise LtbenchError("method_params keys are method_params.<method>.<hyperparameter>")
+    elif len(parts) > 1:
+        raise LtbenchError(f"suite key {head!r} has no sub-keys; use --set {head}=VALUE")
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    trials: list[TrialConfig]
+    raw: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.trials)
+
+
+def _as_list(raw: dict[str, Any], key: str) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        raise LtbenchError(f"suite {raw['name']!r} must list {key} (e.g. {key}: [...])")
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise LtbenchError(f"suite {raw['name']!r}: {key} is empty")
+    return values
+
+
+def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
+    raw = load_suite_file(name_or_path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise unknown_choice("suite key", key, TOP_KEYS)
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    cfg = {**copy.deepcopy(DEFAULTS), **raw}
+    _check_name(raw["name"])
+    grid = {key: _as_list(raw, key) for key in GRID_KEYS}
+    for key, values in grid.items():
+        repeated = [values[values.index(v)] for i, v in enumerate(values) if v in values[:i]]  # as first written
+        if repeated:
+            listed = ", ".join(str(v) for v in dict.fromkeys(map(str, repeated)))
+            raise LtbenchError(f"suite {raw['name']!r}: {key} lists {listed} more than once; list each once")
+    methods = load_methods()
+
+    for dataset in grid["datasets"]:
+        DATASETS.get(dataset)
+    for method in grid["methods"]:
+        require_method(method)
+    per_dataset = _per_dataset(cfg["per_dataset"], grid["datasets"])
+    ratios = {d: _ratios(per_dataset[d].get("imbalance_ratios", grid["imbalance_ratios"])) for d in grid["datasets"]}
+    seeds = {d: _seeds(per_dataset[d].get("seeds", grid["seeds"])) for d in grid["datasets"]}
+    if cfg["device"] not in DEVICES:
+        raise unknown_choice("device", cfg["device"], DEVICES)
+    resources = {d: _resources(per_dataset[d].get("resources", cfg["resources"])) for d in grid["datasets"]}
+    if cfg["device"] == "cuda" and not all(r["gpu"] for r in resources.values()):
+        # Ray hides every GPU from a trial that asked for none, so it could never see one
+        raise LtbenchError("device 'cuda' needs a GPU per trial: add --set resources.gpu=1 (or use device auto/cpu)")
+    data_options = _data_options(cfg["data"])
+    method_params = cfg["method_params"] or {}
+    for method, params in method_params.items():
+        parse_params(methods.get(method), params or {})
+    if cfg["model"] is not None:
+        MODELS.get(cfg["model"])
+
+    trials = []
+    for dataset in grid["datasets"]:
+        spec = DATASETS.get(dataset)
+        own = per_dataset[dataset]
+        recipe = _recipe(_merged_recipe(cfg["recipe"], own.get("recipe")), spec.default_recipe)
+        model = own.get("model") or cfg["model"] or spec.default_model
+        MODELS.get(model)
+        for ratio in ratios[dataset]:
+            for method in grid["methods"]:
+                for seed in seeds[dataset]:
+                    trials.append(
+                        TrialConfig(
+                            suite=raw["name"],
+                            dataset=dataset,
+                            imbalance_ratio=None if ratio is None else float(ratio),
+                            method=method,
+                            seed=seed,
+                            model=model,
+                            recipe=recipe.as_dict(),
+                            data=dataclasses.asdict(data_options),
+                            method_params=dict(method_params.get(method) or {}),
+                            resources=resources[dataset],
+                            device=cfg["device"],
+                            method_code=method_code(methods.get(method)),
+                        )
+                    )
+    return Suite(raw["name"], cfg["description"] or "", trials, raw)
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not PLAIN_NAME.match(name):
+        raise LtbenchError(
+            f"suite name must be a plain name (letters, digits, '.', '_', '-'; no path), got {name!r}; "
+            "e.g. name: my-suite"
+        )
+
+
+def _ratios(values: Any) -> list[Any]:
+    values = values if isinstance(values, list) else [values]
+    for ratio in values:
+        is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
+        if ratio is not None and (not is_number or ratio < 1):
+            raise LtbenchError(
+                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; e.g. [10, 50, 100, 200]"
+            )
+    return values
+
+
+def _seeds(values: Any) -> list[int]:
+    values = values if isinstance(values, list) else [values]
+    for seed in values:
+        if not is_seed(seed):
+            raise LtbenchError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}; e.g. --set seeds=[0,1,2]")
+    return values
+
+
+def _per_dataset(section: Any, datasets: list[str]) -> dict[str, dict[str, Any]]:
+    """Each dataset's own settings ({} when it has none), checked against the schema."""
+    section = section or {}
+    if not isinstance(section, dict):
+        raise LtbenchError(f"per_dataset must map dataset names to {{{', '.join(PER_DATASET_KEYS)}}}")
+    for dataset, own in section.items():
+        DATASETS.get(dataset)
+        if not isinstance(own or {}, dict):
+            raise LtbenchError(f"per_dataset.{dataset} must be a mapping, e.g. {{seeds: [0], model: resnet50}}")
+        for key in own or {}:
+            if key not in PER_DATASET_KEYS:
+                raise unknown_choice(f"per_dataset.{dataset} key", key, PER_DATASET_KEYS)
+    return {d: dict(section.get(d) or {}) for d in datasets}
+
+
+def _merged_recipe(suite_section: Any, own_section: Any) -> Any:
+    """A dataset's recipe section: its own base (if named) with the suite's overrides, then its own ones."""
+    if own_section is None:
+        return suite_section
+    suite, own = _recipe_section(suite_section), _recipe_section(own_section)
+    return {**suite, **own}
+
+
+def _recipe_section(section: Any) -> dict[str, Any]:
+    """A suite's `recipe` value as a dict: a bare name is `{base: name}`."""
+    return {"base": section} if isinstance(section, str) else dict(section or {})
+
+
+def _recipe(section: Any, default_name: str) -> Recipe:
+    section = _recipe_section(section)
+    base = RECIPES.get(section.pop("base", default_name))
+    check_fields("recipe", Recipe, section)
+    try:
+        return base.override(**section)
+    except TypeError as e:
+        raise LtbenchError(f"recipe: {e}") from e
+
+
+def _data_options(section: Any) -> DataOptions:
+    section = dict(section or {})
+    fields = {f.name for f in dataclasses.fields(DataOptions)}
+    for key in section:
+        if key not in fields:
+            raise unknown_choice("data key", key, fields)
+    check_fields("data", DataOptions, section, DATA_RULES)
+    return DataOptions(**section)
+
+
+def _resources(section: Any) -> dict[str, float]:
+    section = {**DEFAULTS["resources"], **(section or {})}
+    for key, value in section.items():
+        if key not in RESOURCE_KEYS:
+            raise unknown_choice("resource", key, RESOURCE_KEYS)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise LtbenchError(f"resources.{key} must be a number >= 0, got {value!r}")
+    if section["cpu"] <= 0:
+        raise LtbenchError("resources.cpu must be > 0 (each trial needs a CPU to drive it)")
+    return {k: float(v) for k, v in section.items()}

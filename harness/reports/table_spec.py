@@ -1,0 +1,105 @@
+"""What a paper table is made of: rows (a method, its hyperparameters and variant), columns (dataset, ratio,
+metric), and the cells `harness.reports.table_fill` fills with published and ltbench numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.core.trial import ratio_label
+from harness.reports.formatting import MISSING, NOT_PUBLISHED, mean_std
+from harness.reports.runs import setting_name
+
+DATASET_NAMES = {
+    "cifar10-lt": "CIFAR-10-LT",
+    "cifar100-lt": "CIFAR-100-LT",
+    "imagenet-lt": "ImageNet-LT",
+    "fashion-mnist-lt": "Fashion-MNIST-LT",
+}
+
+METRIC_NAMES = {
+    "top1": "All",
+    "mean_class_acc": "MeanClass",
+    "many_acc": "Many",
+    "medium_acc": "Medium",
+    "few_acc": "Few",
+    "top1_error": "Top-1 error",
+    "balanced_error": "Balanced error",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str  # the paper's name for the row
+    method: str
+    params: str = ""  # 'k=v,k=v' hyperparameters, '' for the method's defaults
+    variant: str = ""  # '' for the main result
+
+    @property
+    def setting(self) -> str:
+        return setting_name(self.method, self.params)
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    dataset: str
+    ratio: float | None  # None: the dataset's native split
+    metric: str  # a key of published.METRICS
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table layout. `published` says where its published column comes from:
+    'paper' (rows of `paper`, optionally of `paper_table`), 'any' (any paper, top-1 converted from top-1
+    error where needed), 'unavailable' (the paper's numbers are not retrievable), or 'none' (no column)."""
+
+    name: str
+    title: str
+    rows: tuple[Row, ...]
+    columns: tuple[Column, ...]
+    published: str = "paper"
+    paper: str | None = None
+    paper_table: str | None = None
+    unit: str = "top-1 accuracy (%) on the test set"
+    notes: tuple[str, ...] = ()
+    suite: str | None = None  # the suite whose runs fill the table; None: every suite read
+    departures: tuple[str, ...] = ()  # where `suite` still departs from the paper's protocol
+
+
+def column_label(dataset: str, ratio: float | None) -> str:
+    name = DATASET_NAMES.get(dataset, dataset)
+    return name if ratio is None else f"{name} {ratio_label(ratio)}"
+
+
+# -- filling cells ---------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    row: Row
+    column: Column
+    published: str = NOT_PUBLISHED  # display text
+    published_value: float = math.nan
+    published_refs: str = ""  # 'paper: table' of every matching published number
+    published_model: str = ""
+    mean: float = math.nan
+    std: float = math.nan
+    n: int = 0
+    status: str = MISSING  # ok | missing | failed | n/a
+    config_key: str = ""
+    suites: str = ""
+    model: str = ""
+    set_aside: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def delta(self) -> float:
+        if self.status != "ok" or math.isnan(self.published_value):
+            return math.nan
+        return self.mean - self.published_value
+
+    def ours(self, table_n: int | None = None) -> str:
+        """ltbench's number; its seed count only when it differs from the table's `table_n`."""
+        if self.status != "ok":
+            return self.status
+        text = mean_std(self.mean, self.std)
+        return text if self.n == table_n else f"{text} (n={self.n})"

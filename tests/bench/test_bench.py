@@ -1,0 +1,229 @@
+"""`ltbench bench`: runs end to end at tiny sizes and writes a well-formed bench.json. No timing assertions:
+figures depend on the machine; what is checked is that each is measured, positive, and reported
+consistently (ratio, target, verdict), and that missing pieces are reported as such."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+import harness.bench as bench
+from harness.bench import sharing
+from harness.bench.common import Figure
+from harness.cli import main
+from harness.core.errors import LtbenchError
+from tests.fakes import write_fashion_mnist
+
+TINY = bench.Sizes(
+    pipeline_images=64,
+    synthetic_images=64,
+    train_images={"resnet-small-gray": 32, "resnet32": 16},
+    rounds=1,
+    min_seconds=0.0,
+    matmul_n=64,
+)
+SECTIONS = {"pipeline", "trainer", "bf16", "stage_sharing", "flops", "makespan"}
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough images per class for the quick suite's profile (1000 for class 0)."""
+    root = tmp_path_factory.mktemp("fashion-full")
+    write_fashion_mnist(root, per_class=1000, test_per_class=1)
+    return root
+
+
+def _median_ratio(samples: dict, side: str, reference: str, scale: float = 1.0) -> float:
+    return statistics.median(a * scale / b for a, b in zip(samples[side], samples[reference], strict=True))
+
+
+def _check_figure(section: str, f: dict) -> None:
+    """Measured, positive, and its ratio, target and verdict consistent with the recorded samples."""
+    assert f["value"] > 0 and f["baseline"] > 0 and f["case"] and f["value_name"] and f["baseline_name"]
+    samples = f["detail"].get("samples")
+    if section == "pipeline":
+        expected = _median_ratio(samples, "device", "torchvision")
+    elif section == "trainer":
+        expected = _median_ratio(samples, "harness", f"bare {f['detail']['precision']}")
+    elif section == "bf16":
+        expected = _median_ratio(samples, "bare bf16", "bare fp32")
+    elif section == "flops":
+        side = "harness" if "bare loop" not in f["case"] else "bare bf16"
+        n = f["baseline_name"].split()[1].split("x")[0]
+        scale = f["detail"]["flops_per_image"] / (2.0 * int(n) ** 3)
+        expected = _median_ratio(samples, side, f"matmul {f['detail']['precision']}", scale)
+        assert f["value"] == pytest.approx(f["detail"]["flops_per_image"] * statistics.median(samples[side]))
+    else:
+        expected = f["baseline"] / f["value"]
+    assert f["ratio"] == pytest.approx(expected)
+    if f["target"] is None:
+        assert f["verdict"] == "-"
+    else:
+        assert f["verdict"] == ("PASS" if f["ratio"] >= f["target"] else "BELOW")
+
+
+@pytest.mark.integration
+def test_bench_quick_end_to_end(monkeypatch, restore_threads, tmp_path: Path, fashion_root: Path, capsys) -> None:
+    monkeypatch.setitem(bench.SIZES, "quick", TINY)
+    argv = ["bench", "--quick", "--device", "cpu", "--threads", "1", "--data-root", str(fashion_root)]
+    assert main([*argv, "--results-dir", str(tmp_path)]) == 0
+
+    result = json.loads((tmp_path / "bench.json").read_text())
+    machine = result["machine"]
+    for key in ("cpu_model", "logical_cpus", "torch_threads", "torch", "device"):
+        assert machine[key]
+    assert machine["torch_threads"] == 1 and machine["device"].startswith("cpu")
+    assert result["settings"]["quick"] is True and result["settings"]["sizes"]["matmul_n"] == 64
+    assert set(result["sections"]) == SECTIONS
+
+    sections = result["sections"]
+    pipeline_cases = [f["case"] for f in sections["pipeline"]["figures"]]
+    # real files found under --data-root for Fashion-MNIST; CIFAR-10 is not there, so synthetic
+    assert pipeline_cases[0].startswith("fashion-mnist-lt") and pipeline_cases[1].startswith("synthetic")
+    assert [f["detail"]["workers"] for f in sections["pipeline"]["figures"]] == [0, 0]  # 1 thread -> 0 workers
+    trainer = sections["trainer"]["figures"]
+    assert [f["detail"]["model"] for f in trainer] == ["resnet-small-gray", "resnet32"]
+    # the cifar-lt recipe's `auto` is fp32 on a CPU, in NHWC
+    assert trainer[1]["detail"]["precision"] == "fp32" and trainer[1]["detail"]["channels_last"]
+    assert sections["bf16"]["status"] == "ok" or sections["bf16"]["status"].startswith("not supported")
+    assert sections["flops"]["figures"][0]["detail"]["flops_per_image"] > 0
+    assert sections["stage_sharing"]["status"] == "ok" or sections["stage_sharing"]["status"].startswith("unavailable")
+    for name, section in sections.items():
+        assert section["status"] != "ok" or section["figures"]
+        for figure in section["figures"]:
+            _check_figure(name, figure)
+
+    out = capsys.readouterr().out
+    assert "(a) data pipeline" in out and "written:" in out
+    assert out.count("PASS") + out.count("BELOW") >= 4
+
+
+def test_the_makespan_section_alone_joins_the_other_sections(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--makespan", "--results-dir", str(tmp_path)]) == 0  # no bench.json yet
+    before = json.loads(path.read_text())
+    before["sections"]["flops"] = {"title": "(d)", "status": "ok", "figures": [], "notes": {}}
+    path.write_text(json.dumps(before))
+    assert main(["bench", "--makespan", "--results-dir", str(tmp_path)]) == 0
+    result = json.loads(path.read_text())
+    assert set(result["sections"]) == {"flops", "makespan"}  # the sections measured before are kept
+    figures = result["sections"]["makespan"]["figures"]
+    assert [f["case"] for f in figures] == [
+        "8 GPUs x 4: no barrier vs barrier, simulated",
+        "8 GPUs x 4: lower bound vs no barrier, simulated",
+        "64 GPUs x 4: no barrier vs barrier, simulated",
+        "64 GPUs x 4: lower bound vs no barrier, simulated",
+    ]
+    for figure in figures:
+        _check_figure("makespan", figure)
+        assert figure["detail"]["trials"] == 264
+    assert figures[0]["ratio"] > 1  # 8 GPUs: the barrier costs time
+    assert "(e) makespan" in capsys.readouterr().out
+
+
+def test_flops_per_image_of_resnet32_matches_the_spec() -> None:
+    """SPEC section 2: ~69 M multiply-adds per 32x32 forward, so a training step (forward plus a backward
+    of about twice the forward) costs about 3 x 2 x 69 M FLOPs per image."""
+    from harness.bench.cases import synthetic_cifar
+    from harness.bench.training import image_flops
+    from harness.data.pipeline import TensorBatches
+    from harness.models import build_model
+    from harness.training.precision import FP32
+
+    data = synthetic_cifar(8)
+    batches = TensorBatches(data.train, data, torch.device("cpu"), 4, True)
+    flops = image_flops(build_model("resnet32", 10, 3), batches, 8, FP32)
+    assert flops == pytest.approx(3 * 2 * 69e6, rel=0.1)
+
+
+def test_stage_sharing_without_the_plan_module(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "harness.experiment.plan", None)  # makes `import harness.experiment.plan` fail
+    section = sharing.measure()
+    assert section.status == "unavailable: harness.experiment.plan not present" and section.figures == []
+
+
+@pytest.mark.parametrize("takes", ["suite", "trials"])
+def test_stage_sharing_reports_the_plan_budget(monkeypatch, takes: str) -> None:
+    calls = []
+
+    def by_name(suite):
+        calls.append(suite)
+        return types.SimpleNamespace(shared_epochs=100, retrain_epochs=250)
+
+    def by_trials(trials):
+        calls.append(trials)
+        return types.SimpleNamespace(shared_epochs=100, retrain_epochs=150)
+
+    plan = types.ModuleType("harness.experiment.plan")
+    plan.epoch_budget = by_name if takes == "suite" else by_trials  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "harness.experiment.plan", plan)
+    section = sharing.measure(("quick",))
+    (figure,) = section.figures
+    if takes == "suite":
+        assert calls == ["quick"] and (figure.ratio, figure.verdict) == (2.5, "PASS")
+    else:
+        assert len(calls[0]) == len(bench_suite_trials("quick")) and (figure.ratio, figure.verdict) == (1.5, "BELOW")
+    assert (figure.value, figure.baseline) == (100, 250 if takes == "suite" else 150)
+
+
+def bench_suite_trials(name: str) -> list:
+    from harness.experiment.suite import build_suite
+
+    return build_suite(name).trials
+
+
+def test_stage_sharing_with_a_plan_lacking_epoch_budget(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "harness.experiment.plan", types.ModuleType("harness.experiment.plan"))
+    assert sharing.measure().status == "unavailable: harness.experiment.plan has no epoch_budget"
+
+
+def test_verdicts() -> None:
+    def figure(ratio: float, target: float | None) -> Figure:
+        return Figure("c", ratio, 1.0, ratio, "images/s", "a", "b", target)
+
+    assert figure(5.0, 5.0).verdict == "PASS"
+    assert figure(4.99, 5.0).verdict == "BELOW"
+    assert figure(0.1, None).verdict == "-"
+
+
+def test_table_shows_sections_without_figures() -> None:
+    result = {
+        "machine": {"cpu_model": "x", "usable_cpus": 2, "torch_threads": 2, "torch": "t", "device": "cpu"},
+        "seconds": 1.0,
+        "sections": {
+            "stage_sharing": {
+                "title": "(c) stage sharing",
+                "status": "unavailable: harness.experiment.plan not present",
+                "figures": [],
+                "notes": {},
+            }
+        },
+    }
+    assert "unavailable: harness.experiment.plan not present" in bench.format_table(result)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["--threads", "0"], "--threads must be a positive integer"),
+    ],
+)
+def test_bad_arguments_are_user_errors(argv, message, restore_threads, capsys) -> None:
+    assert main(["bench", "--quick", *argv]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(LtbenchError, match=message.replace("-", r"\-")):
+        bench.run_bench(**({"device": "gpu"} if argv[0] == "--device" else {"threads": 0}))
