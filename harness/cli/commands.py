@@ -7,9 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.core.errors import LtbenchError
 from harness.core.trial import ratio_label
+
+if TYPE_CHECKING:
+    from harness.records.storage import Storage
 
 RESULTS_ENV = "LTBENCH_RESULTS"
 # Exit codes: 0 all trials finished, 1 some trial failed, 2 bad input, 3 the tracking server went away
@@ -21,20 +25,20 @@ def _results_dir(args: argparse.Namespace) -> Path:
     return Path(args.results_dir or os.environ.get(RESULTS_ENV) or "results")
 
 
-def _storage(args: argparse.Namespace) -> str | None:
-    """The trial store given (--storage, else $LTBENCH_STORAGE); None: `<results dir>/trials`."""
-    from harness.records.storage import STORAGE_ENV
+def _storage(args: argparse.Namespace) -> Storage | None:
+    """The trial store given (--storage, else $LTBENCH_STORAGE), opened once here; None: `<results dir>/trials`."""
+    from harness.records.storage import STORAGE_ENV, Storage
 
-    return getattr(args, "storage", None) or os.environ.get(STORAGE_ENV) or None
+    given = getattr(args, "storage", None) or os.environ.get(STORAGE_ENV) or None
+    return None if given is None else Storage.open(given)
 
 
 def _reach_artifacts(args: argparse.Namespace) -> None:
     """Commands that read MLflow artifacts reach a remote store's S3-compatible endpoint through it."""
-    from harness.records.storage import Storage
     from harness.records.tracking_uri import use_artifact_store
 
     if (storage := _storage(args)) is not None:
-        use_artifact_store(Storage.open(storage))
+        use_artifact_store(storage)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -79,13 +79,13 @@ def run_suite(
     results_dir: Path = Path("results"),
     verbose: int = 1,
     max_retries: int = DEFAULT_MAX_RETRIES,
-    storage: str | Path | None = None,
+    storage: Storage | None = None,
 ) -> RunSummary:
     """Run every unfinished trial of the suite in one Tune run (each decoupled trial as soon as its shared
     backbone has finished; a trial whose worker dies retried up to `max_retries` times); then rebuild the
     leaderboard.
 
-    Trial files go to `storage` (a path or a filesystem URI; default `<results>/trials`). Every check that can
+    Trial files go to `storage` (default: `<results>/trials`). Every check that can
     fail (the suite, the data, the results dir, the trial store, the tracking URI, the Ray address and
     resources) runs before anything is written; the results dir is locked for this driver alone.
     """
@@ -95,7 +95,7 @@ def run_suite(
     suite = build_suite(name, overrides)
     check_data(suite.trials)
     check_results_dir(results_dir)
-    store = Storage.open(results_dir / "trials" if storage is None else storage)
+    store = Storage.open(results_dir / "trials") if storage is None else storage
     store.check()
     check_tracking(tracking_uri)
     with exclusive_run(results_dir), ray_session(address):
