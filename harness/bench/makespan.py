@@ -28,6 +28,8 @@ from typing import Any
 from harness.bench.common import Figure, Section
 from harness.execution.costs import cost_model
 from harness.execution.trial_queue import Job, TrialQueue, plan_jobs
+from harness.experiment.plan import make_plan
+from harness.experiment.suite import build_suite
 
 SUITE = "cifar-lt"
 GPU_COUNTS = (8, 64)
@@ -49,9 +51,6 @@ class Schedule:
 
 def suite_jobs(suite: str = SUITE, bench_json: Path | None = None) -> tuple[list[Job], int]:
     """The suite's plan as jobs with cost-model durations, and its trials per GPU (1 / the GPU share)."""
-    from harness.experiment.plan import make_plan
-    from harness.experiment.suite import build_suite
-
     trials = build_suite(suite).trials
     plan = make_plan(trials)
     share = float(trials[0].resources.get("gpu", 1) or 1)

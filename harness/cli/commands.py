@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.core.errors import LtbenchError
+from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.trial import ratio_label
 
 if TYPE_CHECKING:
@@ -108,8 +108,6 @@ def paper_suites() -> list[str]:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """`run` on the paper's suite, then `tables` on that suite's runs: one command per published table."""
-    from harness.core.errors import unknown_choice
-
     paper = args.paper.removeprefix(PAPER_SUITE_PREFIX)
     if paper not in paper_suites():
         raise unknown_choice("paper", args.paper, paper_suites())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness import __version__
 from harness.cli.commands import (
     RESULTS_ENV,
     cmd_bench,
@@ -23,7 +24,6 @@ from harness.core.trial import DEFAULT_MAX_RETRIES
 
 def build_parser() -> argparse.ArgumentParser:
     """Every argument says what it does and its default (a test walks the parser to check)."""
-    from harness import __version__
     from harness.reports.ui import DEFAULT_HOST, DEFAULT_PORT
 
     parser = argparse.ArgumentParser(prog="ltbench", description="Long-tailed recognition benchmark harness")

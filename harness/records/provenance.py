@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from harness.core.errors import LtbenchError
+
 PACKAGES = ("ltbench", "torch", "torchvision", "numpy", "ray", "mlflow", "pandas")
 
 
@@ -46,8 +48,6 @@ def package_versions() -> dict[str, str]:
 
 def resolve_device(choice: str) -> torch.device:
     """'auto' takes CUDA when present; Ray restricts CUDA_VISIBLE_DEVICES to the trial's GPU."""
-    from harness.core.errors import LtbenchError
-
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():

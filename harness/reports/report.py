@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.experiment.suite import build_suite
+from harness.plugins.loading import load_methods
 from harness.reports.claims import FAILS, ClaimResult, check_claims, render, render_markdown
 from harness.reports.layouts import all_specs
 from harness.reports.leaderboard import write_leaderboard
@@ -39,8 +41,6 @@ def build_report(
     plots: bool = True,
 ) -> ReportOutcome:
     """Leaderboard (and plots) of one suite as configured now, from its MLflow runs."""
-    from harness.experiment.suite import build_suite
-
     suite = build_suite(name, overrides)
     runs = load_runs(tracking_uri, results_dir, [suite.name], missing_ok=True)
     out_dir = results_dir / suite.name
@@ -60,8 +60,6 @@ def _experiments(suites: list[str] | None) -> list[str] | None:
 
 def render_all_tables(runs: pd.DataFrame, published_dir: Path = PUBLISHED_DIR) -> list[RenderedTable]:
     """Every table of `ltbench tables` from `runs`, in memory (nothing written)."""
-    from harness.plugins.loading import load_methods
-
     published = load_published(published_dir)
     methods = ordered_methods(load_methods().names())  # every grid lists each registered method
     known = set(methods) | set(runs.method.dropna())

@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from harness.core.errors import LtbenchError
+from harness.experiment.suite import load_suite_file
 from harness.records.artifacts import ANALYSIS_FILE, RESULT_FILE
 from harness.records.tracker import FAILURE_TAG, TRIAL_KEY_TAG, Tracker
-from harness.records.tracking_uri import default_tracking_uri
+from harness.records.tracking_uri import check_reachable, default_tracking_uri
 
 METRICS = ("top1", "mean_class_acc", "many_acc", "medium_acc", "few_acc")
 SPLITS = ("test", "val")
@@ -150,8 +151,6 @@ def open_client(tracking_uri: str | None, results_dir: Path) -> Any | None:
     """
     from mlflow.tracking import MlflowClient
 
-    from harness.records.tracking_uri import check_reachable
-
     if tracking_uri is None:
         if not (results_dir / "mlflow.db").is_file():
             return None
@@ -207,8 +206,6 @@ def suite_experiment_name(name_or_path: str) -> str:
 
     Reading results must not need the suite to still validate (a method may have been renamed since).
     """
-    from harness.experiment.suite import load_suite_file
-
     try:
         return str(load_suite_file(name_or_path)["name"])
     except LtbenchError:
