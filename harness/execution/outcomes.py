@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class TrialOutcome:
+    """How one trial of the run ended (`RunSummary` in `run_suite` sums up the whole `ltbench run`)."""
+
     key: str
     label: str
     status: str  # FINISHED | FAILED
@@ -18,7 +20,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 @dataclass
-class ScheduleReport:
+class TrialOutcomes:
+    """Every trial's outcome in one Tune run, in the order they ended."""
+
     outcomes: list[TrialOutcome] = field(default_factory=list)
 
     @property

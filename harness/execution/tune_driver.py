@@ -35,7 +35,7 @@ from ray.tune.search import Searcher
 
 from harness.core.trial import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.execution.costs import cost_model
-from harness.execution.outcomes import Interrupted, ScheduleReport, TrialOutcome
+from harness.execution.outcomes import Interrupted, TrialOutcome, TrialOutcomes
 from harness.execution.progress import SuiteProgress
 from harness.execution.trial_queue import TrialQueue, plan_jobs
 from harness.execution.tune_events import TuneEventBridge
@@ -190,7 +190,7 @@ def run_with_tune(
     verbose: int = 1,
     max_retries: int = DEFAULT_MAX_RETRIES,
     barrier: bool = False,
-) -> ScheduleReport:
+) -> TrialOutcomes:
     """Run `trials` (all not yet finished: end-to-end trials, backbones and decoupled trials, in plan order)
     in one Tune run and return each one's outcome.
 
@@ -203,7 +203,7 @@ def run_with_tune(
     other suite that contains it. Tune's own files go beside them in a remote store (`<store>/ray`), else to
     `<results>/ray`. `progress` is the suite-wide display.
     """
-    report = ScheduleReport()
+    report = TrialOutcomes()
     if not trials:
         return report
     queue = TrialQueue(plan_jobs(trials, cost_model(results_dir / "bench.json"), backbone_of), barrier=barrier)
@@ -241,7 +241,7 @@ def trials_progress(
     return SuiteProgress({t.key: trial_epochs(t) for t in trials}, {t.key: cost(t) for t in trials}, live=live)
 
 
-def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, storage: Storage, report: ScheduleReport) -> None:
+def settle_interrupted(trials: list[TrialConfig], tracker: Tracker, storage: Storage, report: TrialOutcomes) -> None:
     """After a Ctrl+C: a trial whose result is in the store is FINISHED (its worker can write `result.json`
     before the driver's callback hears of it); a trial whose run is still open is KILLED, and resumes into
     that run on a rerun."""

@@ -14,7 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from harness.core.trial import TrialConfig
-from harness.execution.outcomes import ScheduleReport, TrialOutcome
+from harness.execution.outcomes import TrialOutcome, TrialOutcomes
 from harness.execution.progress import SuiteProgress, epoch_line, finished_line
 from harness.execution.trial_queue import TrialQueue
 from harness.records.storage import Storage
@@ -41,7 +41,7 @@ class TuneEventBridge(Callback):
         self,
         tracker: Tracker,
         storage: Storage,
-        report: ScheduleReport,
+        report: TrialOutcomes,
         progress: SuiteProgress,
         verbose: int,
         queue: TrialQueue,

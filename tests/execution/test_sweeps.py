@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.execution.outcomes import ScheduleReport
+from harness.execution.outcomes import TrialOutcomes
 from harness.execution.progress import SuiteProgress
 from harness.execution.trial_queue import TrialQueue, plan_jobs
 from harness.execution.tune_driver import settle_interrupted
@@ -216,7 +216,7 @@ def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_drive
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
     done_run, running_run = tracker.open_run(done), tracker.open_run(running)  # both RUNNING, as Tune left them
 
-    report = ScheduleReport()
+    report = TrialOutcomes()
     settle_interrupted([done, running, never_started], tracker, storage, report)
 
     assert [(o.key, o.status) for o in report.outcomes] == [(done.key, "FINISHED")]
@@ -237,7 +237,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
     results = tmp_path / "r"
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
     queue = TrialQueue(plan_jobs(trials, lambda cfg: 1.0, plan.backbone_of))
-    report = ScheduleReport()
+    report = TrialOutcomes()
     progress = SuiteProgress({t.key: 1 for t in trials}, stream=io.StringIO(), live=False)
     callback = TuneEventBridge(
         tracker, Storage.open(results / "trials"), report, progress, 0, queue, {t.key: t for t in trials}
