@@ -70,7 +70,8 @@ class TrialSetup:
         seed_everything(cfg.seed)
         device = resolve_device(cfg.device)
         spec = DATASETS.get(cfg.dataset)
-        data = spec.build(cfg.imbalance_ratio, DataOptions(**cfg.data).for_seed(cfg.seed))
+        options = DataOptions(**cfg.data).for_seed(cfg.seed)
+        data = spec.build(cfg.imbalance_ratio, options)
         context = MethodContext(data.num_classes, torch.tensor(data.train_counts, dtype=torch.float64))
         method = method_class(parse_params(method_class, cfg.method_params), context)
         in_channels = data.train.images.shape[1] if isinstance(data.train, ArraySplit) else 3
@@ -82,7 +83,9 @@ class TrialSetup:
         recipe = recipe_of(cfg)
         nhwc = recipe.channels_last
         splits = {
-            "train": make_batches(data.train, data, device, True, spec.pad, spec.flip, workers, nhwc),
+            "train": make_batches(
+                data.train, data, device, True, spec.pad, spec.flip, workers, nhwc, options.augmentation
+            ),
             **{
                 name: make_batches(split, data, device, False, 0, False, workers, nhwc)
                 for name, split in (("train_plain", data.train), ("val", data.val), ("test", data.test))
