@@ -11,7 +11,8 @@ batches), and the epoch with the best validation accuracy. CIFAR has no official
 same shape at the stage-1 lr and batch (`lr_scale` = 1).
 
 Remaining differences: ties between epochs on validation are broken by validation loss, then the middle
-epoch (the official code keeps the first); the stage-1 backbone is ltbench's shared `ce` trial. Options that
+epoch (the official code keeps the first); the stage-1 backbone is ltbench's shared `ce` trial, kept at the
+epoch its recipe's `keep` says (`imagenet-lt`: the best validation epoch, as Kang's code starts cRT from). Options that
 depart from the official code (off in the cifar-lt and imagenet-lt suites): `bn: eval` (frozen statistics)
 and `augment: false` (train on cached features of un-augmented images; needs `bn: eval`; the quick suite uses
 both to fit a laptop).

@@ -16,12 +16,17 @@ and bias, not re-initialised) on the frozen backbone:
         r = min_j ||W⁰_j|| + t · (max_j ||W⁰_j|| - min_j ||W⁰_j||),  t = 0.1,  W⁰ the stage-1 classifier
         (the demo's per-layer threshold; `max_norm_relative: false` uses r = t itself); the bias is not clipped
     keep the epoch with the best validation mean per-class accuracy
+    evaluate with a test-time flip: the scores of each image and its mirror averaged (`utils/eval_funcs.py`,
+        `print_accuracy(..., test_aug=True)`; the demo notebook's model scores 51.98 without it and 53.1 with it)
 
 Differences from the official demos:
 - the demos project once per epoch (after the training phase in `train_model`); the paper describes
   projected gradient descent, and ltbench projects after every optimiser step;
 - the demos keep the best epoch by test accuracy; ltbench chooses on its validation split (ties: validation
-  loss, then the middle epoch; the demos keep the first);
+  loss, then the middle epoch; the demos keep the first), scoring epochs without the flip as the demos'
+  `train_model` does, and reports the kept epoch with it;
+- stage one's kept epoch: the demo keeps its best test epoch (`with_WD_model_best`); recipe `wb-stage1` keeps
+  the best validation epoch (`keep: best-val`);
 - the demos use a CIFAR ResNet-34 and the first n images per class; ltbench uses the suite's model and
   selection (the `paper-alshammari2022` suite sets `selection: first`).
 As the demos (`utils/trainval.py: train_model`): cosine stepped at the start of each epoch, every image once
@@ -98,6 +103,7 @@ class WeightBalancing(Method):
         sampler: str = param("instance", "stage-two training sampler")
         augment: bool = param(True, "augmented images through the frozen backbone (false: cached features)")
         bn: str = param("train", "backbone BatchNorm in stage two: train (the demos), eval")
+        test_flip: bool = param(True, "average the scores of each image and its horizontal flip (the demos)")
 
         def __post_init__(self) -> None:
             check_bn_mode(self.bn, self.augment)
@@ -140,4 +146,4 @@ class WeightBalancing(Method):
             lr_shift=1,  # the demos' train_model steps the scheduler at the start of each epoch
             after_step=lambda: projection.project(head.weight),
         )
-        return StageTwoResult(fitted, extras={"max_norm_radius": projection.radius})
+        return StageTwoResult(fitted, extras={"max_norm_radius": projection.radius}, test_flip=p.test_flip)

@@ -24,6 +24,7 @@ from harness.data.profile import (
 )
 
 DATA_ENV = "LTBENCH_DATA"
+AUGMENTATIONS = ("standard", "crop-flip")
 SEED_FROM_TRIAL = "seed"  # data.data_seed value meaning "the trial's own seed"
 
 
@@ -38,6 +39,10 @@ class DataOptions:
     data_seed: int | str = 0
     max_per_class: int | None = None  # caps n_max before the profile (the quick suite uses 1000)
     val_per_class: int | None = None  # validation images per class; None: the dataset's default
+    # training augmentation (AUGMENTATIONS): "standard" is the dataset's usual one (32 px: pad-4 crop and flip;
+    # ImageNet-LT: Kang et al.'s random-resized crop, flip and ColorJitter(0.4, 0.4, 0.4)); "crop-flip" leaves
+    # out the colour jitter (Menon et al.'s Appendix D; the same as "standard" at 32 px)
+    augmentation: str = "standard"
     download: bool = False
 
     def identity(self) -> dict:

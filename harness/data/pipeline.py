@@ -180,20 +180,15 @@ class FileBatches:
         train: bool,
         workers: int,
         channels_last: bool = False,
+        color_jitter: bool = True,
     ) -> None:
         from torchvision import transforms as T
 
         # Workers decode and augment on PIL images and hand over uint8 tensors; normalisation happens on
         # the device (`Normaliser`), so pinned buffers and host-to-device copies are a quarter of float32's.
         if train:
-            tf = T.Compose(
-                [
-                    T.RandomResizedCrop(224),
-                    T.RandomHorizontalFlip(),
-                    T.ColorJitter(0.4, 0.4, 0.4, 0),
-                    T.PILToTensor(),
-                ]
-            )
+            jitter = [T.ColorJitter(0.4, 0.4, 0.4, 0)] if color_jitter else []  # Kang et al.'s; not Menon et al.'s
+            tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), *jitter, T.PILToTensor()])
         else:
             tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])
         self.dataset = _ImageFiles(split, tf)
@@ -243,7 +238,10 @@ def make_batches(
     flip: bool,
     workers: int = 0,
     channels_last: bool = False,
+    augmentation: str = "standard",
 ) -> TensorBatches | FileBatches:
+    """Batches of `split`; `augmentation` (a `DataOptions.augmentation`) matters for file datasets only: 32 px
+    training images are padded, cropped and flipped under either policy."""
     if isinstance(split, ArraySplit):
         return TensorBatches(split, data, device, pad if train else 0, flip and train, channels_last)
-    return FileBatches(split, data, device, train, workers, channels_last)
+    return FileBatches(split, data, device, train, workers, channels_last, augmentation == "standard")

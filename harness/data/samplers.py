@@ -11,7 +11,11 @@ Any method names one by its registry name (`ltbench methods` shows each method's
 | class-balanced | p_j ∝ n_j^0 = 1/C |
 | progressive | p_j(t) = (1 - t/(T-1)) p_j^IB + (t/(T-1)) p_j^CB, t = 0..T-1 the epoch: class-balanced at the last |
 | class-aware | Kang's ClassAwareSampler: a class from a shuffled cycle, then 4 consecutive images of it from |
-|             | that class's own shuffled cycle; an epoch is int(N / batch) batches (Kang's loop stops there) |
+|             | that class's own shuffled cycle; an epoch is int(N / batch) batches (Kang's loop stops there); |
+|             | the cycles carry on across epochs (Kang's `RandomCycleIter`s live as long as the sampler) |
+
+A sampler with state across epochs gives it through `state_dict` / `load_state_dict`; the trainer keeps it in
+the checkpoint, so a resumed trial draws what an uninterrupted one would.
 
 A method may bring its own sampler: subclass `Sampler` and register it with `@register_sampler("name")`
 (from `harness.api`); `b3rs` and `bet` are registered that way by `methods/channel_whitening.py`.
@@ -43,6 +47,13 @@ class Sampler:
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """What the sampler carries from one epoch to the next (nothing, for most samplers)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` gave (a resumed trial)."""
 
     def draw_by_class_probability(self, p_class: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """n draws with replacement: class j with probability p_j, then one of its images uniformly."""
@@ -92,33 +103,48 @@ class ClassAwareSampler(Sampler):
     class drawn, `per_class` consecutive images from that class's own reshuffled cycle.
 
     Its nominal length in Kang's code is n_max x C draws, but their training loop stops every epoch after
-    int(N / batch) steps whatever the sampler, so an epoch here is int(N / batch) full batches.
+    int(N / batch) steps whatever the sampler, so an epoch here is int(N / batch) full batches. As Kang's
+    `RandomCycleIter`s, the class cycle and each class's image cycle carry on from one epoch into the next (a
+    cycle is reshuffled only when it is used up), so over the epochs every image of a class comes up equally
+    often; the new shuffles draw from the epoch's generator.
     """
 
     per_class = 4
+
+    def __init__(self, labels: np.ndarray, num_classes: int, batch_size: int) -> None:
+        super().__init__(labels, num_classes, batch_size)
+        self.classes = torch.nonzero(self.present).flatten()
+        self.members = [torch.nonzero(self.labels == c).flatten() for c in self.classes.tolist()]
+        self.class_cycle: list[int] = []  # classes still to come in the current cycle (popped from the end)
+        self.orders = list(self.members)  # each class's current image cycle
+        self.cursors = [len(m) for m in self.members]  # used up: reshuffled on first use
 
     def epoch_length(self) -> int:
         return max(1, len(self.labels) // self.batch_size) * self.batch_size
 
     def epoch_indices(self, epoch: int, num_epochs: int, generator: torch.Generator) -> torch.Tensor:
-        classes = torch.nonzero(self.present).flatten()
-        members = [torch.nonzero(self.labels == c).flatten() for c in classes.tolist()]
-        cursors = [len(m) for m in members]  # exhausted: reshuffle on first use
-        orders = list(members)
-        class_cycle: list[int] = []
-        out = []
+        out: list[int] = []
         total = self.epoch_length()
         while len(out) < total:
-            if not class_cycle:
-                class_cycle = torch.randperm(len(classes), generator=generator).tolist()
-            c = class_cycle.pop()
+            if not self.class_cycle:
+                self.class_cycle = torch.randperm(len(self.classes), generator=generator).tolist()
+            c = self.class_cycle.pop()
             for _ in range(self.per_class):
-                if cursors[c] >= len(orders[c]):
-                    orders[c] = members[c][torch.randperm(len(members[c]), generator=generator)]
-                    cursors[c] = 0
-                out.append(int(orders[c][cursors[c]]))
-                cursors[c] += 1
+                if self.cursors[c] >= len(self.orders[c]):
+                    self.orders[c] = self.members[c][torch.randperm(len(self.members[c]), generator=generator)]
+                    self.cursors[c] = 0
+                out.append(int(self.orders[c][self.cursors[c]]))
+                self.cursors[c] += 1
         return torch.tensor(out[:total], dtype=torch.int64)
+
+    def state_dict(self) -> dict:
+        return {"class_cycle": list(self.class_cycle), "orders": list(self.orders), "cursors": list(self.cursors)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.class_cycle = list(state["class_cycle"])
+            self.orders = list(state["orders"])
+            self.cursors = list(state["cursors"])
 
 
 SamplerFactory = Callable[..., Sampler]

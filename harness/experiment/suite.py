@@ -24,7 +24,7 @@ from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.trial import TrialConfig
 from harness.core.validation import MAX_SEED, Rule, check_fields, is_seed
 from harness.data import DATASETS, DataOptions
-from harness.data.base import SEED_FROM_TRIAL
+from harness.data.base import AUGMENTATIONS, SEED_FROM_TRIAL
 from harness.data.profile import SELECTIONS
 from harness.models import MODELS
 from harness.plugins.code_identity import method_code
@@ -53,6 +53,7 @@ PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What each data option may hold beyond its type (one line per field, checked only for fields DataOptions has).
 DATA_RULES: dict[str, Rule] = {
     "selection": (lambda v: v in SELECTIONS, "one of " + ", ".join(SELECTIONS)),
+    "augmentation": (lambda v: v in AUGMENTATIONS, "one of " + ", ".join(AUGMENTATIONS)),
     "data_seed": (
         lambda v: is_seed(v) or v == SEED_FROM_TRIAL,
         f"an integer in [0, {MAX_SEED}] or {SEED_FROM_TRIAL!r} (the trial's seed)",

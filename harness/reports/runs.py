@@ -15,7 +15,10 @@ Columns:
   same stage-1 backbone for decoupled methods) can be compared.
 - metrics (fractions 0..1): `test_<m>`, `val_<m>` for m in METRICS (the method's main result), and for a
   method with variants (tau-norm's τ = 1 next to τ*) `<variant>/test_<m>`; `variants` lists the variant
-  names; `chosen_tau` when the method logged one.
+  names; `chosen_tau` when the method logged one; `kept_epoch`, the end-to-end epoch the run kept (the last,
+  or the best on validation with `recipe.keep: best-val`).
+- `config`: the run's configuration as MLflow holds it (`model`, `recipe.*`, `data.*`, `method_params.*` and
+  what it ran with, `ran.*`), each value the logged text: what table notes describe a run by.
 """
 
 from __future__ import annotations
@@ -59,9 +62,12 @@ COLUMNS = [
     "start_time",
     "end_time",
     "chosen_tau",
+    "kept_epoch",
     "variants",
+    "config",
     *METRIC_COLUMNS,
 ]
+CONFIG_PARAM = re.compile(r"^(model|recipe\..*|data\..*|method_params\..*|ran\..*)$")
 # params that do not change a result: where files are, what a trial may use, which device, what it ran with
 NOT_IDENTITY = re.compile(r"^(seed|device|data\.root|data\.download|resources\..*|ran\..*)$")
 METHOD_PARAM = re.compile(r"^(method|method_params(\..*)?)$")
@@ -111,6 +117,8 @@ def run_row(run: Any, suite: str) -> dict[str, Any]:
         "start_time": run.info.start_time,
         "end_time": run.info.end_time,
         "chosen_tau": metrics.get("final_chosen_tau", float("nan")),
+        "kept_epoch": metrics.get("final_kept_epoch", float("nan")),
+        "config": {k: v for k, v in params.items() if CONFIG_PARAM.match(k) and not k.startswith("data.root")},
     }
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(f"final_{column}", float("nan"))

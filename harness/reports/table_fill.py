@@ -8,8 +8,9 @@ from collections import Counter
 
 import pandas as pd
 
+from harness.reports.departures import departure_notes, suite_configs
 from harness.reports.formatting import UNAVAILABLE, UNDEFINED
-from harness.reports.published import METRICS, same_ratio
+from harness.reports.published import METRICS, ON_TEST_MARK, UNVERIFIED, same_ratio
 from harness.reports.runs import finished, pick_config, result_rows, runs_of
 from harness.reports.table_spec import Cell, TableSpec, column_label
 
@@ -41,9 +42,18 @@ def published_cell(cell: Cell, spec: TableSpec, published: pd.DataFrame) -> None
         values += [(f"{100 - r.number:.2f}", 100 - r.number) for r in converted.itertuples()]
         match = pd.concat([direct, converted])
     if len(match):
-        cell.published, cell.published_value = values[0]
-        cell.published_refs = "; ".join(f"{r.paper} {r.table}: {r.value} ({r.metric})" for r in match.itertuples())
-        cell.published_model = str(match.iloc[0].model)
+        shown = match.iloc[0]
+        text, cell.published_value = values[0]
+        cell.published_on_test = shown.selected_on == "test"
+        cell.published_unverified = shown.status == UNVERIFIED
+        mark = (ON_TEST_MARK if cell.published_on_test else "") + (
+            f" ({UNVERIFIED})" if cell.published_unverified else ""
+        )
+        cell.published = text + mark
+        cell.published_refs = "; ".join(
+            f"{r.paper} {r.table}: {r.value} ({r.metric}, {r.status})" for r in match.itertuples()
+        )
+        cell.published_model = str(shown.model)
 
 
 def ltbench_cell(cell: Cell, results: pd.DataFrame, all_runs: pd.DataFrame) -> None:
@@ -76,6 +86,11 @@ def ltbench_cell(cell: Cell, results: pd.DataFrame, all_runs: pd.DataFrame) -> N
     values = 100.0 - values if is_error else values
     cell.n = int(len(chosen))
     cell.config_key = str(chosen.config_key.iloc[0])
+    config = chosen.config.iloc[0] if "config" in chosen else None
+    cell.config = config if isinstance(config, dict) else {}
+    if "kept_epoch" in chosen:
+        kept = chosen.sort_values("seed").kept_epoch.dropna()
+        cell.kept_epochs = [int(e) for e in kept]
     cell.model = str(chosen.model.iloc[0])
     cell.suites = ",".join(sorted(set(chosen.suite)))
     if values.isna().all():
@@ -112,6 +127,12 @@ def table_notes(spec: TableSpec, grid: list[list[Cell]], known_methods: set[str]
             "other suites never fill this table."
         )
     notes += [f"Departs from the paper: {d}" for d in spec.departures]
+    cells = [c for row in grid for c in row]
+    notes += [
+        f"Departs from the paper: {d}"
+        for d in departure_notes(spec.protocols, cells, lambda: suite_configs(spec.suite))
+    ]
+    notes += published_marks(cells)
     notes += list(spec.notes)
     unknown = sorted({r.method for r in spec.rows} - known_methods)
     if unknown:
@@ -130,6 +151,23 @@ def table_notes(spec: TableSpec, grid: list[list[Cell]], known_methods: set[str]
             if c.status == "failed":
                 notes.append(f"{where}: failed runs: " + "; ".join(c.reasons))
     return list(dict.fromkeys(notes))
+
+
+def published_marks(cells: list[Cell]) -> list[str]:
+    """What the marks on published numbers mean, for the marks this table shows."""
+    notes = []
+    on_test = sorted({c.row.label for c in cells if c.published_on_test})
+    if on_test:
+        notes.append(
+            f"{ON_TEST_MARK} the paper chose this number on the test set (its best τ, or its best test epoch; "
+            f"results/published/ `selected_on`): {', '.join(on_test)}. ltbench chooses on validation only."
+        )
+    if any(c.published_unverified for c in cells):
+        notes.append(
+            f"({UNVERIFIED}): not yet checked against the source its row names in results/published/ "
+            "(`location`, `status`); treat the difference Δ with care."
+        )
+    return notes
 
 
 def table_seeds(grid: list[list[Cell]]) -> int | None:

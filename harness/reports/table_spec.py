@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from harness.core.errors import LtbenchError
 from harness.core.trial import ratio_label
 from harness.reports.formatting import MISSING, NOT_PUBLISHED, mean_std
 from harness.reports.runs import setting_name
@@ -26,6 +27,46 @@ METRIC_NAMES = {
     "top1_error": "Top-1 error",
     "balanced_error": "Balanced error",
 }
+
+
+# the configuration fields a protocol may name, as a note calls them
+FIELD_NAMES = {
+    "model": "model",
+    "recipe.epochs": "epochs",
+    "recipe.batch_size": "batch",
+    "recipe.lr": "lr",
+    "recipe.nesterov": "Nesterov momentum",
+    "recipe.weight_decay": "weight decay",
+    "recipe.weight_decay_on": "weight decay on",
+    "recipe.schedule": "lr schedule",
+    "recipe.milestones": "lr milestones",
+    "recipe.step_gamma": "lr step factor",
+    "recipe.warmup_epochs": "warm-up epochs",
+    "recipe.lr_update": "lr set",
+    "recipe.precision": "precision",
+    "recipe.keep": "epoch kept",
+    "data.selection": "images per class",
+    "data.augmentation": "augmentation",
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a paper (or its official code, `source`) ran on `datasets` (empty: every dataset of the table):
+    configuration field -> value, in the text MLflow logs (`recipe.milestones`: "[160, 180]"); a value no
+    ltbench setting has (e.g. "best test epoch", "CIFAR ResNet-34") is always reported as a departure."""
+
+    source: str
+    settings: dict[str, str]
+    datasets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.settings) - set(FIELD_NAMES))
+        if unknown:
+            raise LtbenchError(f"protocol of {self.source}: unknown fields {unknown}; known: {sorted(FIELD_NAMES)}")
+
+    def covers(self, dataset: str) -> bool:
+        return not self.datasets or dataset in self.datasets
 
 
 @dataclass(frozen=True)
@@ -64,7 +105,9 @@ class TableSpec:
     unit: str = "top-1 accuracy (%) on the test set"
     notes: tuple[str, ...] = ()
     suite: str | None = None  # the suite whose runs fill the table; None: every suite read
-    departures: tuple[str, ...] = ()  # where `suite` still departs from the paper's protocol
+    departures: tuple[str, ...] = ()  # departures no configuration field shows (e.g. how a choice is made)
+    # what the paper or its official code ran: the notes compare the runs' configuration with it
+    protocols: tuple[Protocol, ...] = ()
 
 
 def column_label(dataset: str, ratio: float | None) -> str:
@@ -90,6 +133,10 @@ class Cell:
     model: str = ""
     set_aside: int = 0
     reasons: list[str] = field(default_factory=list)
+    config: dict[str, str] = field(default_factory=dict)  # the shown runs' configuration (runs frame `config`)
+    kept_epochs: list[int] = field(default_factory=list)  # the end-to-end epoch each shown run kept, by seed
+    published_unverified: bool = False  # the published number was not checked against its source
+    published_on_test: bool = False  # the paper chose it on the test set (a τ*, a best test epoch)
 
     @property
     def delta(self) -> float:

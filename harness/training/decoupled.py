@@ -255,16 +255,19 @@ class StageTwo:
         accuracy = float(self._metrics(scores, labels)["mean_class_acc"])
         return ValScore(accuracy, float(F.cross_entropy(scores.float(), labels)))
 
-    def search_tau(self, make_head: Callable[[float], nn.Module], search: TauSearchParams) -> tuple[float, nn.Module]:
-        """(τ*, its head): the grid value chosen on validation by `choose`'s rule."""
+    def search_tau(
+        self, make_head: Callable[[float], nn.Module], search: TauSearchParams, test_flip: bool = False
+    ) -> tuple[float, nn.Module]:
+        """(τ*, its head): the grid value chosen on validation by `choose`'s rule (scored with the test-time
+        flip when the method reports with it)."""
         heads = {tau: make_head(tau) for tau in search.grid()}
-        chosen = self.select(heads)
+        chosen = self.select(heads, test_flip)
         return chosen, heads[chosen]
 
-    def select(self, candidates: dict[Any, nn.Module]) -> Any:
+    def select(self, candidates: dict[Any, nn.Module], test_flip: bool = False) -> Any:
         """The candidate chosen on validation by `choose`'s rule (accuracy, then loss, then the middle)."""
         keys = list(candidates)
-        return keys[choose([self.validation_score(candidates[k]) for k in keys])]
+        return keys[choose([self.validation_score(candidates[k], test_flip) for k in keys])]
 
     # -- training a head on the frozen backbone ----------------------------------------------------
     def train_head(

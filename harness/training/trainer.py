@@ -35,8 +35,9 @@ from harness.records.storage import Storage, TrialFiles
 from harness.training.analysis import InputMoments, final_linear, save_analysis
 from harness.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from harness.training.decoupled import StageTwo, load_stage_one
+from harness.training.kept_epoch import KeptEpoch
 from harness.training.loop import Learner, epoch_generator, evaluate, scalar_metrics, seed_everything, train_epoch
-from harness.training.optim import make_optimizer, make_scheduler
+from harness.training.optim import make_optimizer, make_scheduler, parameter_groups
 from harness.training.precision import memory_format, resolve_precision
 from harness.training.recipes import Recipe
 
@@ -69,7 +70,8 @@ class TrialSetup:
         seed_everything(cfg.seed)
         device = resolve_device(cfg.device)
         spec = DATASETS.get(cfg.dataset)
-        data = spec.build(cfg.imbalance_ratio, DataOptions(**cfg.data).for_seed(cfg.seed))
+        options = DataOptions(**cfg.data).for_seed(cfg.seed)
+        data = spec.build(cfg.imbalance_ratio, options)
         context = MethodContext(data.num_classes, torch.tensor(data.train_counts, dtype=torch.float64))
         method = method_class(parse_params(method_class, cfg.method_params), context)
         in_channels = data.train.images.shape[1] if isinstance(data.train, ArraySplit) else 3
@@ -81,7 +83,9 @@ class TrialSetup:
         recipe = recipe_of(cfg)
         nhwc = recipe.channels_last
         splits = {
-            "train": make_batches(data.train, data, device, True, spec.pad, spec.flip, workers, nhwc),
+            "train": make_batches(
+                data.train, data, device, True, spec.pad, spec.flip, workers, nhwc, options.augmentation
+            ),
             **{
                 name: make_batches(split, data, device, False, 0, False, workers, nhwc)
                 for name, split in (("train_plain", data.train), ("val", data.val), ("test", data.test))
@@ -156,12 +160,14 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
     # a method with batch-statistics layers drops the epoch's last partial batch (see `Method.full_batches`)
     draws = sampler.epoch_length()
     keep = max(1, draws // recipe.batch_size) * recipe.batch_size if method.full_batches else draws
-    optimizer = make_optimizer(model.parameters(), recipe)
+    optimizer = make_optimizer(parameter_groups(model, recipe), recipe)
     scheduler = make_scheduler(optimizer, recipe, math.ceil(keep / recipe.batch_size))
     learner = Learner(model, method.loss, optimizer, scheduler, precision, after_step)
     eval_splits = {name: setup.splits[name] for name in ("val", "test")}
+    validation = {"val": setup.splits["val"]}
 
     start_epoch, history, attempts = 0, [], []
+    kept = KeptEpoch(recipe.keep)
     checkpoint_path = files.local_dir / CHECKPOINT_FILE
     files.pull(CHECKPOINT_FILE, previous_of(checkpoint_path).name)  # a remote store has no .prev: dropped here
     checkpoint = load_checkpoint(checkpoint_path)
@@ -170,6 +176,8 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         restore_rng_states(checkpoint["rng"])
+        sampler.load_state_dict(checkpoint.get("sampler", {}))
+        kept = KeptEpoch.from_state(recipe.keep, checkpoint.get("kept"))
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
         attempts = checkpoint.get("attempts", [])
     attempts = [*attempts, attempt(node, start_epoch)]
@@ -203,11 +211,18 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
             "train_images_per_s": len(indices) / (time.perf_counter() - started),
             "time": time.time(),  # when the epoch ended: its MLflow timestamp
         }
-        if epoch + 1 == recipe.epochs:
+        last = epoch + 1 == recipe.epochs
+        if last and not kept.by_validation:
             evaluation = evaluate_final()
             row.update(scalar_metrics(evaluation))
-        elif (epoch + 1) % recipe.eval_every == 0:
+        elif (epoch + 1) % recipe.eval_every == 0 or last:
             row.update(scalar_metrics(evaluate(model, method.predict, setup.data, eval_splits, precision)))
+        elif kept.by_validation:  # validation after every epoch, so every epoch is a candidate
+            row.update(scalar_metrics(evaluate(model, method.predict, setup.data, validation, precision)))
+        kept.consider(epoch + 1, row, model)
+        if last and kept.by_validation:
+            kept.restore(model)
+            evaluation = evaluate_final()
         history.append(row)
         save_checkpoint(
             checkpoint_path,
@@ -219,14 +234,25 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
                 "rng": rng_states(),
                 "history": history,
                 "attempts": attempts,
+                "sampler": sampler.state_dict(),
+                "kept": kept.state(),
             },
         )
         files.push(CHECKPOINT_FILE)
         report(row)
 
     if evaluation is None:  # resumed after the last epoch's checkpoint
+        kept.restore(model)
         evaluation = evaluate_final()
-    return TrainedClassifier(evaluation, history, model.head, moments, attempts=attempts)
+    if kept.by_validation:  # the checkpoint stage two loads holds the kept epoch's weights
+        checkpoint = load_checkpoint(checkpoint_path, fall_back=False)
+        save_checkpoint(checkpoint_path, {**checkpoint, "model": model.state_dict(), "kept": kept.state(False)})
+        files.push(CHECKPOINT_FILE)
+    effective = {"kept_epoch": kept.epoch(recipe.epochs)}
+    extras = {"kept_epoch": float(kept.epoch(recipe.epochs))}
+    return TrainedClassifier(
+        evaluation, history, model.head, moments, extras=extras, effective=effective, attempts=attempts
+    )
 
 
 def fit_decoupled(setup: TrialSetup, backbone: TrialFiles, report: Reporter, node: str = "") -> TrainedClassifier:

@@ -239,3 +239,32 @@ def test_file_batches_replay_their_augmentation_from_the_epoch_generator(tmp_pat
     torch.testing.assert_close(epoch(0, seed=7), first)
     torch.testing.assert_close(epoch(2, seed=7), first)
     assert not torch.equal(epoch(0, seed=8), first)
+
+
+def test_imagenet_lt_augmentation_policy_is_a_data_option(tmp_path):
+    """Kang et al.'s code jitters colour (ColorJitter 0.4/0.4/0.4); Menon et al. crop and flip only: the data option
+    `augmentation` names the policy, and a suite that sets crop-flip gets training batches without the jitter."""
+    from torchvision import transforms as T
+
+    from harness.data import DATASETS, DataOptions
+    from harness.data.pipeline import make_batches
+    from tests import fakes
+
+    fakes.write_imagenet_lt(tmp_path)
+
+    def train_transforms(augmentation: str) -> list[type]:
+        options = DataOptions(root=str(tmp_path), augmentation=augmentation)
+        data = DATASETS.get("imagenet-lt").build(None, options)
+        batches = make_batches(data.train, data, torch.device("cpu"), True, 0, True, 0, False, options.augmentation)
+        return [type(t) for t in batches.dataset.transform.transforms]
+
+    assert T.ColorJitter in train_transforms("standard")
+    assert train_transforms("crop-flip") == [T.RandomResizedCrop, T.RandomHorizontalFlip, T.PILToTensor]
+
+
+def test_unknown_augmentation_is_a_user_error():
+    from harness.core.errors import LtbenchError
+    from harness.experiment.suite import build_suite
+
+    with pytest.raises(LtbenchError, match="augmentation"):
+        build_suite("quick", ["data.augmentation=autoaugment"])

@@ -41,6 +41,26 @@ def test_class_aware_draws_four_of_a_class_and_balances_classes() -> None:
     assert set(small.tolist()) == set(np.flatnonzero(LABELS == 4).tolist())  # the tail class cycles through all
 
 
+def test_class_aware_cycles_carry_on_across_epochs() -> None:
+    """Kang's RandomCycleIters outlive the epoch: a tail class's image cycle started in epoch 0 is finished in
+    epoch 1 before any image repeats, and the sampler's state restores a resumed trial's draws exactly."""
+    labels = np.repeat(np.arange(3), [40, 10, 6])
+    sampler = ClassAwareSampler(labels, 3, 8)  # 7 batches of 8 = 56 draws, 14 runs of 4: 4 or 5 per class
+    first = sampler.epoch_indices(0, 2, generator(0))
+    state = sampler.state_dict()
+    second = sampler.epoch_indices(1, 2, generator(1))
+    tail = np.flatnonzero(labels == 2).tolist()
+    draws = [int(i) for i in torch.cat([first, second]) if int(i) in tail]
+    # 6 images in a cycle: each block of 6 consecutive tail draws is one whole cycle, across the boundary too
+    for start in range(0, len(draws) - 5, 6):
+        assert sorted(draws[start : start + 6]) == tail
+    # a fresh sampler restarts its cycles; one restored from the state draws the same second epoch
+    resumed = ClassAwareSampler(labels, 3, 8)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.epoch_indices(1, 2, generator(1)), second)
+    assert not torch.equal(ClassAwareSampler(labels, 3, 8).epoch_indices(1, 2, generator(1)), second)
+
+
 def test_b3rs_gives_every_group_a_share_per_batch() -> None:
     sampler = B3RSSampler(LABELS, 5, 32, groups=3, q=0.5)
     assert [g.tolist() for g in sampler.groups] == [[0, 1], [2, 3], [4]]  # sorted by size, contiguous

@@ -49,6 +49,8 @@ def test_paper_suite_dry_run_shows_trials_and_shared_backbones(paper: str, trial
 def test_alshammari_backbone_is_wb_stage1_shared_by_tau_norm_and_wb() -> None:
     suite = build_suite("paper-alshammari2022")
     assert {t.data["selection"] for t in suite.trials} == {"first"}
+    tau_norm = {str(t.method_params) for t in suite.trials if t.method == "tau-norm"}
+    assert tau_norm == {str({"bias": "keep", "test_flip": True})}  # WB's own Normalizer, with the flip
     plan = make_plan(suite.trials)
     for key, users in plan.users.items():
         assert sorted(u.method for u in users) == ["tau-norm", "wb"]
@@ -90,7 +92,15 @@ def test_menon_suite_trains_each_dataset_with_its_own_recipe_model_and_seeds() -
     cifar = [t for t in suite.trials if t.dataset != "imagenet-lt"]
     assert {(t.model, t.recipe["lr"], t.recipe["warmup_epochs"], t.seed) for t in imagenet} == {("resnet50", 0.4, 5, 0)}
     assert {t.imbalance_ratio for t in imagenet} == {None} and imagenet[0].resources["gpu"] == 1
-    assert {(t.recipe["weight_decay"], t.recipe["step_gamma"]) for t in cifar} == {(1e-4, 0.1)}
+    # the authors' code's recipe and ResNet-32 variant on CIFAR (issue 24): ~120K steps, x0.1 at three milestones
+    assert {(t.dataset, t.model, t.recipe["epochs"], tuple(t.recipe["milestones"])) for t in cifar} == {
+        ("cifar10-lt", "resnet32-menon", 1241, (604, 926, 1128)),
+        ("cifar100-lt", "resnet32-menon", 1419, (691, 1059, 1290)),
+    }
+    assert {(t.recipe["weight_decay"], t.recipe["weight_decay_on"], t.recipe["nesterov"]) for t in cifar} == {
+        (2e-4, "non-bn", True)
+    }
+    assert {t.data["augmentation"] for t in suite.trials} == {"crop-flip"}  # no ColorJitter on ImageNet-LT
     assert {t.seed for t in cifar} == {0, 1, 2} and {t.imbalance_ratio for t in cifar} == {100.0}
     # a suite-wide override still reaches every dataset; a per-dataset one only its dataset
     short = build_suite("paper-menon2021", ["recipe.epochs=3", "per_dataset.imagenet-lt.recipe.lr=0.3"])

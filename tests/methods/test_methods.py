@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from harness.core.errors import LtbenchError
 from harness.experiment.plan import make_plan, stage1_config
 from harness.experiment.suite import build_suite
 from harness.plugins.loading import build_method, load_methods
@@ -318,3 +319,32 @@ def test_dry_run_plan_shares_one_backbone_per_ratio_and_seed() -> None:
     text = dry_run("quick")
     assert "fashion-mnist-lt-r100-ce-s0" in text and "shared by 6: la-posthoc, crt, tau-norm, lws, ncm, lort" in text
     assert "240 with stage sharing, 528 if every decoupled method retrained its backbone (2.20x)" in text
+
+
+def test_weight_balancing_evaluates_with_the_test_time_flip(trained: dict) -> None:
+    """WB's demos report `print_accuracy(..., test_aug=True)`: the logits of each image and its mirror averaged."""
+    stage, setup = _stage_two(trained, "crt")
+    wb = build_method("wb", {"epochs": 1, "augment": False, "bn": "eval"}, setup.method.context)
+    fitted = wb.fit_classifier(stage)
+    assert fitted.test_flip is True
+    assert build_method("wb", {"test_flip": False}, setup.method.context).params.test_flip is False
+
+
+def test_tau_norm_keeps_the_bias_and_flips_as_weight_balancing_s_normalizer(trained: dict) -> None:
+    """WB's `Normalizer` rescales the classifier's weight and keeps its bias; the demo evaluates with the flip,
+    so τ is chosen on flipped validation scores."""
+    weight, bias, z = torch.randn(5, 4), torch.randn(5), torch.randn(3, 4)
+    expected = z @ (weight / weight.norm(dim=1, keepdim=True) ** 1.5).T + bias
+    torch.testing.assert_close(TauNormHead(weight, 1.5, bias)(z), expected)
+    stage, setup = _stage_two(trained, "tau-norm", bias="keep", test_flip=True)
+    fitted = setup.method.fit_classifier(stage)
+    stage1 = stage.stage1_head
+    assert fitted.test_flip and torch.equal(fitted.head.bias, stage1.bias.detach())
+    scores = {
+        tau: stage.validation_score(TauNormHead(stage1.weight.detach(), tau, stage1.bias.detach()), test_flip=True)
+        for tau in setup.method.params.grid()
+    }
+    best = max(s.accuracy for s in scores.values())
+    assert scores[fitted.extras["chosen_tau"]].accuracy == best
+    with pytest.raises(LtbenchError, match="bias must be one of"):
+        build_method("tau-norm", {"bias": "zero"}, setup.method.context)

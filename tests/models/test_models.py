@@ -129,3 +129,25 @@ def test_head_is_separate_linear(name, dim):
         after = model.features(x)
         assert model(x).shape == (2, 3)
     assert torch.equal(before, after)
+
+
+def test_menon_resnet32_is_their_code_s_bottleneck_variant():
+    """google-research logit_adjustment/models.py: pad 3 + 3x3 valid stem (36x36 maps), three stages of five
+    1x1-3x3-1x1 blocks at 16/32/64, projection shortcut in each stage's first block, a final BatchNorm, and a
+    dense head N(0, 0.01²). Parameters counted by hand from that file: 300,762 for 10 classes."""
+    model = build_model("resnet32-menon", 10, 3)
+    assert count_parameters(model) == 300_762
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 + 15 * 3 + 3  # stem, three per block, three projection shortcuts
+    assert sorted({c.kernel_size for c in convs}) == [(1, 1), (3, 3)]
+    sizes = []
+    for block in model.backbone.layers:
+        block.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+    features = model.features(torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, 64) and sizes[0] == 36 and sizes[5] == 18 and sizes[-1] == 9
+    assert isinstance(model.backbone.final_bn, nn.BatchNorm2d)
+    assert float(model.head.weight.detach().std()) == pytest.approx(0.01, rel=0.2) and not model.head.bias.any()
+    # TensorFlow's "same" for the strided 3x3 on an even map: one row and column after, none before
+    strided = model.backbone.layers[5]
+    padded = strided.same_padding(torch.ones(1, 1, 36, 36))
+    assert padded.shape[-1] == 37 and padded[0, 0, 0, 0] == 1 and padded[0, 0, -1, -1] == 0

@@ -38,11 +38,13 @@ def run_record(
     recipe: str = "cifar-lt",
     suite: str = "synthetic",
     acc: float | None = None,
+    config: dict[str, str] | None = None,
     **metrics: float,
 ) -> dict[str, Any]:
     """One run row. `acc` sets every test/val metric at once; keyword metrics (`test_few_acc=0.1`,
     `tau1/test_top1=...`) override single ones. A FAILED or RUNNING run has no metrics unless given."""
-    context = _key(dataset, ratio, model, recipe)
+    logged = config or {}  # the run's configuration as MLflow holds it (the runs frame's `config`)
+    context = _key(dataset, ratio, model, recipe, logged)
     config = _key(context, method, params)
     row: dict[str, Any] = {
         "suite": suite,
@@ -62,7 +64,9 @@ def run_record(
         "start_time": 1_000 + seed,
         "end_time": 2_000 + seed,
         "chosen_tau": np.nan,
+        "kept_epoch": np.nan,
         "variants": "",
+        "config": logged,
     }
     for column in METRIC_COLUMNS:
         row[column] = np.nan if acc is None else acc

@@ -48,9 +48,13 @@ def test_channels_last_must_be_a_bool() -> None:
 
 
 def test_defaults_and_the_cuda_recipes() -> None:
+    """Every official code trains in fp32: so do the CIFAR recipes; ImageNet-LT at 224 px keeps bf16 autocast."""
     assert (RECIPES.get("quick").precision, RECIPES.get("quick").channels_last) == ("fp32", False)
+    for name in ("cifar-lt", "wb-stage1", "lort-stage1", "menon2021-cifar", "menon2021-cifar100-code"):
+        assert RECIPES.get(name).precision == "fp32", name
     for name in ("cifar-lt", "imagenet-lt"):
-        assert (RECIPES.get(name).precision, RECIPES.get(name).channels_last) == ("auto", True)
+        assert RECIPES.get(name).channels_last
+    assert RECIPES.get("imagenet-lt").precision == "auto"
 
 
 def test_precision_and_layout_enter_the_trial_key() -> None:

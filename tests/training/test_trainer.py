@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness.core.trial import TrialConfig
 from harness.experiment.suite import build_suite
@@ -84,3 +85,31 @@ def test_divergence_is_reported(tmp_path: Path, fake_fashion_root: Path) -> None
     cfg = tiny_trial(tmp_path, fake_fashion_root, recipe={"base": "quick", "epochs": 2, "lr": 1e12})
     with pytest.raises(TrialDiverged, match="training loss became"):
         train(cfg, Storage.open(tmp_path / "t"))
+
+
+def test_best_validation_epoch_is_kept_scored_and_resumed(tmp_path: Path, fake_fashion_root: Path) -> None:
+    """`keep: best-val` (Kang's run_networks.py): validation after every epoch, the best (earliest of ties) is the
+    model the trial reports and stage two loads, the same epoch after a resume."""
+    recipe = {"base": "quick", "epochs": 5, "batch_size": 32, "eval_every": 5, "lr": 0.5, "keep": "best-val"}
+    cfg = tiny_trial(tmp_path, fake_fashion_root, recipe=recipe)
+    straight = train(cfg, Storage.open(tmp_path / "a"))
+    scores = [row["val_mean_class_acc"] for row in straight["history"]]
+    assert len(scores) == 5  # every epoch scored on validation, though test is evaluated every 5th only
+    kept = scores.index(max(scores)) + 1
+    assert kept < 5  # at lr 0.5 the fake data's validation peaks before the end: the kept model is not the last
+    assert straight["effective"]["kept_epoch"] == kept == straight["metrics"]["kept_epoch"]
+    assert straight["metrics"]["val_mean_class_acc"] == scores[kept - 1]  # the kept weights were evaluated
+    checkpoint = torch.load(tmp_path / "a" / cfg.key / CHECKPOINT_FILE, weights_only=False)
+    assert checkpoint["kept"]["epoch"] == kept and checkpoint["kept"]["weights"] is None  # restored into "model"
+
+    with pytest.raises(Crash):
+        train(cfg, Storage.open(tmp_path / "b"), report=crash_after(3))
+    resumed = train(cfg, Storage.open(tmp_path / "b"))
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
+    assert resumed["effective"]["kept_epoch"] == kept
+
+
+def test_last_epoch_is_kept_by_default(tmp_path: Path, fake_fashion_root: Path) -> None:
+    cfg = tiny_trial(tmp_path, fake_fashion_root)
+    result = train(cfg, Storage.open(tmp_path / "t"))
+    assert result["effective"]["kept_epoch"] == 2 and "val_mean_class_acc" in result["history"][0]
