@@ -15,7 +15,8 @@ Plots (files under <out>/<name>.png|.pdf):
 - per_class_accuracy: each class's test accuracy vs its training count (log x);
 - weight_norm: the norm of each class's classifier row for ce, tau-norm, crt and lws (analysis.npz);
 - feature_correlation: |correlation| of the classifier's input channels, ce vs cw (analysis.npz);
-- training_curves: train loss and validation mean per-class accuracy vs epoch.
+- training_curves: train loss and validation mean per-class accuracy vs epoch;
+- seed_spread: every seed's mean per-class accuracy as a point beside the mean over seeds, per method.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ NORM_METHODS = ("ce", "tau-norm", "crt", "lws")
 CORR_METHODS = ("ce", "cw")
 BUCKETS = (("test_many_acc", "Many"), ("test_medium_acc", "Medium"), ("test_few_acc", "Few"))
 PLOT_NAMES = ("accuracy_vs_ratio", "shot_accuracy", "per_class_accuracy", "weight_norm", "feature_correlation",
-              "training_curves")  # fmt: skip
+              "training_curves", "seed_spread")  # fmt: skip
 SAME_METRIC_TOLERANCE = 1e-9  # All and mean per-class accuracy count as one metric within this
 
 
@@ -420,6 +421,7 @@ def draw_plots(done: pd.DataFrame, arts: dict[str, RunArtifacts]) -> tuple[dict[
         figures["weight_norm"] = weight_norm(done, arts, colors, notes)
         figures["feature_correlation"] = feature_correlation(done, arts, notes)
         figures["training_curves"] = training_curves(done, arts, colors, notes)
+        figures["seed_spread"] = seed_spread(done)
     return {name: fig for name, fig in figures.items() if fig is not None}, notes
 
 
@@ -431,11 +433,18 @@ def write_plots(runs: pd.DataFrame, client: Any, out_dir: Path) -> PlotOutcome:
     if done.empty or client is None:
         outcome.notes.append("plots: skipped, no finished run")
         return outcome
-    figures, outcome.notes = draw_plots(done, fetch_artifacts(client, list(done.run_id)))
+    arts = fetch_artifacts(client, list(done.run_id))
+    figures, outcome.notes = draw_plots(done, arts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in set(PLOT_NAMES) - set(figures):  # a plot skipped now must not leave an older file behind
-        for suffix in (".png", ".pdf"):
-            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+    unread = sum(a.result is None for a in arts.values())
+    if unread:  # files that could not be read are no reason to delete a plot drawn from them before
+        outcome.notes.append(
+            f"plots: {unread} run(s) without readable artifacts; a plot not drawn now keeps its previous file"
+        )
+    else:
+        for name in set(PLOT_NAMES) - set(figures):  # a plot skipped now must not leave an older file behind
+            for suffix in (".png", ".pdf"):
+                (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     for name, fig in figures.items():
         for suffix in (".png", ".pdf"):
             path = out_dir / f"{name}{suffix}"

@@ -9,6 +9,8 @@ Columns:
   `reason` (the failure tag), `dataset`, `imbalance_ratio` (NaN for a native split), `method`,
   `method_params` (canonical "k=v,k=v" string, "" for defaults), `setting` (method plus its params),
   `seed`, `model`, `start_time`, `end_time` (ms since the epoch).
+- how it was made (`made_with`): `recipe` ('quick with epochs=2'), `epochs`, `precision` ('auto (ran bf16)'),
+  `overrides` (the run's `--set` assignments, 'none'), `commit` (the ltbench commit that trained it).
 - `config_key`: hash of everything that changes a result except the seed, so the seeds of one configuration
   group together and runs of another configuration (other recipe, other data options) never mix in.
 - `context_key`: the same without the method, so methods trained on the same data, model and recipe (the
@@ -34,8 +36,10 @@ import pandas as pd
 
 from harness.core.errors import LtbenchError
 from harness.records.artifacts import ANALYSIS_FILE, RESULT_FILE
-from harness.records.tracker import FAILURE_TAG, TRIAL_KEY_TAG, Tracker
+from harness.records.relocation import relocate_artifacts
+from harness.records.tracker import COMMIT_TAG, FAILURE_TAG, OVERRIDES_TAG, TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import default_tracking_uri
+from harness.reports.made_with import NOT_RECORDED, precision_description, recipe_description
 
 METRICS = ("top1", "mean_class_acc", "many_acc", "medium_acc", "few_acc")
 SPLITS = ("test", "val")
@@ -53,6 +57,11 @@ COLUMNS = [
     "setting",
     "seed",
     "model",
+    "recipe",
+    "epochs",
+    "precision",
+    "overrides",
+    "commit",
     "config_key",
     "context_key",
     "start_time",
@@ -105,6 +114,11 @@ def run_row(run: Any, suite: str) -> dict[str, Any]:
         "setting": setting_name(method, mparams),
         "seed": int(params["seed"]) if "seed" in params else -1,
         "model": params.get("model", ""),
+        "recipe": recipe_description(params),
+        "epochs": int(params["recipe.epochs"]) if "recipe.epochs" in params else -1,
+        "precision": precision_description(params),
+        "overrides": tags.get(OVERRIDES_TAG, NOT_RECORDED),
+        "commit": tags.get(COMMIT_TAG, NOT_RECORDED),
         "config_key": _signature(params, re.compile(r"^$")),
         "context_key": _signature(params, METHOD_PARAM),
         "start_time": run.info.start_time,
@@ -155,6 +169,7 @@ def open_client(tracking_uri: str | None, results_dir: Path) -> Any | None:
     if tracking_uri is None:
         if not (results_dir / "mlflow.db").is_file():
             return None
+        relocate_artifacts(results_dir)  # a moved or copied results dir reads its own artifacts
         tracking_uri = default_tracking_uri(results_dir)
     check_reachable(tracking_uri)  # a dead server fails in seconds, not after MLflow's minutes of retries
     return MlflowClient(tracking_uri=tracking_uri)
