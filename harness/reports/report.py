@@ -3,7 +3,8 @@
 `ltbench report SUITE` writes results/<suite>/leaderboard.{csv,md,tex}, trials.csv and plots/ (PNG + PDF;
 `--no-plots` skips them) for the runs the suite made (`suite_trials`; `--set` narrows them).
 `ltbench tables [SUITE...]` writes results/tables/. `ltbench claims [SUITE...]` prints the claims check and
-writes it to results/claims.md. The last two read every suite's runs unless suites are named. A command that finds no finished run says so, exits 2 and writes nothing.
+writes it to results/claims.md. The last two read every suite's runs unless suites are named. A command that
+finds no finished run says so, exits 2 and writes nothing.
 """
 
 from __future__ import annotations
