@@ -58,7 +58,7 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
             assert 0 <= run.data.metrics["final_chosen_tau"] <= 2
             assert 0 <= run.data.metrics["final_tau1_test_mean_class_acc"] <= 1
 
-    board = pd.read_csv(results / "tiny" / "leaderboard.csv")
+    board = pd.read_csv(results / "tiny" / "leaderboard.csv", comment="#")
     assert sorted(board.method) == ["ce", "tau-norm"] and list(board.n) == [2, 2]
     assert "| fashion-mnist-lt | 4 | ce |" in (results / "tiny" / "leaderboard.md").read_text()
 

@@ -54,8 +54,15 @@ def precision_description(params: Mapping[str, str]) -> str:
     return f"{asked} (ran {ran})" if ran and ran != asked else asked
 
 
+def _order(value: str) -> tuple[float, str]:
+    try:
+        return float(value), value
+    except ValueError:
+        return float("inf"), value
+
+
 def _values(column: pd.Series) -> str:
-    values = sorted({str(v) for v in column.dropna()})
+    values = sorted({str(v) for v in column.dropna()}, key=_order)
     return " / ".join(values) if values else NOT_RECORDED
 
 
@@ -68,7 +75,7 @@ def made_with_lines(runs: pd.DataFrame) -> list[str]:
     for dataset, rows in runs.groupby("dataset", sort=True):
         epochs = _values(rows.epochs.map(lambda e: f"{int(e)}" if pd.notna(e) and e >= 0 else None))
         lines.append(
-            f"{dataset}: recipe {_values(rows.recipe)}, {epochs} epochs, model {_values(rows.model)}, "
+            f"{dataset}: recipe {_values(rows.recipe)}, epochs {epochs}, model {_values(rows.model)}, "
             f"precision {_values(rows.precision)}."
         )
     commits = _values(runs.commit.map(lambda c: str(c)[:COMMIT_CHARS] + ("-dirty" if "dirty" in str(c) else "")))

@@ -5,7 +5,8 @@ covers every recorded configuration, newest first, except one that would put a s
 same dataset x ratio x method x seed into the leaderboard (averaging a 2-epoch run with a 12-epoch one): that
 one is left out and named, with the `--set` that reports it. A report with `--set` applies those assignments
 on top of each recorded configuration and keeps the recorded trials that still match, so `--set methods=[ce]`
-narrows a run made with `--set recipe.epochs=2` without repeating it. A results dir without a record (made
+narrows a run made with `--set recipe.epochs=2` without repeating it, and the run made with exactly the
+`--set` given comes first (repeating a run's `--set` reports that run). A results dir without a record (made
 before ltbench kept one) reports the suite as configured now, and says so.
 """
 
@@ -60,6 +61,8 @@ def trials_to_report(name: str, suite_name: str, overrides: list[str], results_d
         return ReportedTrials(trials, [f"the suite as configured now{sets} (no record of its runs at {where})"])
     candidates = [(c, _narrowed(name, c, overrides) if overrides else c.trials) for c in reversed(recorded)]
     candidates = [(c, trials) for c, trials in candidates if trials]
+    # the run made with exactly these --set comes first: repeating a run's --set always reports that run
+    candidates.sort(key=lambda candidate: set(candidate[0].overrides) != set(overrides))
     if not candidates:
         listed = "; ".join(c.describe() for c in recorded)
         raise LtbenchError(
