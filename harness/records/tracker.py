@@ -41,6 +41,7 @@ TRIAL_KEY_TAG = "ltbench.trial_key"
 FAILURE_TAG = "ltbench.failure"
 COMMIT_TAG = "ltbench.git_commit"
 METHOD_CODE_TAG = "ltbench.method_code"
+CLASSES_TAG = "ltbench.classes."  # + many / medium / few: how many classes the shot bucket holds
 OVERRIDES_TAG = "ltbench.overrides"  # the `--set` assignments of the run that made it (`overrides_text`)
 MAX_PARAM_CHARS = 6000
 PROBE_EVERY_S = 5.0  # while the server is away, how often a write first checks whether it is back
@@ -230,7 +231,7 @@ class Tracker:
         # classes per bucket: constants of the data, so tags (params would enter the reports' config key)
         for k, v in result["metrics"].items():
             if (m := CONSTANT_METRIC.match(k)) and k.startswith("test_"):
-                self.client.set_tag(run_id, f"ltbench.classes.{m.group(1)}", str(v))
+                self.client.set_tag(run_id, f"{CLASSES_TAG}{m.group(1)}", str(v))
         self.client.log_batch(run_id, metrics=metrics)
         # The trial's own view of where it ran (on a cluster it may differ from the driver's), and what actually
         # ran where the config leaves it open (precision "auto", the stage-two schedule, cuDNN settings).

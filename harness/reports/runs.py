@@ -17,7 +17,8 @@ Columns:
   same stage-1 backbone for decoupled methods) can be compared.
 - metrics (fractions 0..1): `test_<m>`, `val_<m>` for m in METRICS (the method's main result), and for a
   method with variants (tau-norm's τ = 1 next to τ*) `<variant>/test_<m>`; `variants` lists the variant
-  names; `chosen_tau` when the method logged one.
+  names; `chosen_tau` when the method logged one; `classes_many` / `_medium` / `_few`: the classes each shot
+  bucket holds (NaN when not recorded).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import pandas as pd
 from harness.core.errors import LtbenchError
 from harness.records.artifacts import ANALYSIS_FILE, RESULT_FILE
 from harness.records.relocation import relocate_artifacts
-from harness.records.tracker import COMMIT_TAG, FAILURE_TAG, OVERRIDES_TAG, TRIAL_KEY_TAG, Tracker
+from harness.records.tracker import CLASSES_TAG, COMMIT_TAG, FAILURE_TAG, OVERRIDES_TAG, TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import default_tracking_uri
 from harness.reports.made_with import NOT_RECORDED, precision_description, recipe_description
 
@@ -67,6 +68,9 @@ COLUMNS = [
     "start_time",
     "end_time",
     "chosen_tau",
+    "classes_many",
+    "classes_medium",
+    "classes_few",
     "variants",
     *METRIC_COLUMNS,
 ]
@@ -124,6 +128,7 @@ def run_row(run: Any, suite: str) -> dict[str, Any]:
         "start_time": run.info.start_time,
         "end_time": run.info.end_time,
         "chosen_tau": metrics.get("final_chosen_tau", float("nan")),
+        **{f"classes_{b}": float(tags.get(f"{CLASSES_TAG}{b}", "nan")) for b in ("many", "medium", "few")},
     }
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(f"final_{column}", float("nan"))
