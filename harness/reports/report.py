@@ -39,9 +39,13 @@ def _store(tracking_uri: str | None, results_dir: Path) -> str:
     return tracking_uri or str(results_dir / "mlflow.db")
 
 
-def nothing_to_report(what: str, tracking_uri: str | None, results_dir: Path, command: str) -> LtbenchError:
+class NothingToReport(LtbenchError):
+    """A report command found no finished run to report; it wrote nothing."""
+
+
+def nothing_to_report(what: str, tracking_uri: str | None, results_dir: Path, command: str) -> NothingToReport:
     """The one-line error of a report command that found no finished run: nothing is written."""
-    return LtbenchError(
+    return NothingToReport(
         f"nothing to report: no finished run of {what} in {_store(tracking_uri, results_dir)}; nothing was "
         f"written. Run it first ({command}), or point --results-dir / --tracking-uri at the store that has its runs"
     )
