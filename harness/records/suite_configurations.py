@@ -37,7 +37,8 @@ class SuiteConfiguration:
     last_run: str  # UTC, YYYY-MM-DD HH:MM:SS
 
     def describe(self) -> str:
-        return f"{overrides_text(self.overrides)} ({len(self.trials)} trials, last run {self.last_run} UTC)"
+        sets = overrides_text(self.overrides) if self.overrides else "no --set"
+        return f"{sets} ({len(self.trials)} trials, last run {self.last_run} UTC)"
 
 
 def configurations_path(results_dir: Path, suite: str) -> Path:

@@ -192,7 +192,8 @@ def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], notes
     import seaborn as sns
 
     have = _with_analysis(done, arts, CORR_METHODS, "feature_correlation", notes)
-    have = have[[arts[r].analysis["feature_corr"].size > 0 for r in have.run_id]]
+    if len(have):
+        have = have[[arts[r].analysis["feature_corr"].size > 0 for r in have.run_id]]
     contexts = [c for c in panel_contexts(have) if set(CORR_METHODS) <= set(in_context(have, *c).method)]
     if not contexts:
         notes.append(
