@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from harness.experiment.suite import build_suite
+from harness.records.suite_configurations import recorded_configurations
 from harness.records.tracker import TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import default_tracking_uri
 from tests.conftest import write_tiny_suite
@@ -49,6 +50,7 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
         assert run.data.params["dataset"] == "fashion-mnist-lt" and run.data.params["recipe.epochs"] == "2"
         assert run.data.tags["ltbench.git_commit"] and run.data.tags["ltbench.version.torch"]
         assert run.data.tags["ltbench.device"].startswith("cpu")
+        assert run.data.tags["ltbench.overrides"] == "none"  # the run's --set, stated beside every table
         assert 0 <= run.data.metrics["final_test_top1"] <= 1
         artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
         assert {"config.json", "result.json", "manifest.json", "per_class_acc.csv", "analysis.npz"} <= artifacts
@@ -58,7 +60,9 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
             assert 0 <= run.data.metrics["final_chosen_tau"] <= 2
             assert 0 <= run.data.metrics["final_tau1_test_mean_class_acc"] <= 1
 
-    board = pd.read_csv(results / "tiny" / "leaderboard.csv")
+    (recorded,) = recorded_configurations(results, "tiny")  # what `report` finds the runs by
+    assert recorded.overrides == [] and sorted(t.key for t in recorded.trials) == sorted(t.key for t in suite.trials)
+    board = pd.read_csv(results / "tiny" / "leaderboard.csv", comment="#")
     assert sorted(board.method) == ["ce", "tau-norm"] and list(board.n) == [2, 2]
     assert "| fashion-mnist-lt | 4 | ce |" in (results / "tiny" / "leaderboard.md").read_text()
 
@@ -73,3 +77,4 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
 
     report = ltbench("report", str(tiny_suite), "--results-dir", str(results), cwd=tmp_path)
     assert report.returncode == 0 and "| fashion-mnist-lt | 4 | ce |" in report.stdout
+    assert "reported: the run with no --set (4 trials, last run " in report.stdout

@@ -77,6 +77,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     _reach_artifacts(args)
     outcome = build_report(args.suite, args.set, args.tracking_uri, _results_dir(args), plots=not args.no_plots)
     print(outcome.leaderboard_md)
+    for line in outcome.reported:
+        print(f"reported: {line}")
     print(f"leaderboard: {outcome.out_dir / 'leaderboard.md'} (.csv, .tex; trials.csv lists every trial)")
     if outcome.plots:
         print(f"plots: {len(outcome.plots)} files in {outcome.out_dir / 'plots'}")
@@ -115,8 +117,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     status = cmd_run(args)
     if args.dry_run:
         return status
+    from harness.reports.report import NothingToReport
+
     args.suites = [args.suite]
-    cmd_tables(args)
+    try:
+        cmd_tables(args)
+    except NothingToReport as e:  # every trial failed: the run's own status says so, not "bad input"
+        print(f"ltbench: no tables: {e}", file=sys.stderr)
     return status
 
 
@@ -204,6 +211,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
+    from harness.records.relocation import relocate_artifacts
     from harness.records.tracking_uri import check_reachable, default_tracking_uri
     from harness.reports.ui import mark_model_training, runs_url, suite_experiments
 
@@ -212,6 +220,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     remote = uri.startswith(("http://", "https://"))
     if not remote and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         raise LtbenchError(f"no results at {uri}; run a suite first (ltbench run quick) or pass --tracking-uri")
+    if uri == default_tracking_uri(_results_dir(args)):
+        relocate_artifacts(_results_dir(args))  # a moved or copied results dir shows its own artifacts
     check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     for name, experiment_id in suite_experiments(client, args.suite):

@@ -21,6 +21,7 @@ from harness.records.artifacts import RESULT_FILE
 from harness.records.provenance import git_commit
 from harness.records.results_dir import check_results_dir, exclusive_run
 from harness.records.storage import Storage
+from harness.records.suite_configurations import remember_configuration
 from harness.records.tracker import Tracker
 from harness.records.tracking_uri import check_reachable, check_tracking_uri, default_tracking_uri, retry_seconds
 from harness.reports.leaderboard import write_leaderboard
@@ -61,7 +62,8 @@ def check_data(trials: list[TrialConfig]) -> None:
 
 def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None, storage: Storage | None = None) -> Tracker:
     results_dir.mkdir(parents=True, exist_ok=True)
-    return Tracker(tracking_uri or default_tracking_uri(results_dir), suite.name, results_dir, storage)
+    uri = tracking_uri or default_tracking_uri(results_dir)
+    return Tracker(uri, suite.name, results_dir, storage, overrides=suite.overrides)
 
 
 def check_tracking(tracking_uri: str | None) -> None:
@@ -103,6 +105,7 @@ def run_suite(
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
             print(warning, file=sys.stderr, flush=True)
         tracker = open_tracker(suite, results_dir, tracking_uri, store)
+        remember_configuration(results_dir, suite.name, suite.overrides, suite.trials)
         return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries)
 
 

@@ -137,6 +137,7 @@ class Suite:
     description: str
     trials: list[TrialConfig]
     raw: dict[str, Any]
+    overrides: list[str] = dataclasses.field(default_factory=list)  # the `--set` assignments, as given
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -215,7 +216,7 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
                             method_code=method_code(methods.get(method)),
                         )
                     )
-    return Suite(raw["name"], cfg["description"] or "", trials, raw)
+    return Suite(raw["name"], cfg["description"] or "", trials, raw, list(overrides or []))
 
 
 def _check_name(name: Any) -> None:

@@ -32,13 +32,17 @@ from harness.core.errors import LtbenchError, TrackingUnavailable
 from harness.core.trial import TrialConfig, flatten, ratio_label
 from harness.records.artifacts import CONFIG_FILE, LOGGED_FILES, MANIFEST_FILE, PER_CLASS_FILE, RESULT_FILE
 from harness.records.provenance import git_commit, package_versions
+from harness.records.relocation import artifacts_uri, relocate_artifacts
 from harness.records.storage import Storage, TrialFiles
-from harness.records.tracking_uri import MLFLOW_HTTP_SETTINGS, check_reachable, use_artifact_store
+from harness.records.suite_configurations import overrides_text
+from harness.records.tracking_uri import MLFLOW_HTTP_SETTINGS, check_reachable, default_tracking_uri, use_artifact_store
 
 TRIAL_KEY_TAG = "ltbench.trial_key"
 FAILURE_TAG = "ltbench.failure"
 COMMIT_TAG = "ltbench.git_commit"
 METHOD_CODE_TAG = "ltbench.method_code"
+CLASSES_TAG = "ltbench.classes."  # + many / medium / few: how many classes the shot bucket holds
+OVERRIDES_TAG = "ltbench.overrides"  # the `--set` assignments of the run that made it (`overrides_text`)
 MAX_PARAM_CHARS = 6000
 PROBE_EVERY_S = 5.0  # while the server is away, how often a write first checks whether it is back
 # Row keys that are not metrics: the step, the epoch's wall-clock end (the metric timestamp), and
@@ -51,16 +55,26 @@ T = TypeVar("T")
 
 
 class Tracker:
-    def __init__(self, uri: str, experiment: str, results_dir: Path, storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        results_dir: Path,
+        storage: Storage | None = None,
+        overrides: list[str] | None = None,
+    ) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
         self.remote = uri.startswith(("http://", "https://"))
+        self.overrides = list(overrides or [])  # the run's `--set` assignments, tagged on each new run
         if self.remote:
             for name, value in MLFLOW_HTTP_SETTINGS.items():
                 os.environ.setdefault(name, value)
         check_reachable(uri)
+        if uri == default_tracking_uri(results_dir):
+            relocate_artifacts(results_dir)  # a moved results dir logs new artifacts beside its old ones
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(tracking_uri=uri)
         self.down_since: float | None = None  # when the server stopped answering (None: it answers)
@@ -81,7 +95,7 @@ class Tracker:
             if storage is not None and not storage.is_local:
                 artifacts = storage.child_uri(ARTIFACTS_FOLDER)
             elif uri.startswith("sqlite:"):
-                artifacts = (results_dir / "mlartifacts").resolve().as_uri()
+                artifacts = artifacts_uri(results_dir)
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
         else:
             self.experiment_id = found.experiment_id
@@ -165,6 +179,7 @@ class Tracker:
             "ltbench.suite": cfg.suite,
             **trial_tags(cfg),
             COMMIT_TAG: git_commit(),
+            OVERRIDES_TAG: overrides_text(self.overrides),
             METHOD_CODE_TAG: cfg.method_code,
             **{f"ltbench.version.{k}": v for k, v in versions.items()},
         }
@@ -172,7 +187,7 @@ class Tracker:
         from mlflow.entities import Param
 
         identity = {k: v for k, v in cfg.as_dict().items() if k not in ("suite", "method_code")}
-        params = [Param(k, _param_value(v)) for k, v in flatten(identity).items()]
+        params = [Param(k, param_value(v)) for k, v in flatten(identity).items()]
         self.client.log_batch(run.info.run_id, params=params)
         self.client.log_dict(run.info.run_id, cfg.as_dict(), CONFIG_FILE)
         self._logged_steps[run.info.run_id] = set()
@@ -216,7 +231,7 @@ class Tracker:
         # classes per bucket: constants of the data, so tags (params would enter the reports' config key)
         for k, v in result["metrics"].items():
             if (m := CONSTANT_METRIC.match(k)) and k.startswith("test_"):
-                self.client.set_tag(run_id, f"ltbench.classes.{m.group(1)}", str(v))
+                self.client.set_tag(run_id, f"{CLASSES_TAG}{m.group(1)}", str(v))
         self.client.log_batch(run_id, metrics=metrics)
         # The trial's own view of where it ran (on a cluster it may differ from the driver's), and what actually
         # ran where the config leaves it open (precision "auto", the stage-two schedule, cuDNN settings).
@@ -224,7 +239,7 @@ class Tracker:
         from mlflow.entities import Param
 
         ran = flatten({"ran": result.get("effective", {})})
-        self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in ran.items()])
+        self.client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in ran.items()])
         for name, value in result.get("versions", {}).items():
             self.client.set_tag(run_id, f"ltbench.version.{name}", value)
         with tempfile.TemporaryDirectory() as tmp:
@@ -319,6 +334,7 @@ def _is_metric(name: str, value: Any) -> bool:
     )
 
 
-def _param_value(value: Any) -> str:
+def param_value(value: Any) -> str:
+    """A config value as MLflow keeps it in a param (lists and dicts as JSON)."""
     text = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return text[:MAX_PARAM_CHARS]

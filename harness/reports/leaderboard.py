@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.core.trial import TrialConfig, ratio_label
 from harness.reports.formatting import MISSING, Best, latex_table, markdown_table, mean_std
+from harness.reports.made_with import made_with_text
 from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
 
@@ -68,7 +69,6 @@ def trial_status(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
 def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
     """Accuracy in percent per dataset x ratio x method x variant ('' the main result) over finished seeds,
     with every expected main row present even when no seed finished."""
-    keys = {t.key for t in trials}
     expected = expected_trials(trials)
     groups = (
         expected.assign(imbalance_ratio=expected.imbalance_ratio.fillna(NATIVE))
@@ -77,7 +77,7 @@ def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
         .rename("expected")
         .reset_index()
     )
-    done = finished(runs[runs.trial_key.isin(keys)]) if len(runs) else runs
+    done = reported_runs(runs, trials)
     columns = GROUP + ["variant"] + [f"{n}_{s}" for n in SHOWN.values() for s in ("mean", "std")]
     if done.empty:
         table = pd.DataFrame(
@@ -177,7 +177,14 @@ def _unfinished_lines(status: pd.DataFrame) -> list[str]:
     return lines
 
 
-def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str, variants: pd.DataFrame | None = None) -> str:
+def markdown(
+    board: pd.DataFrame,
+    status: pd.DataFrame,
+    title: str,
+    variants: pd.DataFrame | None = None,
+    made_with: str = "",
+) -> str:
+    """The leaderboard page; `made_with` (`made_with_text` of the runs it reports) follows the legend."""
     once = seeds_said_once(board, variants)
     lines = [
         f"# {title}",
@@ -187,6 +194,8 @@ def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str, variants: pd
         "this ratio; 'missing': no seed finished.",
         "",
     ]
+    if made_with:
+        lines += [made_with, ""]
     header = ["dataset", "ratio", "method", *SHOWN.values()] + (["n"] if once is None else [])
     align = "lll" + "r" * (len(header) - 3)
     lines.append(markdown_table(header, _cells(board, once is None), align))
@@ -201,10 +210,15 @@ def markdown(board: pd.DataFrame, status: pd.DataFrame, title: str, variants: pd
 
 
 def latex(
-    board: pd.DataFrame, status: pd.DataFrame, title: str, label: str, variants: pd.DataFrame | None = None
+    board: pd.DataFrame,
+    status: pd.DataFrame,
+    title: str,
+    label: str,
+    variants: pd.DataFrame | None = None,
+    made_with: str = "",
 ) -> str:
-    """The leaderboard (variant rows after the main ones) as a booktabs table; unfinished trials are counted
-    under it (each one is in trials.csv)."""
+    """The leaderboard (variant rows after the main ones) as a booktabs table, how its runs were made in the
+    caption; unfinished trials are counted under it (each one is in trials.csv)."""
     once = seeds_said_once(board, variants)
     header = ["Dataset", "Ratio", "Method", "All", "Many", "Medium", "Few", "Mean/class"] + (
         ["n"] if once is None else []
@@ -220,7 +234,21 @@ def latex(
             "see trials.csv for each one and its reason."
         )
     rows = _cells(board, once is None) + (_cells(variants, once is None, False) if variants is not None else [])
-    return latex_table(header, rows, title, label, "lll" + "r" * (len(header) - 3), notes=notes)
+    caption = f"{title}. {made_with}" if made_with else title
+    return latex_table(header, rows, caption, label, "lll" + "r" * (len(header) - 3), notes=notes)
+
+
+def reported_runs(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
+    """The finished runs a leaderboard of `trials` counts."""
+    keys = {t.key for t in trials}
+    return finished(runs[runs.trial_key.isin(keys)]) if len(runs) else runs
+
+
+def write_csv(frame: pd.DataFrame, path: Path, made_with: str) -> None:
+    """A CSV whose first line, a '#' comment, says how its runs were made (read it with
+    `pd.read_csv(path, comment="#")`)."""
+    header = f"# {made_with}\n" if made_with else ""
+    path.write_text(header + frame.to_csv(index=False, float_format="%.4f"))
 
 
 def write_leaderboard(
@@ -232,11 +260,12 @@ def write_leaderboard(
     board = leaderboard(runs, trials)
     variants = variant_leaderboard(runs, trials)
     status = trial_status(runs, trials)
-    board.to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.4f")
-    variants.to_csv(out_dir / "leaderboard_variants.csv", index=False, float_format="%.4f")
+    made_with = made_with_text(reported_runs(runs, trials))
+    write_csv(board, out_dir / "leaderboard.csv", made_with)
+    write_csv(variants, out_dir / "leaderboard_variants.csv", made_with)
     status.to_csv(out_dir / "trials.csv", index=False)
-    text = markdown(board, status, title, variants)
+    text = markdown(board, status, title, variants, made_with)
     (out_dir / "leaderboard.md").write_text(text)
     label = "tab:ltbench-" + out_dir.name.replace("_", "-")
-    (out_dir / "leaderboard.tex").write_text(latex(board, status, title, label, variants))
+    (out_dir / "leaderboard.tex").write_text(latex(board, status, title, label, variants, made_with))
     return board, status, text

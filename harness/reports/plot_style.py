@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness.core.trial import ratio_label
-from harness.reports.naming import ordered_methods
+from harness.reports.naming import METHOD_ORDER, ordered_methods
 
 DPI = 150
 
@@ -33,22 +33,34 @@ def style() -> Iterator[None]:
         yield
 
 
-def distinct_colors(n: int) -> list[tuple[float, float, float]]:
-    """n colours, all different: the colour-blind palette for up to 10, its dark companion for up to 20
-    (the two never share a colour), evenly spaced HUSL hues beyond."""
-    import seaborn as sns
+# 22 colours, each a CIELAB distance (ΔE76) of at least 34 from every other and of lightness L* 28-72 (none
+# pale on white, none near black): picked greedily, farthest point first, from an sRGB grid restricted to
+# that lightness and to chroma >= 30, starting from seaborn's colour-blind blue. Built-in methods take the
+# colour of their place in METHOD_ORDER (so a method has one colour in every report), plugins the rest.
+PALETTE = (
+    "#0072b2", "#ff0000", "#00c300", "#0000ff", "#ff1eb4", "#5a4b00", "#00c3a5", "#e196a5", "#f09600",
+    "#784bd2", "#960f1e", "#a5b42d", "#e100ff", "#782d69", "#006900", "#ff0069", "#d2a569", "#e187e1",
+    "#ff785a", "#00b4d2", "#1e694b", "#3c87ff",
+)  # fmt: skip
 
-    if n <= 10:
-        return list(sns.color_palette("colorblind", 10))[: max(n, 0)]
-    if n <= 20:
-        return (list(sns.color_palette("colorblind", 10)) + list(sns.color_palette("dark", 10)))[:n]
-    return list(sns.color_palette("husl", n))
+
+def distinct_colors(n: int) -> list[tuple[float, float, float]]:
+    """n colours, all different: PALETTE's, then evenly spaced HUSL hues beyond it."""
+    import seaborn as sns
+    from matplotlib.colors import to_rgb
+
+    own = [to_rgb(c) for c in PALETTE[: max(n, 0)]]
+    return own + (list(sns.color_palette("husl", n - len(PALETTE))) if n > len(PALETTE) else [])
 
 
 def method_colors(methods: list[str]) -> dict[str, Any]:
-    """One colour per method, in the report order, so a method looks the same in every figure of a report."""
+    """One colour per method, in the report order: a built-in method the colour of its place in METHOD_ORDER
+    (the same in every report, whatever else is drawn), other methods (plugins) the colours after those."""
     ordered = ordered_methods(methods)
-    return dict(zip(ordered, distinct_colors(len(ordered)), strict=True))
+    plugins = [m for m in ordered if m not in METHOD_ORDER]
+    colors = distinct_colors(len(METHOD_ORDER) + len(plugins))
+    slot = {m: METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER) + plugins.index(m) for m in ordered}
+    return {m: colors[slot[m]] for m in ordered}
 
 
 def line_kwargs(colors: dict[str, Any], methods: list[str]) -> dict[str, Any]:
@@ -68,9 +80,14 @@ def line_kwargs(colors: dict[str, Any], methods: list[str]) -> dict[str, Any]:
     }
 
 
+def marker_of(colors: dict[str, Any], method: str) -> str:
+    """The marker `line_kwargs` and `shared_legend` give `method` among the methods of `colors`."""
+    return MARKERS[list(colors).index(method) % len(MARKERS)]
+
+
 def shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: str) -> None:
     """One legend for the whole figure, below the axes (never over data, never under the title), in the
-    report's method order, as many columns as the figure's width holds."""
+    report's method order, as many columns as the figure's width holds; `kind` is bar, line or point."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -86,7 +103,7 @@ def shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: st
                     [],
                     [],
                     color=colors[method],
-                    linestyle=(0, dash) if dash else "-",
+                    linestyle="none" if kind == "point" else (0, dash) if dash else "-",
                     marker=MARKERS[k % len(MARKERS)],
                     markersize=4,
                     label=method,
@@ -96,13 +113,15 @@ def shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: st
     fig.legend(handles=handles, title="method", loc="outside lower center", ncols=columns, fontsize="small")
 
 
-def figure(nrows: int, ncols: int, width: float = 4.0, height: float = 3.2) -> tuple[Any, np.ndarray]:
+def figure(
+    nrows: int, ncols: int, width: float = 4.0, height: float = 3.2, sharey: bool | str = False
+) -> tuple[Any, np.ndarray]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(max(width * ncols, 6.0), height * nrows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     return fig, axes
 
 
@@ -126,12 +145,18 @@ def grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def context_panels(frame: pd.DataFrame, contexts: list[tuple[str, float]] | None = None) -> tuple[Any, list]:
+def context_panels(
+    frame: pd.DataFrame,
+    contexts: list[tuple[str, float]] | None = None,
+    sharey: bool = False,
+    size: tuple[float, float] = (4.2, 3.4),
+) -> tuple[Any, list]:
     """One panel per dataset x ratio (of `frame`, or the given ones): the figure and each panel's
-    (axis, context rows, context label); axes beyond the contexts are removed, never left empty."""
+    (axis, context rows, context label); axes beyond the contexts are removed, never left empty. `sharey`:
+    one y scale for every panel, where panels are compared by height."""
     contexts = panel_contexts(frame) if contexts is None else contexts
     rows, cols = grid(len(contexts))
-    fig, axes = figure(rows, cols, 4.2, 3.4)
+    fig, axes = figure(rows, cols, *size, sharey=sharey)
     panels = []
     for ax, (dataset, ratio) in zip(axes.flat, contexts, strict=False):
         label = context_label(dataset, ratio)

@@ -8,24 +8,21 @@ runs lack what it needs (e.g. analysis.npz for the weight-norm and correlation p
 one shot bucket).
 
 Plots (files under <out>/<name>.png|.pdf):
-- accuracy_vs_ratio: All and mean per-class accuracy vs imbalance ratio (log x), a line per method (one row
-  when the two are equal on every run, as on a balanced test set);
-- shot_accuracy: Many / Medium / Few grouped bars per method, a panel per dataset x ratio, empty buckets left
-  out and named in the panel title;
-- per_class_accuracy: each class's test accuracy vs its training count (log x);
-- weight_norm: the norm of each class's classifier row for ce, tau-norm, crt and lws (analysis.npz);
-- feature_correlation: |correlation| of the classifier's input channels, ce vs cw (analysis.npz);
-- training_curves: train loss and validation mean per-class accuracy vs epoch.
+- accuracy_vs_ratio: All (and mean per-class) accuracy, a panel per dataset x ratio with the methods down
+  the y axis, mean ± std and each seed (one row when All equals mean per-class on every run);
+- shot_accuracy: Many / Medium / Few grouped bars per method, a panel per dataset x ratio, each bucket's
+  number of classes under its name, empty buckets left out and named in the panel title;
+- seed_spread: every seed's mean per-class accuracy as a point beside the mean over seeds, per method;
+- per_class_accuracy, weight_norm, feature_correlation, training_curves: from the runs' artifacts
+  (`plots_training`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from harness.reports.naming import ordered_methods
@@ -35,20 +32,29 @@ from harness.reports.plot_style import (
     context_panels,
     figure,
     in_context,
-    line_kwargs,
+    marker_of,
     method_colors,
     panel_contexts,
     percent,
     shared_legend,
     style,
 )
+from harness.reports.plots_training import (
+    feature_correlation,
+    history_frame,
+    per_class_accuracy,
+    per_class_frame,
+    training_curves,
+    weight_norm,
+)
 from harness.reports.runs import RunArtifacts, fetch_artifacts, finished
 
-NORM_METHODS = ("ce", "tau-norm", "crt", "lws")
-CORR_METHODS = ("ce", "cw")
+# what the notebook and callers reach through this module, the artifact plots' helpers included
+__all__ = ["draw_plots", "history_frame", "method_colors", "per_class_frame", "style", "write_plots"]
+
 BUCKETS = (("test_many_acc", "Many"), ("test_medium_acc", "Medium"), ("test_few_acc", "Few"))
 PLOT_NAMES = ("accuracy_vs_ratio", "shot_accuracy", "per_class_accuracy", "weight_norm", "feature_correlation",
-              "training_curves")  # fmt: skip
+              "training_curves", "seed_spread")  # fmt: skip
 SAME_METRIC_TOLERANCE = 1e-9  # All and mean per-class accuracy count as one metric within this
 
 
@@ -60,8 +66,8 @@ class PlotOutcome:
 
 # -- the plots -----------------------------------------------------------------------------------------------
 def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | None:
-    import seaborn as sns
-
+    """A panel per dataset x ratio with the methods down the y axis: each seed a faint dot, the mean ± std a
+    marker with its bar, so methods a point apart at r=10 stay apart, and each ratio keeps its own x scale."""
     rated = done[done.imbalance_ratio.notna()]
     ratios_per_dataset = rated.groupby("dataset").imbalance_ratio.nunique() if len(rated) else pd.Series()
     if not (ratios_per_dataset >= 2).any():
@@ -73,34 +79,34 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any
     metrics = [("test_top1", "All = mean per-class %" if balanced else "All (top-1) %")]
     if not balanced:
         metrics.append(("test_mean_class_acc", "mean per-class %"))
-    datasets = sorted(rated.dataset.unique())
-    fig, axes = figure(len(metrics), len(datasets))
+    contexts = sorted(panel_contexts(rated), key=lambda c: (c[0], c[1]))  # ratios left to right, growing
     methods = ordered_methods(rated.method)
-    for j, dataset in enumerate(datasets):
-        mine = rated[rated.dataset == dataset]
+    fig, axes = figure(len(metrics), len(contexts), 3.6, 0.28 * len(methods) + 1.4)
+    for j, (dataset, ratio) in enumerate(contexts):
+        mine = in_context(rated, dataset, ratio)
         here = [m for m in methods if m in set(mine.method)]
-        for i, (column, ylabel) in enumerate(metrics):
+        for i, (column, xlabel) in enumerate(metrics):
             ax = axes[i, j]
-            tidy = mine.assign(accuracy=percent(mine, column))
-            sns.lineplot(
-                data=tidy,
-                x="imbalance_ratio",
-                y="accuracy",
-                errorbar="sd",  # no bar for a single seed rather than a fake zero spread
-                err_style="bars",
-                err_kws={"capsize": 3},
-                ax=ax,
-                **line_kwargs(colors, here),
-            )
-            ax.set_xscale("log")
-            ratios = sorted(mine.imbalance_ratio.unique())
-            ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
-            ax.minorticks_off()
-            ax.set_xlabel("imbalance ratio (log)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(dataset)
-    shared_legend(fig, colors, methods, "line")
-    title = "Test accuracy vs imbalance ratio (mean ± std over seeds)"
+            for y, method in enumerate(here):
+                values = percent(mine[mine.method == method], column).dropna()
+                if values.empty:
+                    continue
+                ax.scatter(values, [y] * len(values), color=colors[method], s=10, alpha=0.35, linewidths=0)
+                ax.errorbar(
+                    values.mean(),
+                    y,
+                    xerr=values.std() if len(values) > 1 else None,  # no bar for one seed, never a fake zero
+                    fmt=marker_of(colors, method),
+                    color=colors[method],
+                    capsize=3,
+                    markersize=5,
+                )
+            ax.set_yticks(range(len(here)), here if j == 0 else [""] * len(here))
+            ax.set_ylim(len(here) - 0.5, -0.5)  # the report order, top to bottom
+            ax.set_xlabel(xlabel)
+            ax.set_title(context_label(dataset, ratio))
+    shared_legend(fig, colors, methods, "point")
+    title = "Test accuracy at each imbalance ratio (mean ± std over seeds; dots: each seed)"
     if balanced:
         title += "; All equals mean per-class accuracy on every run (balanced test set), drawn once"
     fig.suptitle(title, fontsize="medium", wrap=True)
@@ -114,6 +120,18 @@ def _bucket_frame(mine: pd.DataFrame) -> pd.DataFrame:
         for column, name in BUCKETS
     ]
     return pd.concat(parts, ignore_index=True).dropna(subset=["accuracy"])
+
+
+def bucket_sizes(mine: pd.DataFrame) -> dict[str, str]:
+    """'5 classes' per shot bucket of one dataset x ratio, from the runs' recorded bucket sizes (a bucket
+    whose size was not recorded is left out)."""
+    out = {}
+    for _, name in BUCKETS:
+        counts = mine[f"classes_{name.lower()}"].dropna().unique()
+        if len(counts) == 1:
+            n = int(counts[0])
+            out[name] = f"{n} class{'es' if n != 1 else ''}"
+    return out
 
 
 def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | None:
@@ -140,6 +158,7 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
         tidy = _bucket_frame(mine)
         present = [name for _, name in BUCKETS if name in set(tidy.bucket)]
         empty = [name.lower() for _, name in BUCKETS if name not in present]
+        sizes = bucket_sizes(mine)
         here = [m for m in methods if m in set(mine.method)]
         sns.barplot(
             data=tidy,
@@ -156,6 +175,7 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
             legend=False,
             ax=ax,
         )
+        ax.set_xticks(range(len(present)), [f"{name}\n{sizes[name]}" if name in sizes else name for name in present])
         ax.set_title(label + (f" (no {' or '.join(empty)} class)" if empty else ""))
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy %")
@@ -165,195 +185,6 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
         "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20); mean ± std over seeds",
         fontsize="medium",
         wrap=True,
-    )
-    return fig
-
-
-def _log_count_axis(ax: Any, counts: np.ndarray) -> None:
-    """Log x axis labelled with plain numbers: decades only when the counts span two or more decades,
-    else 1-2-5 steps; minor ticks unlabelled, so labels never run together."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    span = math.log10(max(float(np.max(counts)), 1.0) / max(float(np.min(counts)), 1.0))
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if span >= 2 else (1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def per_class_accuracy(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, notes: list[str]) -> Any:
-    import seaborn as sns
-
-    have = done[[arts[r].result is not None for r in done.run_id]]
-    if len(have) < len(done):
-        notes.append(f"per_class_accuracy: {len(done) - len(have)} run(s) without result.json skipped")
-    if have.empty:
-        notes.append("per_class_accuracy: skipped, no run has result.json")
-        return None
-    methods = ordered_methods(have.method)
-    fig, panels = context_panels(have)
-    for ax, mine, _ in panels:
-        tidy = per_class_frame(mine, arts)
-        here = [m for m in methods if m in set(mine.method)]
-        sns.lineplot(data=tidy, x="train_count", y="accuracy", errorbar=None, ax=ax, **line_kwargs(colors, here))
-        _log_count_axis(ax, tidy.train_count.to_numpy())
-        ax.set_xlabel("training images of the class (log)")
-        ax.set_ylabel("test accuracy of the class %")
-        ax.set_ylim(-2, 102)
-    shared_legend(fig, colors, methods, "line")
-    fig.suptitle("Per-class test accuracy vs training count (mean over seeds)", fontsize="medium", wrap=True)
-    return fig
-
-
-def per_class_frame(
-    runs: pd.DataFrame, arts: dict[str, RunArtifacts], class_names: list[str] | None = None
-) -> pd.DataFrame:
-    """Tidy per-class test accuracy: one row per run x class with its training count (and name, when given)."""
-    parts = []
-    for run in runs.itertuples():
-        result = arts[run.run_id].result
-        if result is None:
-            continue
-        acc = np.asarray(result["per_class_acc"]["test"], dtype=float) * 100.0
-        part = pd.DataFrame(
-            {
-                "method": run.method,
-                "seed": run.seed,
-                "class": np.arange(len(acc)),
-                "train_count": np.asarray(result["train_counts"], dtype=float),
-                "accuracy": acc,
-            }
-        )
-        if class_names is not None and len(class_names) == len(acc):
-            part["class_name"] = class_names
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def _with_analysis(
-    done: pd.DataFrame, arts: dict[str, RunArtifacts], methods: tuple[str, ...], plot: str, notes: list[str]
-) -> pd.DataFrame:
-    mine = done[done.method.isin(methods)]
-    ok = mine[[arts[r].analysis is not None for r in mine.run_id]]
-    if len(ok) < len(mine):
-        notes.append(f"{plot}: {len(mine) - len(ok)} run(s) of {', '.join(methods)} without analysis.npz skipped")
-    return ok
-
-
-def weight_norm(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, notes: list[str]) -> Any | None:
-    import seaborn as sns
-
-    have = _with_analysis(done, arts, NORM_METHODS, "weight_norm", notes)
-    have = have[[arts[r].analysis["weight_norm"].size > 0 for r in have.run_id]]
-    if have.empty:
-        notes.append(f"weight_norm: skipped, no run of {', '.join(NORM_METHODS)} has weight norms")
-        return None
-    methods = ordered_methods(have.method)
-    fig, panels = context_panels(have)
-    for ax, mine, _ in panels:
-        parts = []
-        for run in mine.itertuples():
-            analysis = arts[run.run_id].analysis
-            norms = analysis["weight_norm"]
-            counts = analysis.get("class_counts", np.zeros(len(norms)))
-            order = np.argsort(-counts, kind="stable")  # ImageNet-LT's class ids are not sorted by count
-            parts.append(pd.DataFrame({"method": run.method, "rank": np.arange(len(norms)), "norm": norms[order]}))
-        here = [m for m in methods if m in set(mine.method)]
-        tidy = pd.concat(parts, ignore_index=True)
-        sns.lineplot(data=tidy, x="rank", y="norm", errorbar=None, ax=ax, **line_kwargs(colors, here))
-        ax.set_xlabel("class rank by training count (many to few)")
-        ax.set_ylabel("classifier weight norm ||w_c||")
-    shared_legend(fig, colors, methods, "line")
-    fig.suptitle("Per-class norm of the effective classifier weights (mean over seeds)", fontsize="medium")
-    return fig
-
-
-def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], notes: list[str]) -> Any | None:
-    import seaborn as sns
-
-    have = _with_analysis(done, arts, CORR_METHODS, "feature_correlation", notes)
-    have = have[[arts[r].analysis["feature_corr"].size > 0 for r in have.run_id]]
-    if have.empty:
-        notes.append("feature_correlation: skipped, no run of ce or cw has a feature correlation matrix")
-        return None
-    contexts = panel_contexts(have)
-    methods = [m for m in CORR_METHODS if m in set(have.method)]  # a method with no matrix gets no column
-    fig, axes = figure(len(contexts), len(methods), 4.2, 3.6)
-    for i, (dataset, ratio) in enumerate(contexts):
-        mine = in_context(have, dataset, ratio)
-        for j, method in enumerate(methods):
-            ax = axes[i, j]
-            runs = mine[mine.method == method].sort_values("seed")
-            if runs.empty:
-                ax.text(0.5, 0.5, f"no {method} run\nwith analysis.npz", ha="center", va="center")
-                ax.set_axis_off()
-                continue
-            # channels are not aligned across seeds, so one seed (the lowest) is shown, never an average
-            run = runs.iloc[0]
-            corr = np.abs(arts[run.run_id].analysis["feature_corr"])
-            off = corr[~np.eye(len(corr), dtype=bool)]
-            sns.heatmap(
-                corr,
-                ax=ax,
-                vmin=0,
-                vmax=1,
-                cmap="viridis",
-                square=True,
-                xticklabels=False,
-                yticklabels=False,
-                cbar=j == len(methods) - 1,
-            )
-            ax.set_title(
-                f"{method}, {context_label(dataset, ratio)}, seed {run.seed}\n"
-                f"mean |off-diagonal| {np.nanmean(off) if off.size else float('nan'):.3f}"
-            )
-    fig.suptitle("|Correlation| of the classifier's input channels on the test set", fontsize="medium")
-    return fig
-
-
-def history_frame(runs: pd.DataFrame, arts: dict[str, RunArtifacts]) -> pd.DataFrame:
-    """Tidy training history: one row per run x epoch, with the run's method and seed."""
-    parts = [
-        pd.DataFrame(arts[run.run_id].result["history"]).assign(method=run.method, seed=run.seed)
-        for run in runs.itertuples()
-        if arts[run.run_id].result is not None and arts[run.run_id].result.get("history")
-    ]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def training_curves(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict, notes: list[str]) -> Any:
-    import seaborn as sns
-    from matplotlib.ticker import MaxNLocator
-
-    have = done[[arts[r].result is not None and bool(arts[r].result.get("history")) for r in done.run_id]]
-    if have.empty:
-        notes.append("training_curves: skipped, no run has a training history")
-        return None
-    contexts = panel_contexts(have)
-    methods = ordered_methods(have.method)
-    fig, axes = figure(2, len(contexts), 4.2, 3.0)
-    for j, (dataset, ratio) in enumerate(contexts):
-        mine = in_context(have, dataset, ratio)
-        history = history_frame(mine, arts)
-        here = [m for m in methods if m in set(mine.method)]
-        val = "val_mean_class_acc" if "val_mean_class_acc" in history else "val_top1"
-        sns.lineplot(data=history, x="epoch", y="train_loss", errorbar=None, ax=axes[0, j], **line_kwargs(colors, here))
-        if val in history:
-            points = history.dropna(subset=[val])
-            points = points.assign(accuracy=points[val] * 100.0)
-            sns.lineplot(
-                data=points, x="epoch", y="accuracy", errorbar=None, ax=axes[1, j], **line_kwargs(colors, here)
-            )
-        axes[0, j].set_title(context_label(dataset, ratio))
-        axes[0, j].set_ylabel("train loss")
-        axes[0, j].set_xlabel("")
-        axes[1, j].set_ylabel("validation mean per-class acc %")
-        axes[1, j].set_xlabel("epoch")
-        for ax in axes[:, j]:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    shared_legend(fig, colors, methods, "line")
-    fig.suptitle(
-        "Training curves (mean over seeds; decoupled methods show their stage-two epochs)", fontsize="medium", wrap=True
     )
     return fig
 
@@ -384,12 +215,14 @@ def seed_spread(done: pd.DataFrame, column: str = "test_mean_class_acc") -> Any 
 
     methods = ordered_methods(done.method)
     colors = method_colors(methods)
-    fig, panels = context_panels(done)
+    fig, panels = context_panels(done, size=(0.45 * len(methods) + 1.5, 3.4))
     for ax, mine, _ in panels:
         here = [m for m in methods if m in set(mine.method)]
         tidy = mine.assign(accuracy=percent(mine, column))
         palette = {m: colors[m] for m in here}
-        sns.stripplot(data=tidy, x="method", y="accuracy", order=here, hue="method", palette=palette, size=6, ax=ax)
+        sns.stripplot(
+            data=tidy, x="method", y="accuracy", order=here, hue="method", palette=palette, size=6, legend=False, ax=ax
+        )
         sns.pointplot(
             data=tidy, x="method", y="accuracy", order=here, errorbar=None, linestyle="none", markers="_",
             markersize=18, color="0.2", ax=ax,
@@ -400,7 +233,13 @@ def seed_spread(done: pd.DataFrame, column: str = "test_mean_class_acc") -> Any 
             label.set_rotation_mode("anchor")
         ax.set_xlabel("")
         ax.set_ylabel(f"{column.removeprefix('test_').replace('_', ' ')} %")
-    fig.suptitle("Run-to-run spread: each seed (dots) and the mean over seeds (bar)", fontsize="medium")
+    shared_legend(fig, colors, methods, "bar")  # the dots are all circles: the legend gives colours only
+    fig.suptitle(
+        f"Run-to-run spread of {column.removeprefix('test_').replace('_', ' ')}: each seed (dots) and the mean "
+        "over seeds (bar)",
+        fontsize="medium",
+        wrap=True,
+    )
     return fig
 
 
@@ -420,6 +259,7 @@ def draw_plots(done: pd.DataFrame, arts: dict[str, RunArtifacts]) -> tuple[dict[
         figures["weight_norm"] = weight_norm(done, arts, colors, notes)
         figures["feature_correlation"] = feature_correlation(done, arts, notes)
         figures["training_curves"] = training_curves(done, arts, colors, notes)
+        figures["seed_spread"] = seed_spread(done)
     return {name: fig for name, fig in figures.items() if fig is not None}, notes
 
 
@@ -431,11 +271,18 @@ def write_plots(runs: pd.DataFrame, client: Any, out_dir: Path) -> PlotOutcome:
     if done.empty or client is None:
         outcome.notes.append("plots: skipped, no finished run")
         return outcome
-    figures, outcome.notes = draw_plots(done, fetch_artifacts(client, list(done.run_id)))
+    arts = fetch_artifacts(client, list(done.run_id))
+    figures, outcome.notes = draw_plots(done, arts)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in set(PLOT_NAMES) - set(figures):  # a plot skipped now must not leave an older file behind
-        for suffix in (".png", ".pdf"):
-            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+    unread = sum(a.result is None for a in arts.values())
+    if unread:  # files that could not be read are no reason to delete a plot drawn from them before
+        outcome.notes.append(
+            f"plots: {unread} run(s) without readable artifacts; a plot not drawn now keeps its previous file"
+        )
+    else:
+        for name in set(PLOT_NAMES) - set(figures):  # a plot skipped now must not leave an older file behind
+            for suffix in (".png", ".pdf"):
+                (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     for name, fig in figures.items():
         for suffix in (".png", ".pdf"):
             path = out_dir / f"{name}{suffix}"

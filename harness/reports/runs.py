@@ -9,6 +9,8 @@ Columns:
   `reason` (the failure tag), `dataset`, `imbalance_ratio` (NaN for a native split), `method`,
   `method_params` (canonical "k=v,k=v" string, "" for defaults), `setting` (method plus its params),
   `seed`, `model`, `start_time`, `end_time` (ms since the epoch).
+- how it was made (`made_with`): `recipe` ('quick with epochs=2'), `epochs`, `precision` ('auto (ran bf16)'),
+  `overrides` (the run's `--set` assignments, 'none'), `commit` (the ltbench commit that trained it).
 - `config_key`: hash of everything that changes a result except the seed, so the seeds of one configuration
   group together and runs of another configuration (other recipe, other data options) never mix in.
 - `context_key`: the same without the method, so methods trained on the same data, model and recipe (the
@@ -16,7 +18,8 @@ Columns:
 - metrics (fractions 0..1): `test_<m>`, `val_<m>` for m in METRICS (the method's main result), and for a
   method with variants (tau-norm's τ = 1 next to τ*) `<variant>/test_<m>`; `variants` lists the variant
   names; `chosen_tau` when the method logged one; `kept_epoch`, the end-to-end epoch the run kept (the last,
-  or the best on validation with `recipe.keep: best-val`).
+  or the best on validation with `recipe.keep: best-val`); `classes_many` / `_medium` / `_few`: the classes each
+  shot bucket holds (NaN when not recorded).
 - `config`: the run's configuration as MLflow holds it (`model`, `recipe.*`, `data.*`, `method_params.*` and
   what it ran with, `ran.*`), each value the logged text: what table notes describe a run by.
 """
@@ -38,8 +41,10 @@ import pandas as pd
 from harness.core.errors import LtbenchError
 from harness.experiment.suite import load_suite_file
 from harness.records.artifacts import ANALYSIS_FILE, RESULT_FILE
-from harness.records.tracker import FAILURE_TAG, TRIAL_KEY_TAG, Tracker
+from harness.records.relocation import relocate_artifacts
+from harness.records.tracker import CLASSES_TAG, COMMIT_TAG, FAILURE_TAG, OVERRIDES_TAG, TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import check_reachable, default_tracking_uri
+from harness.reports.made_with import NOT_RECORDED, precision_description, recipe_description
 
 METRICS = ("top1", "mean_class_acc", "many_acc", "medium_acc", "few_acc")
 SPLITS = ("test", "val")
@@ -57,12 +62,20 @@ COLUMNS = [
     "setting",
     "seed",
     "model",
+    "recipe",
+    "epochs",
+    "precision",
+    "overrides",
+    "commit",
     "config_key",
     "context_key",
     "start_time",
     "end_time",
     "chosen_tau",
     "kept_epoch",
+    "classes_many",
+    "classes_medium",
+    "classes_few",
     "variants",
     "config",
     *METRIC_COLUMNS,
@@ -112,6 +125,11 @@ def run_row(run: Any, suite: str) -> dict[str, Any]:
         "setting": setting_name(method, mparams),
         "seed": int(params["seed"]) if "seed" in params else -1,
         "model": params.get("model", ""),
+        "recipe": recipe_description(params),
+        "epochs": int(params["recipe.epochs"]) if "recipe.epochs" in params else -1,
+        "precision": precision_description(params),
+        "overrides": tags.get(OVERRIDES_TAG, NOT_RECORDED),
+        "commit": tags.get(COMMIT_TAG, NOT_RECORDED),
         "config_key": _signature(params, re.compile(r"^$")),
         "context_key": _signature(params, METHOD_PARAM),
         "start_time": run.info.start_time,
@@ -119,6 +137,7 @@ def run_row(run: Any, suite: str) -> dict[str, Any]:
         "chosen_tau": metrics.get("final_chosen_tau", float("nan")),
         "kept_epoch": metrics.get("final_kept_epoch", float("nan")),
         "config": {k: v for k, v in params.items() if CONFIG_PARAM.match(k) and not k.startswith("data.root")},
+        **{f"classes_{b}": float(tags.get(f"{CLASSES_TAG}{b}", "nan")) for b in ("many", "medium", "few")},
     }
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(f"final_{column}", float("nan"))
@@ -162,6 +181,7 @@ def open_client(tracking_uri: str | None, results_dir: Path) -> Any | None:
     if tracking_uri is None:
         if not (results_dir / "mlflow.db").is_file():
             return None
+        relocate_artifacts(results_dir)  # a moved or copied results dir reads its own artifacts
         tracking_uri = default_tracking_uri(results_dir)
     check_reachable(tracking_uri)  # a dead server fails in seconds, not after MLflow's minutes of retries
     return MlflowClient(tracking_uri=tracking_uri)

@@ -36,6 +36,9 @@ from harness.reports.formatting import (
     markdown_table,
     signed,
 )
+from harness.reports.leaderboard import write_csv
+from harness.reports.made_with import made_with_text
+from harness.reports.runs import finished
 from harness.reports.table_fill import best_cells, fill, table_notes, table_seeds
 from harness.reports.table_spec import Cell, TableSpec
 
@@ -75,9 +78,11 @@ def _seeds_text(grid: list[list[Cell]]) -> str:
     )
 
 
-def render_markdown(spec: TableSpec, grid: list[list[Cell]], notes: list[str]) -> str:
+def render_markdown(spec: TableSpec, grid: list[list[Cell]], notes: list[str], made_with: str = "") -> str:
     header, groups = _header(spec)
     lines = [f"# {spec.title}", "", f"Unit: {spec.unit}. {_seeds_text(grid)}"]
+    if made_with:
+        lines.append(made_with)
     if spec.published != "none":
         lines.append(
             "Each column shows the published number, ltbench's number and Δ = ltbench − published. n/p: not "
@@ -96,9 +101,9 @@ def render_markdown(spec: TableSpec, grid: list[list[Cell]], notes: list[str]) -
     return "\n".join(lines) + "\n"
 
 
-def render_latex(spec: TableSpec, grid: list[list[Cell]], notes: list[str]) -> str:
+def render_latex(spec: TableSpec, grid: list[list[Cell]], notes: list[str], made_with: str = "") -> str:
     header, groups = _header(spec)
-    caption = f"{spec.title}. Unit: {spec.unit}. {_seeds_text(grid)}"
+    caption = f"{spec.title}. Unit: {spec.unit}. {_seeds_text(grid)}" + (f" {made_with}" if made_with else "")
     label = "tab:" + spec.name.replace("_", "-")
     rows = _rows(spec, grid)  # latex_table escapes ± itself
     return latex_table(header, rows, caption, label, "l" + "r" * (len(header) - 1), groups or None, notes, 1)
@@ -150,9 +155,16 @@ class RenderedTable:
     markdown: str
     latex: str
     frame: pd.DataFrame  # long form, one row per cell (the .csv)
+    made_with: str  # how the runs behind its cells were made (`made_with_text`): the .csv's comment line
     cells: int
     cells_run: int
     cells_published: int
+
+
+def cell_runs(cells: list[Cell], runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs behind the cells' numbers (each cell's chosen configuration)."""
+    keys = {c.config_key for c in cells if c.status == "ok" and c.config_key}
+    return finished(runs[runs.config_key.isin(keys)]) if len(runs) and keys else runs.iloc[0:0]
 
 
 def render_tables(
@@ -165,12 +177,14 @@ def render_tables(
         grid = fill(spec, runs, published)
         notes = table_notes(spec, grid, known)
         cells = [c for row in grid for c in row]
+        made_with = made_with_text(cell_runs(cells, runs))
         out.append(
             RenderedTable(
                 spec,
-                render_markdown(spec, grid, notes),
-                render_latex(spec, grid, notes),
+                render_markdown(spec, grid, notes, made_with),
+                render_latex(spec, grid, notes, made_with),
                 to_frame(spec, grid),
+                made_with,
                 len(cells),
                 sum(c.status == "ok" for c in cells),
                 sum(not math.isnan(c.published_value) for c in cells),
@@ -188,7 +202,7 @@ def write_tables(tables: list[RenderedTable], out_dir: Path) -> TablesOutcome:
         for suffix, text in ((".md", table.markdown), (".tex", table.latex)):
             (out_dir / f"{spec.name}{suffix}").write_text(text)
             paths.append(out_dir / f"{spec.name}{suffix}")
-        table.frame.to_csv(out_dir / f"{spec.name}.csv", index=False, float_format="%.4f")
+        write_csv(table.frame, out_dir / f"{spec.name}.csv", table.made_with)
         paths.append(out_dir / f"{spec.name}.csv")
         ok, pub, n = table.cells_run, table.cells_published, table.cells
         summary.append(f"{spec.name}: {ok} of {n} cells with ltbench runs, {pub} with a published number")

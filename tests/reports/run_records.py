@@ -36,6 +36,7 @@ def run_record(
     params: str = "",
     model: str = "resnet32",
     recipe: str = "cifar-lt",
+    epochs: int = 200,
     suite: str = "synthetic",
     acc: float | None = None,
     config: dict[str, str] | None = None,
@@ -44,7 +45,7 @@ def run_record(
     """One run row. `acc` sets every test/val metric at once; keyword metrics (`test_few_acc=0.1`,
     `tau1/test_top1=...`) override single ones. A FAILED or RUNNING run has no metrics unless given."""
     logged = config or {}  # the run's configuration as MLflow holds it (the runs frame's `config`)
-    context = _key(dataset, ratio, model, recipe, logged)
+    context = _key(dataset, ratio, model, recipe, epochs, logged)
     config = _key(context, method, params)
     row: dict[str, Any] = {
         "suite": suite,
@@ -59,6 +60,11 @@ def run_record(
         "setting": setting_name(method, params),
         "seed": seed,
         "model": model,
+        "recipe": recipe,
+        "epochs": epochs,
+        "precision": "fp32",
+        "overrides": "none",
+        "commit": "0123456789abcdef",
         "config_key": config,
         "context_key": context,
         "start_time": 1_000 + seed,
@@ -128,3 +134,24 @@ def tiny_real_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
             tracker.record_result(run_id, storage.trial(cfg.key))
         _REAL["results"], _REAL["suite"] = results, suite_file
     return _REAL["results"], _REAL["suite"]
+
+
+def record_suite_run(results: Path, suite_file: Path, overrides: list[str]) -> None:
+    """What `ltbench run SUITE --set ...` leaves in `results`, without starting Ray: the configuration record,
+    one MLflow run per trial tagged with the overrides, each trial trained for real and its files logged."""
+    from harness.experiment.suite import build_suite
+    from harness.records.storage import Storage
+    from harness.records.suite_configurations import remember_configuration
+    from harness.records.tracker import Tracker
+    from harness.records.tracking_uri import default_tracking_uri
+    from tests.trial_runs import train
+
+    suite = build_suite(str(suite_file), overrides)
+    results.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(default_tracking_uri(results), suite.name, results, overrides=suite.overrides)
+    remember_configuration(results, suite.name, suite.overrides, suite.trials)
+    storage = Storage.open(results / "trials")
+    for cfg in suite.trials:
+        run_id = tracker.open_run(cfg)
+        train(cfg, storage, report=lambda row, run_id=run_id: tracker.log_epoch(run_id, row))
+        tracker.record_result(run_id, storage.trial(cfg.key))

@@ -111,7 +111,7 @@ def test_a_method_keeps_its_colour_in_every_figure(quick_figures: dict[str, Any]
         legend = fig.legends[0]
         handles = getattr(legend, "legend_handles", None) or legend.legendHandles
         for text, handle in zip(legend.get_texts(), handles, strict=True):
-            color = handle.get_facecolor() if name == "shot_accuracy" else handle.get_color()
+            color = handle.get_facecolor() if name in ("shot_accuracy", "seed_spread") else handle.get_color()
             seen.setdefault(text.get_text(), set()).add(tuple(np.round(np.asarray(color, dtype=float)[:3], 4)))
     assert all(len(colors) == 1 for colors in seen.values()), seen
 
@@ -157,7 +157,7 @@ def test_all_and_mean_per_class_are_drawn_once_when_they_are_equal() -> None:
     for balanced, rows in ((True, 1), (False, 2)):
         done, _ = constructed(["ce", "la"], balanced=balanced)
         fig = P.accuracy_vs_ratio(done, P.method_colors(["ce", "la"]), [])
-        assert len(fig.axes) == rows
+        assert len(fig.axes) == rows * 2  # a panel per ratio
     one_ratio, _ = constructed(["ce"], ratios=(100.0,))
     notes: list[str] = []
     assert P.accuracy_vs_ratio(one_ratio, P.method_colors(["ce"]), notes) is None
@@ -173,3 +173,89 @@ def test_plots_leave_no_pyplot_state_and_tidy_frames_carry_class_names() -> None
     assert "shot_accuracy" in figures and plt.get_fignums() == before  # no figure registered with pyplot
     tidy = P.per_class_frame(done, arts, [f"class {i}" for i in range(12)])
     assert len(tidy) == len(done) * 12 and tidy.class_name.iloc[0] == "class 0"
+
+
+def _lab(rgb: tuple[float, float, float]) -> np.ndarray:
+    """sRGB (0..1) -> CIELAB (D65)."""
+    c = np.asarray(rgb, dtype=float)
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_no_two_methods_have_confusable_colours_and_none_is_pale_on_white() -> None:
+    """The 17 built-in methods and a plugin: every pair at least ΔE 30 apart in CIELAB (the old palette had
+    pairs 17 apart, oranges and pinks a reader could not tell apart, and a yellow of L* 88), and no colour
+    lighter than L* 75 (yellow on white)."""
+    colors = P.method_colors([*METHOD_ORDER, "my-plugin"])
+    assert len(colors) == len(METHOD_ORDER) + 1
+    labs = {m: _lab(c) for m, c in colors.items()}
+    closest = min(np.linalg.norm(labs[a] - labs[b]) for a, b in itertools.combinations(labs, 2))
+    assert closest >= 30, closest
+    assert max(lab[0] for lab in labs.values()) <= 75
+    assert P.method_colors(["la", "ncm"])["la"] == colors["la"]  # the same colour whatever else is drawn
+
+
+def test_accuracy_by_ratio_lists_the_methods_down_each_panel() -> None:
+    done, arts = constructed(["ce", "la", "crt"])
+    fig = P.accuracy_vs_ratio(done, P.method_colors(["ce", "la", "crt"]), [])
+    fig.canvas.draw()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:2] == ["fashion-mnist-lt r=10", "fashion-mnist-lt r=100"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["ce", "la", "crt"]
+
+
+def test_shot_buckets_say_how_many_classes_they_hold() -> None:
+    done, _ = constructed(["ce", "la"])
+    sizes = {100.0: (8, 2, 2), 10.0: (10, 2, 0)}
+    for bucket, k in (("many", 0), ("medium", 1), ("few", 2)):
+        done[f"classes_{bucket}"] = done.imbalance_ratio.map(lambda r, k=k: sizes[r][k])
+    fig = P.shot_accuracy(done, P.method_colors(["ce", "la"]), [])
+    fig.canvas.draw()
+    ticks = {ax.get_title(): [t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes}
+    assert ticks["fashion-mnist-lt r=100"] == ["Many\n8 classes", "Medium\n2 classes", "Few\n2 classes"]
+    assert ticks["fashion-mnist-lt r=10 (no few class)"] == ["Many\n10 classes", "Medium\n2 classes"]
+
+
+def test_per_class_points_are_named_classes_between_bucket_boundaries() -> None:
+    from harness.data import DATASETS
+
+    done, arts = constructed(["ce", "la"], ratios=(100.0,))
+    counts = [6000, 2000, 800, 300, 150, 90, 50, 25, 15, 10]  # Fashion-MNIST's 10 classes: 5 many, 3 medium, 2 few
+    for art in arts.values():
+        art.result["train_counts"] = counts
+        art.result["per_class_acc"]["test"] = art.result["per_class_acc"]["test"][:10]
+    fig = P.per_class_accuracy(done, arts, P.method_colors(["ce", "la"]), [])
+    (ax,) = fig.axes
+    assert [line.get_linestyle() for line in ax.get_lines()] == ["--", "--"]  # two boundaries, no joining lines
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    names = DATASETS.get("fashion-mnist-lt").class_names
+    assert labels[0] == f"{names[0]} (6000)" and labels[-1] == f"{names[-1]} (10)"
+    assert [t.get_text() for t in ax.texts] == ["many", "medium", "few"]
+
+
+def test_training_curves_keep_stage_two_apart_on_a_log_loss_axis() -> None:
+    done, arts = constructed(["ce", "lort"], ratios=(100.0,))
+    for run in done[done.method == "lort"].itertuples():
+        arts[run.run_id].result["effective"] = {"stage2": {"epochs": 3}}
+        for row in arts[run.run_id].result["history"]:
+            row["train_loss"] *= 100  # LORT's loss scale
+    fig = P.training_curves(done, arts, P.method_colors(["ce", "lort"]), [])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert (
+        titles[0] == "fashion-mnist-lt r=100: end-to-end"
+        and titles[2] == "fashion-mnist-lt r=100: stage two (decoupled)"
+    )
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[2].get_yscale() == "log"
+    assert len(fig.axes[0].get_lines()) >= 1 and fig.axes[0].get_ylim()[1] < 100  # LORT is not on ce's axis
+
+
+def test_a_comparison_without_its_other_half_is_skipped_and_norm_panels_share_y() -> None:
+    done, arts = constructed(["ce", "tau-norm"])
+    notes: list[str] = []
+    assert P.feature_correlation(done, arts, notes) is None
+    assert "compares ce with cw" in notes[-1]
+    fig = P.weight_norm(done, arts, P.method_colors(["ce", "tau-norm"]), [])
+    first, second = fig.axes
+    assert first.get_shared_y_axes().joined(first, second)

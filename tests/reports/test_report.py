@@ -87,7 +87,7 @@ def test_failed_running_and_missing_trials_are_listed_with_reasons(grid, tmp_pat
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert r"fashion-mnist-lt & 10 & ce & 60.00 $\pm$ 10.00 &" in tex
     assert "8 of 12 trials not finished" in tex
-    assert pd.read_csv(tmp_path / "lb" / "leaderboard.csv").shape[0] == len(board)
+    assert pd.read_csv(tmp_path / "lb" / "leaderboard.csv", comment="#").shape[0] == len(board)
 
 
 def test_a_finished_run_wins_over_a_failed_run_of_the_same_trial() -> None:
@@ -111,7 +111,7 @@ def test_variants_get_their_own_rows(tmp_path: Path) -> None:
     assert "## Method variants" in text and "| fashion-mnist-lt | 10 | tau-norm (τ = 1) | 50.00 ± 0.00 |" in text
     assert "Every row: 2 of 2 seeds finished." in text and "| n |" not in text  # said once, no n column
     assert r"tau-norm ($\tau$ = 1) & 50.00" in (tmp_path / "leaderboard.tex").read_text()
-    assert len(pd.read_csv(tmp_path / "leaderboard_variants.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "leaderboard_variants.csv", comment="#")) == 1
 
 
 def test_one_method_order_and_the_best_of_each_column_in_bold(tmp_path: Path) -> None:
@@ -184,3 +184,26 @@ def test_number_formatting_and_latex_escaping() -> None:
     assert mean_std(float("nan"), 1.0) == "n/a"
     assert mean_std(1.0, 0.5) == "1.00 ± 0.50"
     assert latex_escape("LA post-hoc τ* 5% a_b") == r"LA post-hoc $\tau^*$ 5\% a\_b"
+
+
+@pytest.mark.parametrize("command", [["report", "SUITE"], ["tables"], ["claims"]])
+def test_nothing_to_report_exits_2_and_keeps_what_is_there(
+    command: list[str], tiny_suite: Path, tmp_path: Path, capsys
+) -> None:
+    """A store without finished runs: one line, exit 2, no file written and an existing leaderboard kept."""
+    from harness.cli import main
+
+    results = tmp_path / "results"
+    argv = [str(tiny_suite) if a == "SUITE" else a for a in command] + ["--results-dir", str(results)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltbench: error: nothing to report: no finished run of ") and "Traceback" not in err
+    assert not results.exists()
+    board = results / "tiny" / "leaderboard.md"
+    board.parent.mkdir(parents=True)
+    board.write_text("an earlier leaderboard")
+    assert main(argv) == 2
+    assert board.read_text() == "an earlier leaderboard" and sorted(p.name for p in results.rglob("*")) == [
+        "leaderboard.md",
+        "tiny",
+    ]

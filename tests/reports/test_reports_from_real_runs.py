@@ -58,8 +58,8 @@ def test_tables_agree_with_the_leaderboard(real: tuple[Path, Path], capsys) -> N
     out = capsys.readouterr().out
     # 17 method rows (every registered method) x 5 columns
     assert "fashion_mnist_lt_grid: 4 of 85 cells with ltbench runs, 0 with a published number" in out
-    board = pd.read_csv(results / "tiny" / "leaderboard.csv").iloc[0]
-    grid = pd.read_csv(results / "tables" / "fashion_mnist_lt_grid.csv").set_index(["row", "column"])
+    board = pd.read_csv(results / "tiny" / "leaderboard.csv", comment="#").iloc[0]
+    grid = pd.read_csv(results / "tables" / "fashion_mnist_lt_grid.csv", comment="#").set_index(["row", "column"])
     cell = grid.loc[("ce", "r=4 All")]
     assert cell.n == 2 and cell.ltbench_mean == pytest.approx(board.All_mean, abs=1e-4)
     assert cell.ltbench_std == pytest.approx(board.All_std, abs=1e-4)
