@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration  # Ray Tune and MLflow
 MODERN = ["mixup", "mislas"]
 
 
-def test_each_modern_method_trains_an_epoch_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: Path) -> None:
+def test_each_new_method_trains_an_epoch_through_ray_tune(tmp_path: Path, fake_fashion_root: Path) -> None:
     results = tmp_path / "results"
     suite_file = write_tiny_suite(
         tmp_path / "tiny.yaml",
