@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.api import Method, StageTwo, StageTwoResult, check_bn_mode, param, register_method
+from harness.api import Method, StageTwo, StageTwoResult, param, register_method
 
 
 def label_aware_smoothing(class_counts: torch.Tensor, smooth_head: float, smooth_tail: float) -> torch.Tensor:
@@ -78,6 +78,7 @@ class MiSLAS(Method):
     name = "mislas"
     description = "MiSLAS: mixup backbone, then label-aware smoothing, weight scaling and BN shift (Zhong et al.)"
     stage1 = "mixup"
+    sampler = "class-aware"  # stage two's: a class, then 4 of its images (the official ClassAwareSampler)
 
     @dataclass(frozen=True)
     class Params:
@@ -95,7 +96,11 @@ class MiSLAS(Method):
                 raise ValueError("smooth_head and smooth_tail must lie in [0, 1]")
             if self.lr <= 0 or self.lr_factor <= 0 or self.epochs < 1 or self.weight_decay < 0:
                 raise ValueError("need lr > 0, lr_factor > 0, epochs >= 1 and weight_decay >= 0")
-            check_bn_mode("train" if self.shift_bn else "eval", self.augment)
+            if self.shift_bn and not self.augment:
+                raise ValueError(
+                    "shift_bn re-estimates BatchNorm statistics from the images of each stage-two batch, but "
+                    "augment: false trains on cached features; set shift_bn: false with augment: false"
+                )
 
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:
         p = self.params
@@ -111,7 +116,7 @@ class MiSLAS(Method):
             epochs=p.epochs,
             lr=p.lr,
             weight_decay=p.weight_decay,
-            sampler="class-aware",
+            sampler=self.sampler_name(),
             augment=p.augment,
             parameters=groups,
             select_best_on_val=True,

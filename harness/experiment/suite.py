@@ -186,7 +186,9 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
         # Ray hides every GPU from a trial that asked for none, so it could never see one
         raise LtbenchError("device 'cuda' needs a GPU per trial: add --set resources.gpu=1 (or use device auto/cpu)")
     data_options = _data_options(cfg["data"])
-    method_params = {d: _method_params(cfg["method_params"], per_dataset[d].get("method_params")) for d in per_dataset}
+    method_params = {
+        d: _method_params(cfg["method_params"], per_dataset[d].get("method_params"), d) for d in per_dataset
+    }
     for params_of in method_params.values():
         for method, params in params_of.items():
             parse_params(methods.get(method), params)
@@ -264,15 +266,15 @@ def _per_dataset(section: Any, datasets: list[str]) -> dict[str, dict[str, Any]]
     return {d: dict(section.get(d) or {}) for d in datasets}
 
 
-def _method_params(suite_section: Any, own_section: Any) -> dict[str, dict[str, Any]]:
+def _method_params(suite_section: Any, own_section: Any, dataset: str) -> dict[str, dict[str, Any]]:
     """A dataset's method hyperparameters: the suite's, updated by the dataset's own, method by method."""
     merged: dict[str, dict[str, Any]] = {}
-    for section in (suite_section, own_section):
+    for where, section in (("method_params", suite_section), (f"per_dataset.{dataset}.method_params", own_section)):
         if not isinstance(section or {}, dict):
-            raise LtbenchError("method_params must map method names to {hyperparameter: value}")
+            raise LtbenchError(f"{where} must map method names to {{hyperparameter: value}}")
         for method, params in (section or {}).items():
             if not isinstance(params or {}, dict):
-                raise LtbenchError(f"method_params.{method} must map hyperparameters to values")
+                raise LtbenchError(f"{where}.{method} must map hyperparameters to values")
             merged[method] = {**merged.get(method, {}), **(params or {})}
     return merged
 
