@@ -5,8 +5,10 @@ point) imports only from here; the modules behind these names may move without b
 
 - `Method`, `register_method`, `MethodContext`, `NoParams`, `param` (a hyperparameter with its one-line help):
   define and register a method (see `Method` for
-  its hooks: `loss`, `predict`, `build_head`, `sampler_name`/`sampler_options`, `on_epoch_start`,
-  `after_step`, and `fit_classifier` for decoupled methods).
+  its hooks: `loss`, `predict`, `build_head`, `build_model`, `training_step` (given a `TrainingBatch`),
+  `state_dict`/`load_state_dict`, `sampler_name`/`sampler_options`, `on_epoch_start`, `after_step`, and
+  `fit_classifier` for decoupled methods). `LTModel`: a network as a feature part plus a head.
+- `mixup`, `MixedBatch`, `beta_draw`: mixed images and labels, drawn from the epoch's generator.
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
   shared backbone.
 - `Sampler`, `register_sampler`: a method's own training sampler.
@@ -17,6 +19,7 @@ point) imports only from here; the modules behind these names may move without b
 
 from harness.core.errors import LtbenchError
 from harness.data.samplers import Sampler, register_sampler
+from harness.models.base import LTModel
 from harness.plugins.losses import (
     effective_number_weights,
     focal_terms,
@@ -24,24 +27,38 @@ from harness.plugins.losses import (
     logit_adjusted_loss,
     per_class_weighted_mean,
 )
-from harness.plugins.method import Method, MethodContext, NoParams, StageTwoResult, param, register_method
+from harness.plugins.method import (
+    Method,
+    MethodContext,
+    NoParams,
+    StageTwoResult,
+    TrainingBatch,
+    param,
+    register_method,
+)
+from harness.plugins.mixing import MixedBatch, beta_draw, mixup
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
 
 __all__ = [
+    "LTModel",
     "LtbenchError",
     "Method",
     "MethodContext",
+    "MixedBatch",
     "NoParams",
     "RetrainParams",
     "Sampler",
     "StageTwo",
     "StageTwoResult",
     "TauSearchParams",
+    "TrainingBatch",
+    "beta_draw",
     "check_bn_mode",
     "effective_number_weights",
     "focal_terms",
     "log_prior",
     "logit_adjusted_loss",
+    "mixup",
     "param",
     "per_class_weighted_mean",
     "register_method",

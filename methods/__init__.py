@@ -13,6 +13,8 @@ from methods import (  # noqa: F401  (registration)
     ldam_drw,
     lort,
     lws,
+    mislas,
+    mixup,
     ncm,
     tau_norm,
     wb,

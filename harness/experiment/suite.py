@@ -5,8 +5,9 @@ overrides any key with a dotted path (`recipe.epochs=3`, `seeds=[0,1,2]`, `data.
 as YAML. Everything is validated before any trial starts, and an unknown name lists the valid ones.
 
 A suite that spans datasets trained differently (a paper's CIFAR and ImageNet-LT rows) gives a dataset its
-own ratios, seeds, recipe, model or resources under `per_dataset.<dataset>` (the same keys as the top level);
-everything else comes from the suite's top level. The `paper-*` suites follow each seed paper's protocol.
+own ratios, seeds, recipe, model, resources or method_params under `per_dataset.<dataset>` (the same keys as
+the top level; a dataset's method_params update the suite's, hyperparameter by hyperparameter); everything
+else comes from the suite's top level. The `paper-*` suites follow each seed paper's protocol.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "per_dataset": {},
 }
-PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources")
+PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources", "method_params")
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
 RESOURCE_KEYS = ("cpu", "gpu")
 DEVICES = ("auto", "cpu", "cuda")
@@ -120,8 +121,11 @@ def _check_key(parts: list[str]) -> None:
         DATASETS.get(parts[1])  # an unknown dataset is reported with the valid ones
         if len(parts) > 2 and parts[2] not in PER_DATASET_KEYS:
             raise unknown_choice("per_dataset key", parts[2], PER_DATASET_KEYS)
-        if len(parts) > 3 and (parts[2] != "recipe" or len(parts) > 4):
-            raise LtbenchError("per_dataset keys are per_dataset.<dataset>.<key> or ...recipe.<recipe key>")
+        if len(parts) > 3 and (parts[2] not in ("recipe", "method_params") or len(parts) > 4 + (parts[2] != "recipe")):
+            raise LtbenchError(
+                "per_dataset keys are per_dataset.<dataset>.<key>, ...recipe.<recipe key> or "
+                "...method_params.<method>.<hyperparameter>"
+            )
     elif head == "method_params":
         if len(parts) > 1:
             load_methods().get(parts[1])  # an unknown method is reported with the valid ones
@@ -184,9 +188,12 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
         # Ray hides every GPU from a trial that asked for none, so it could never see one
         raise LtbenchError("device 'cuda' needs a GPU per trial: add --set resources.gpu=1 (or use device auto/cpu)")
     data_options = _data_options(cfg["data"])
-    method_params = cfg["method_params"] or {}
-    for method, params in method_params.items():
-        parse_params(methods.get(method), params or {})
+    method_params = {
+        d: _method_params(cfg["method_params"], per_dataset[d].get("method_params"), d) for d in per_dataset
+    }
+    for params_of in method_params.values():
+        for method, params in params_of.items():
+            parse_params(methods.get(method), params)
     if cfg["model"] is not None:
         MODELS.get(cfg["model"])
 
@@ -210,7 +217,7 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
                             model=model,
                             recipe=recipe.as_dict(),
                             data=dataclasses.asdict(data_options),
-                            method_params=dict(method_params.get(method) or {}),
+                            method_params=dict(method_params[dataset].get(method) or {}),
                             resources=resources[dataset],
                             device=cfg["device"],
                             method_code=method_code(methods.get(method)),
@@ -259,6 +266,19 @@ def _per_dataset(section: Any, datasets: list[str]) -> dict[str, dict[str, Any]]
             if key not in PER_DATASET_KEYS:
                 raise unknown_choice(f"per_dataset.{dataset} key", key, PER_DATASET_KEYS)
     return {d: dict(section.get(d) or {}) for d in datasets}
+
+
+def _method_params(suite_section: Any, own_section: Any, dataset: str) -> dict[str, dict[str, Any]]:
+    """A dataset's method hyperparameters: the suite's, updated by the dataset's own, method by method."""
+    merged: dict[str, dict[str, Any]] = {}
+    for where, section in (("method_params", suite_section), (f"per_dataset.{dataset}.method_params", own_section)):
+        if not isinstance(section or {}, dict):
+            raise LtbenchError(f"{where} must map method names to {{hyperparameter: value}}")
+        for method, params in (section or {}).items():
+            if not isinstance(params or {}, dict):
+                raise LtbenchError(f"{where}.{method} must map hyperparameters to values")
+            merged[method] = {**merged.get(method, {}), **(params or {})}
+    return merged
 
 
 def _merged_recipe(suite_section: Any, own_section: Any) -> Any:

@@ -7,7 +7,12 @@ There are two kinds:
   or their own, registered with `register_sampler`), replace the classifier head (`build_head`), define the
   training `loss` and the prediction rule `predict`, and follow the training with two hooks: `on_epoch_start`
   (e.g. DRW switches its loss weights at an epoch) and `after_step` (e.g. a projection after every optimiser
-  step).
+  step). A method whose step is more than one forward pass and `loss` (mixup's mixed targets, two views, a
+  queue, several experts) owns it with `training_step`, which gets a `TrainingBatch` and returns the loss to
+  minimise; the engine still does the backward pass, the optimiser and the schedule. State such a method keeps
+  across steps (a queue, running counts) is returned by `state_dict` and saved in every per-epoch checkpoint,
+  so a resumed trial restores it exactly. `build_model` lets a method build its own network from the dataset's
+  (experts sharing early layers), still a feature part plus a head.
 - **Decoupled** methods (`stage1 = "ce"`) start from the model that method `stage1` trained with the same
   dataset, ratio, seed, model and recipe: that backbone is trained once and shared by every decoupled method
   (and by the `ce` row itself). They implement `fit_classifier(stage)`, which gets a `StageTwo` (frozen
@@ -28,6 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -39,6 +46,7 @@ from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.registry import Registry
 from harness.core.validation import check_fields
 from harness.data.samplers import SAMPLERS
+from harness.models.base import LTModel
 
 if TYPE_CHECKING:
     from harness.training.decoupled import StageTwo
@@ -80,6 +88,30 @@ class StageTwoResult:
     test_flip: bool = False
 
 
+@dataclass
+class TrainingBatch:
+    """One training batch as a method's `training_step` sees it.
+
+    `images` are the engine's augmented, normalised float batch on the trial's device. Every random choice a step
+    makes (a mixup λ, a permutation) must be drawn from `generator`, the epoch's generator: a resumed trial
+    re-creates it for the epoch it resumes at, so it replays exactly the draws an uninterrupted run makes.
+    """
+
+    model: nn.Module
+    images: torch.Tensor
+    targets: torch.Tensor
+    generator: torch.Generator
+    epoch: int  # counts from 0
+    num_epochs: int
+    autocast: Callable[[], AbstractContextManager[Any]]  # the trial's forward-pass precision (bf16 or a no-op)
+
+    def logits(self, images: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's float32 scores of `images` (default: the batch's), the forward pass under the precision."""
+        with self.autocast():
+            out = self.model(self.images if images is None else images)
+        return out.float()
+
+
 class Method:
     """Base class of every method. Defaults give plain cross-entropy with instance-balanced sampling."""
 
@@ -116,6 +148,25 @@ class Method:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Scores whose argmax is the prediction (identity unless the method adjusts post hoc)."""
         return logits
+
+    def build_model(self, model: LTModel) -> LTModel | None:
+        """A network of the method's own, built from the dataset's `model` (its `backbone` feature part and
+        `head`, the head already `build_head`'s), or None to train `model` itself. It must still be an `LTModel`
+        (features, then a head), so the reports that read features and the head's weights keep working."""
+        return None
+
+    def training_step(self, batch: TrainingBatch) -> torch.Tensor:
+        """The loss of one training batch, to be minimised. The default is one forward pass and `loss`; a
+        method that overrides it owns its step (several views, mixed targets, a queue, several experts)."""
+        return self.loss(batch.logits(), batch.targets)
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the method keeps across steps (a queue, running counts), saved in each per-epoch checkpoint.
+        Tensors come back on the CPU: `load_state_dict` moves them where they belong."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned, when a trial resumes from its checkpoint."""
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called before each end-to-end training epoch (`epoch` counts from 0 to `num_epochs` - 1).

@@ -282,7 +282,7 @@ class StageTwo:
         batch_size: int | None = None,
         sampler: str = "instance",
         augment: bool = False,
-        parameters: list[nn.Parameter] | None = None,
+        parameters: list[nn.Parameter] | list[dict[str, Any]] | None = None,
         select_best_on_val: bool = False,
         bn: str = "eval",
         drop_last: bool = True,
@@ -297,7 +297,8 @@ class StageTwo:
         cut there), or every one of N draws with a partial last batch (`drop_last=False`, LORT's loader).
         `bn` is the backbone's BatchNorm mode while training (see the module docstring); `lr_shift` see
         `cosine_per_epoch`; `test_flip` scores validation on each image and its flip; `after_step` runs after
-        every optimiser step (Weight Balancing's MaxNorm projection).
+        every optimiser step (Weight Balancing's MaxNorm projection). `parameters` may be optimiser groups,
+        each with its own base "lr" (MiSLAS trains its classifier at a fraction of its scaling's lr).
         """
         check_bn_mode(bn, augment)
         batch = batch_size or self.recipe.batch_size
@@ -323,6 +324,7 @@ class StageTwo:
                 "steps_per_epoch": steps,
                 "batch_size": batch,
                 "lr": lr,
+                **({"group_lrs": [g.get("lr", lr) for g in params]} if params and isinstance(params[0], dict) else {}),
                 "weight_decay": weight_decay,
                 "momentum": momentum,
                 "sampler": sampler,

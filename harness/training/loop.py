@@ -73,7 +73,13 @@ def training_step(learner: Learner, images: torch.Tensor, targets: torch.Tensor)
     sees float32 scores, so a method's loss arithmetic never runs in bf16 (`.float()` is a no-op in fp32)."""
     with learner.precision.autocast():
         logits = learner.model(images)
-    loss = learner.loss(logits.float(), targets)
+    return apply_update(learner, learner.loss(logits.float(), targets))
+
+
+def apply_update(learner: Learner, loss: torch.Tensor) -> torch.Tensor:
+    """The update half of a step, from a batch's loss: backward, the optimiser step, `after_step`, the lr
+    schedule's step. A method that owns its step (`Method.training_step`) computes the loss; this does the rest,
+    so every step updates the same way. Returns the loss, detached and left on the device."""
     learner.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     learner.optimizer.step()

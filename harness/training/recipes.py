@@ -193,6 +193,9 @@ RECIPES.register(
     "menon2021-imagenet",
     RECIPES.get("imagenet-lt").override(lr=0.4, warmup_epochs=5, lr_update="per-step", keep="last"),
 )
+# MiSLAS's stage one (dvlab-research/MiSLAS train_stage1.py, config/cifar*/*_stage1_mixup.yaml): ResNet-32,
+# 200 epochs, batch 128, lr 0.1, wd 2e-4, 5 warm-up epochs, lr x0.1 after epoch 160 and x0.01 after 180.
+RECIPES.register("mislas-cifar", RECIPES.get("cifar-lt").override(step_gamma=0.1))
 
 # Fields that say how a trial executes rather than what it trains: a named stage-1 recipe takes them from the
 # trial that names it, so `--set recipe.precision=fp32` or `recipe.eval_every` reach its backbone too.

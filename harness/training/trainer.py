@@ -37,6 +37,7 @@ from harness.training.checkpoint import load_checkpoint, restore_rng_states, rng
 from harness.training.decoupled import StageTwo, load_stage_one
 from harness.training.kept_epoch import KeptEpoch
 from harness.training.loop import Learner, epoch_generator, evaluate, scalar_metrics, seed_everything, train_epoch
+from harness.training.method_step import method_step
 from harness.training.optim import make_optimizer, make_scheduler, parameter_groups
 from harness.training.precision import memory_format, resolve_precision
 from harness.training.recipes import Recipe
@@ -46,6 +47,16 @@ Reporter = Callable[[dict[str, Any]], None]
 
 class TrialDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+def own_model(method: Method, model: LTModel) -> LTModel:
+    """The method's own network built from the dataset's `model` (`Method.build_model`), else `model`."""
+    built = method.build_model(model)
+    if built is None:
+        return model
+    if not isinstance(built, LTModel):
+        raise TypeError(f"method {method.name!r}: build_model must return an LTModel (features, then a head)")
+    return built
 
 
 def recipe_of(cfg: TrialConfig) -> Recipe:
@@ -79,6 +90,8 @@ class TrialSetup:
         head = method.build_head(model.feature_dim, data.num_classes)
         if head is not None:
             model.head = head
+        if method.stage1 is None:  # a decoupled trial loads its stage-1 method's network as that built it
+            model = own_model(method, model)
         workers = max(0, int(cfg.resources.get("cpu", 1)) - 1)
         recipe = recipe_of(cfg)
         nhwc = recipe.channels_last
@@ -178,6 +191,8 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
         restore_rng_states(checkpoint["rng"])
         sampler.load_state_dict(checkpoint.get("sampler", {}))
         kept = KeptEpoch.from_state(recipe.keep, checkpoint.get("kept"))
+        if "method" in checkpoint:
+            method.load_state_dict(checkpoint["method"])
         start_epoch, history = checkpoint["epoch"] + 1, checkpoint["history"]
         attempts = checkpoint.get("attempts", [])
     attempts = [*attempts, attempt(node, start_epoch)]
@@ -200,7 +215,8 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
         generator = epoch_generator(cfg.seed, epoch)
         method.on_epoch_start(epoch, recipe.epochs)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)[:keep]
-        loss = train_epoch(learner, setup.splits["train"], indices, recipe.batch_size, generator)
+        step = method_step(method, epoch, recipe.epochs, generator)
+        loss = train_epoch(learner, setup.splits["train"], indices, recipe.batch_size, generator, step)
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
         row: dict[str, Any] = {
@@ -236,6 +252,7 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
                 "attempts": attempts,
                 "sampler": sampler.state_dict(),
                 "kept": kept.state(),
+                "method": method.state_dict(),  # a queue, running counts: restored with the model on resume
             },
         )
         files.push(CHECKPOINT_FILE)

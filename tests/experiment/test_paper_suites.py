@@ -11,7 +11,7 @@ from harness.execution.run_suite import dry_run
 from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite, builtin_suites
 
-PAPERS = ("kang2020", "menon2021", "cao2019", "alshammari2022", "lort", "zhang")
+PAPERS = ("kang2020", "menon2021", "cao2019", "alshammari2022", "lort", "zhang", "mislas")
 
 
 def keys(suite: str, overrides: list[str] | None = None) -> set[str]:
@@ -34,6 +34,7 @@ def test_every_paper_has_a_builtin_suite_listed_by_ltbench_suites(capsys: pytest
         ("alshammari2022", 3 * 4 * 3, 9),  # 3 ratios x 4 methods x 3 seeds; τ-norm and WB share 9 backbones
         ("lort", 3 * 6 * 3, 9),
         ("zhang", 2 * 3 * 7 * 3 + 7, 19),
+        ("mislas", 2 * 2 * 3, 6),  # CIFAR-10/100 r=100 x (mixup, mislas) x 3 seeds; mislas on the mixup rows
     ],
 )
 def test_paper_suite_dry_run_shows_trials_and_shared_backbones(paper: str, trials: int, backbones: int) -> None:
@@ -107,6 +108,19 @@ def test_menon_suite_trains_each_dataset_with_its_own_recipe_model_and_seeds() -
     assert {t.recipe["epochs"] for t in short.trials} == {3}
     assert {t.recipe["lr"] for t in short.trials if t.dataset == "imagenet-lt"} == {0.3}
     assert {t.recipe["lr"] for t in short.trials if t.dataset != "imagenet-lt"} == {0.1}
+
+
+def test_a_dataset_sets_its_own_method_params() -> None:
+    """MiSLAS's official stage two differs per dataset: per_dataset.<dataset>.method_params update the suite's."""
+    suite = build_suite("paper-mislas", ["method_params.mislas.epochs=4"])
+    params = {t.dataset: t.method_params for t in suite.trials if t.method == "mislas"}
+    assert params["cifar100-lt"] == {"epochs": 4}
+    assert params["cifar10-lt"] == {"epochs": 4, "smooth_head": 0.3, "smooth_tail": 0.0, "shift_bn": False,
+                                    "lr_factor": 0.5}  # fmt: skip
+    one = build_suite("paper-mislas", ["per_dataset.cifar100-lt.method_params.mislas.smooth_head=0.2"])
+    assert {t.method_params.get("smooth_head") for t in one.trials if t.method == "mislas"} == {0.2, 0.3}
+    with pytest.raises(LtbenchError, match="smooth_head"):
+        build_suite("paper-mislas", ["per_dataset.cifar10-lt.method_params.mislas.smooth_head=2"])
 
 
 @pytest.mark.parametrize(

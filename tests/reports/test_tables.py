@@ -226,7 +226,7 @@ def test_a_paper_table_reads_only_its_own_suite_and_says_where_it_departs() -> N
     assert L.ALSHAMMARI.rows[-1].method == "wb" and L.ALSHAMMARI.suite == "paper-alshammari2022"
     suites = {spec.suite for spec in L.PAPER_TABLES}
     assert suites == {"paper-kang2020", "paper-menon2021", "paper-cao2019", "paper-alshammari2022", "paper-lort",
-                      "paper-zhang"}  # fmt: skip
+                      "paper-zhang", "paper-mislas"}  # fmt: skip
     assert all(spec.departures for spec in L.PAPER_TABLES)
 
 
@@ -307,3 +307,20 @@ def test_published_rows_name_where_they_were_read_and_whether_that_was_checked(t
     (tmp_path / "bad.csv").write_text(good.replace(",unverified,", ",maybe,"))
     with pytest.raises(LtbenchError, match="status 'maybe' is not one of"):
         load_published(tmp_path)
+
+
+def test_mislas_rows_read_the_runs_and_published_numbers_of_their_own_stage_two_setting() -> None:
+    """Each MiSLAS row is one official stage-two setting: its cells read runs with exactly those
+    hyperparameters, beside the README number published for that setting."""
+    cifar10 = L.MISLAS_CIFAR10
+    runs = synthetic_runs([
+        *(run_record("mislas", s, params=cifar10, acc=0.80, suite="paper-mislas") for s in (0, 1)),
+        *(run_record("mislas", s, dataset="cifar100-lt", acc=0.45, suite="paper-mislas") for s in (0, 1)),
+        *(run_record("mixup", s, dataset="cifar100-lt", acc=0.40, suite="paper-mislas") for s in (0, 1)),
+    ])  # fmt: skip
+    frame = T.to_frame(L.MISLAS, T.fill(L.MISLAS, runs, PUBLISHED)).set_index(["row", "column"])
+    c10 = frame.loc[("MiSLAS (CIFAR-10-LT settings)", "CIFAR-10-LT r=100")]
+    assert (float(c10.published), c10.ltbench_mean, c10.n) == (82.5, pytest.approx(80.0), 2)
+    c100 = frame.loc[("MiSLAS (CIFAR-100-LT settings)", "CIFAR-100-LT r=100")]
+    assert (float(c100.published), c100.ltbench_mean) == (47.0, pytest.approx(45.0))
+    assert float(frame.loc[("Stage-1 (mixup)", "CIFAR-100-LT r=100")].published) == 39.5
