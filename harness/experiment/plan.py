@@ -41,9 +41,10 @@ def stage1_config(cfg: TrialConfig) -> TrialConfig | None:
 def recipe_summary(recipe: dict) -> str:
     """The optimisation settings that tell two backbones apart, in one short phrase."""
     steps = f" x{recipe['step_gamma']:g} at {list(recipe['milestones'])}" if recipe["schedule"] == "step" else ""
+    kept = ", keeps the best validation epoch" if recipe.get("keep") == "best-val" else ""
     return (
         f"{recipe['epochs']} ep, batch {recipe['batch_size']}, lr {recipe['lr']:g}, "
-        f"wd {recipe['weight_decay']:g}, {recipe['schedule']}{steps}"
+        f"wd {recipe['weight_decay']:g}, {recipe['schedule']}{steps}{kept}"
     )
 
 

@@ -52,7 +52,7 @@ def shown(value: str | None) -> str:
     """A configuration value as a note says it."""
     if value is None:
         return "not recorded"
-    return "auto (bf16 autocast on a bf16 GPU, else fp32)" if value == "auto" else value
+    return "auto = bf16 autocast on a bf16 GPU, fp32 elsewhere" if value == "auto" else value
 
 
 def differences(config: dict[str, str], protocol: Protocol) -> list[str]:

@@ -58,7 +58,7 @@ def test_alshammari_backbone_is_wb_stage1_shared_by_tau_norm_and_wb() -> None:
         recipe = plan.backbones[key].recipe
         assert (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["weight_decay"]) == (320, 64, 0.01, 5e-3)
     assert {k for k in plan.users} <= {t.key for t in suite.trials}  # the ce rows are those backbones
-    shared = "[320 ep, batch 64, lr 0.01, wd 0.005, cosine] <- shared by 2: tau-norm, wb"
+    shared = "[320 ep, batch 64, lr 0.01, wd 0.005, cosine, keeps the best validation epoch] <- shared by 2: tau-norm"
     assert shared in dry_run("paper-alshammari2022")
 
 
