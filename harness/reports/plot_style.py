@@ -113,6 +113,14 @@ def shared_legend(fig: Any, colors: dict[str, Any], methods: list[str], kind: st
     fig.legend(handles=handles, title="method", loc="outside lower center", ncols=columns, fontsize="small")
 
 
+def finish(fig: Any, colors: dict[str, Any], methods: list[str], kind: str, title: str) -> Any:
+    """How every figure of methods ends: the shared legend under its axes (`shared_legend`), its title over
+    them; returns the figure."""
+    shared_legend(fig, colors, methods, kind)
+    fig.suptitle(title, fontsize="medium", wrap=True)
+    return fig
+
+
 def figure(
     nrows: int, ncols: int, width: float = 4.0, height: float = 3.2, sharey: bool | str = False
 ) -> tuple[Any, np.ndarray]:
