@@ -31,12 +31,12 @@ from harness.reports.plot_style import (
     context_label,
     context_panels,
     figure,
+    finish,
     in_context,
     marker_of,
     method_colors,
     panel_contexts,
     percent,
-    shared_legend,
     style,
 )
 from harness.reports.plots_training import (
@@ -105,12 +105,10 @@ def accuracy_vs_ratio(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any
             ax.set_ylim(len(here) - 0.5, -0.5)  # the report order, top to bottom
             ax.set_xlabel(xlabel)
             ax.set_title(context_label(dataset, ratio))
-    shared_legend(fig, colors, methods, "point")
     title = "Test accuracy at each imbalance ratio (mean ± std over seeds; dots: each seed)"
     if balanced:
         title += "; All equals mean per-class accuracy on every run (balanced test set), drawn once"
-    fig.suptitle(title, fontsize="medium", wrap=True)
-    return fig
+    return finish(fig, colors, methods, "point", title)
 
 
 def _bucket_frame(mine: pd.DataFrame) -> pd.DataFrame:
@@ -180,13 +178,8 @@ def shot_accuracy(done: pd.DataFrame, colors: dict, notes: list[str]) -> Any | N
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy %")
         ax.set_ylim(0, 100)
-    shared_legend(fig, colors, methods, "bar")
-    fig.suptitle(
-        "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20); mean ± std over seeds",
-        fontsize="medium",
-        wrap=True,
-    )
-    return fig
+    title = "Accuracy by shot bucket (training images: many > 100, medium 20-100, few < 20); mean ± std over seeds"
+    return finish(fig, colors, methods, "bar", title)
 
 
 # -- views the notebook adds ----------------------------------------------------------------------------------
@@ -233,14 +226,9 @@ def seed_spread(done: pd.DataFrame, column: str = "test_mean_class_acc") -> Any 
             label.set_rotation_mode("anchor")
         ax.set_xlabel("")
         ax.set_ylabel(f"{column.removeprefix('test_').replace('_', ' ')} %")
-    shared_legend(fig, colors, methods, "bar")  # the dots are all circles: the legend gives colours only
-    fig.suptitle(
-        f"Run-to-run spread of {column.removeprefix('test_').replace('_', ' ')}: each seed (dots) and the mean "
-        "over seeds (bar)",
-        fontsize="medium",
-        wrap=True,
-    )
-    return fig
+    metric = column.removeprefix("test_").replace("_", " ")
+    title = f"Run-to-run spread of {metric}: each seed (dots) and the mean over seeds (bar)"
+    return finish(fig, colors, methods, "bar", title)  # the dots are all circles: the legend gives colours only
 
 
 # -- all of them -------------------------------------------------------------------------------------------

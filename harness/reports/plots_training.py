@@ -24,11 +24,11 @@ from harness.reports.plot_style import (
     context_label,
     context_panels,
     figure,
+    finish,
     in_context,
     line_kwargs,
     marker_of,
     panel_contexts,
-    shared_legend,
 )
 from harness.reports.runs import RunArtifacts
 
@@ -138,14 +138,11 @@ def per_class_accuracy(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors
         ax.set_ylabel("test accuracy of the class %")
         ax.set_ylim(-2, 102)
         ax.set_title(ax.get_title(), pad=16)  # room for the bucket names over the axes
-    shared_legend(fig, colors, methods, "point")
-    fig.suptitle(
+    title = (
         f"Per-class test accuracy (mean over seeds); shot buckets: many > {MANY_ABOVE}, medium {FEW_BELOW}-"
-        f"{MANY_ABOVE}, few < {FEW_BELOW} training images",
-        fontsize="medium",
-        wrap=True,
+        f"{MANY_ABOVE}, few < {FEW_BELOW} training images"
     )
-    return fig
+    return finish(fig, colors, methods, "point", title)
 
 
 def _with_analysis(
@@ -181,9 +178,7 @@ def weight_norm(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: dict,
         sns.lineplot(data=tidy, x="rank", y="norm", errorbar=None, ax=ax, **line_kwargs(colors, here))
         ax.set_xlabel("class rank by training count (many to few)")
         ax.set_ylabel("classifier weight norm ||w_c||")
-    shared_legend(fig, colors, methods, "line")
-    fig.suptitle("Per-class norm of the effective classifier weights (mean over seeds)", fontsize="medium")
-    return fig
+    return finish(fig, colors, methods, "line", "Per-class norm of the effective classifier weights (mean over seeds)")
 
 
 def feature_correlation(done: pd.DataFrame, arts: dict[str, RunArtifacts], notes: list[str]) -> Any | None:
@@ -278,10 +273,5 @@ def training_curves(done: pd.DataFrame, arts: dict[str, RunArtifacts], colors: d
             acc_ax.set_xlabel(f"{kind} epoch")
             for ax in (loss_ax, acc_ax):
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    shared_legend(fig, colors, methods, "line")
-    fig.suptitle(
-        "Training curves (mean over seeds): end-to-end epochs and decoupled methods' stage-two epochs apart",
-        fontsize="medium",
-        wrap=True,
-    )
-    return fig
+    title = "Training curves (mean over seeds): end-to-end epochs and decoupled methods' stage-two epochs apart"
+    return finish(fig, colors, methods, "line", title)

@@ -14,6 +14,7 @@ import pytest
 from harness.reports import plots as P
 from harness.reports.naming import METHOD_ORDER
 from harness.reports.runs import RunArtifacts
+from tests.reports.colour_difference import delta_e_2000, lab
 from tests.reports.run_records import run_record, synthetic_runs
 
 QUICK_METHODS = ["ce", "la", "la-posthoc", "crt", "tau-norm", "lws", "ncm", "lort", "cw", "cw-b3rs", "cw-b3rs-bet"]
@@ -175,25 +176,16 @@ def test_plots_leave_no_pyplot_state_and_tidy_frames_carry_class_names() -> None
     assert len(tidy) == len(done) * 12 and tidy.class_name.iloc[0] == "class 0"
 
 
-def _lab(rgb: tuple[float, float, float]) -> np.ndarray:
-    """sRGB (0..1) -> CIELAB (D65)."""
-    c = np.asarray(rgb, dtype=float)
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
-    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
 def test_no_two_methods_have_confusable_colours_and_none_is_pale_on_white() -> None:
-    """The 17 built-in methods and a plugin: every pair at least ΔE 30 apart in CIELAB (the old palette had
-    pairs 17 apart, oranges and pinks a reader could not tell apart, and a yellow of L* 88), and no colour
-    lighter than L* 75 (yellow on white)."""
+    """The 17 built-in methods and a plugin: every pair at least CIEDE2000 20 apart (the old palette had pairs
+    11.6 apart: la, ncm and tau-norm three oranges, crt and lws two pinks), and no colour lighter than L* 75 (the
+    old one had a yellow of L* 88 on white)."""
     colors = P.method_colors([*METHOD_ORDER, "my-plugin"])
     assert len(colors) == len(METHOD_ORDER) + 1
-    labs = {m: _lab(c) for m, c in colors.items()}
-    closest = min(np.linalg.norm(labs[a] - labs[b]) for a, b in itertools.combinations(labs, 2))
-    assert closest >= 30, closest
-    assert max(lab[0] for lab in labs.values()) <= 75
+    labs = {m: lab(c) for m, c in colors.items()}
+    closest = min(delta_e_2000(labs[a], labs[b]) for a, b in itertools.combinations(labs, 2))
+    assert closest >= 20, closest
+    assert max(value[0] for value in labs.values()) <= 75
     assert P.method_colors(["la", "ncm"])["la"] == colors["la"]  # the same colour whatever else is drawn
 
 
