@@ -64,11 +64,14 @@ def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None, stor
     return Tracker(tracking_uri or default_tracking_uri(results_dir), suite.name, results_dir, storage)
 
 
-def check_tracking(tracking_uri: str | None) -> None:
-    """A given tracking URI is well formed and its server answers (checks that write nothing)."""
+def check_tracking(tracking_uri: str | None, results_dir: Path) -> None:
+    """A given tracking URI is well formed and its server answers; the default SQLite store, if there, is one
+    (checks that write nothing)."""
     if tracking_uri is not None:
         check_tracking_uri(tracking_uri)
         check_reachable(tracking_uri)
+    else:
+        check_tracking_uri(default_tracking_uri(results_dir))
 
 
 def run_suite(
@@ -97,7 +100,7 @@ def run_suite(
     check_results_dir(results_dir)
     store = Storage.open(results_dir / "trials" if storage is None else storage)
     store.check()
-    check_tracking(tracking_uri)
+    check_tracking(tracking_uri, results_dir)
     with exclusive_run(results_dir), ray_session(address):
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed

@@ -9,11 +9,16 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.registry import Registry
+from harness.core.validation import is_finite_number
 
 SCHEDULES = ("step", "cosine", "constant")
 # fp32: plain float32. bf16: bfloat16 autocast for forward passes (weights, gradients and optimiser stay
 # float32). auto: bf16 where the device runs it natively (CUDA with bf16 support), else fp32.
 PRECISIONS = ("fp32", "bf16", "auto")
+# Bounds past which a recipe trains nonsense or cannot allocate: ImageNet-LT's largest published batch is 512
+# and its longest schedule a few hundred epochs.
+MAX_BATCH_SIZE = 65_536
+MAX_EPOCHS = 100_000
 
 
 @dataclass(frozen=True)
@@ -33,14 +38,21 @@ class Recipe:
     channels_last: bool = False  # NHWC model and batches: faster convolutions on tensor cores and oneDNN
 
     def __post_init__(self) -> None:
+        finite = {name: is_finite_number(getattr(self, name)) for name in ("lr", "weight_decay", "warmup_epochs")}
         checks = [
-            (self.epochs >= 1, f"epochs must be a positive integer, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be a positive integer, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be a positive integer up to {MAX_EPOCHS}, got {self.epochs}"),
+            (
+                1 <= self.batch_size <= MAX_BATCH_SIZE,
+                f"batch_size must be a positive integer up to {MAX_BATCH_SIZE}, got {self.batch_size}",
+            ),
+            (finite["lr"] and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be a number in [0, 1), got {self.momentum}"),
+            (finite["weight_decay"] and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
+            (finite["warmup_epochs"] and self.warmup_epochs >= 0, f"warmup_epochs must be a finite number >= 0, got {self.warmup_epochs}"),
+            (is_finite_number(self.step_gamma) and self.step_gamma > 0, f"step_gamma must be a finite number > 0, "
+             f"got {self.step_gamma}"),
             (self.eval_every >= 1, f"eval_every must be a positive integer, got {self.eval_every}"),
-        ]
+        ]  # fmt: skip
         for ok, message in checks:
             if not ok:
                 raise LtbenchError(f"recipe: {message}")
