@@ -13,6 +13,7 @@ from harness.data import DATASETS, DataOptions
 from harness.execution.costs import cost_model
 from harness.execution.outcomes import Interrupted
 from harness.execution.ray_cluster import check_resources, ray_session
+from harness.execution.termination import sigterm_as_interrupt
 from harness.execution.tune_driver import run_with_tune, trials_progress
 from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
@@ -101,7 +102,7 @@ def run_suite(
     store = Storage.open(results_dir / "trials" if storage is None else storage)
     store.check()
     check_tracking(tracking_uri, results_dir)
-    with exclusive_run(results_dir), ray_session(address):
+    with exclusive_run(results_dir), ray_session(address), sigterm_as_interrupt():
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
             print(warning, file=sys.stderr, flush=True)
