@@ -2,7 +2,8 @@
 
 `parser` declares the commands and their arguments, `commands` carries them out; `main` runs one and turns
 errors into exit codes: 0 all trials finished, 1 some trial failed, 2 bad input, 3 the tracking server went
-away (results kept on disk; rerun to log them), 130 interrupted (Ctrl+C), 143 terminated (SIGTERM).
+away (results kept on disk; rerun to log them), 4 a filesystem is full (finished
+trials kept; free space and rerun), 130 interrupted (Ctrl+C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from harness.cli.commands import TRACKING_UNAVAILABLE_EXIT
 from harness.cli.parser import build_parser
 from harness.core.errors import LtbenchError, TrackingUnavailable
 from harness.execution.termination import TERMINATED_EXIT, terminated
+from harness.records.disk_space import DiskFull
 from harness.records.tracking_uri import check_tracking_uri
+
+DISK_FULL_EXIT = 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrackingUnavailable as e:  # trials ran and kept their results; only the tracking server is missing
         print(f"ltbench: error: {one_line(e)}", file=sys.stderr)
         return TRACKING_UNAVAILABLE_EXIT
+    except DiskFull as e:
+        print(f"ltbench: error: {one_line(e)}", file=sys.stderr)
+        return DISK_FULL_EXIT
     except LtbenchError as e:
         print(f"ltbench: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
 from harness.experiment.suite import Suite, build_suite
 from harness.records.artifacts import RESULT_FILE
+from harness.records.disk_space import DiskFull, disk_full_message, is_disk_full, largest_trial_bytes
 from harness.records.provenance import git_commit
 from harness.records.results_dir import check_results_dir, exclusive_run
 from harness.records.storage import Storage
@@ -106,8 +107,14 @@ def run_suite(
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
             print(warning, file=sys.stderr, flush=True)
-        tracker = open_tracker(suite, results_dir, tracking_uri, store)
-        return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries)
+        try:
+            tracker = open_tracker(suite, results_dir, tracking_uri, store)
+            return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries)
+        except Exception as e:  # a full disk surfaces from SQLite, Tune or a write of ours: one line, not 38 tracebacks
+            if not is_disk_full(e) or isinstance(e, LtbenchError):
+                raise
+            need = largest_trial_bytes(store.local_root) if store.is_local else None
+            raise DiskFull(disk_full_message(results_dir, need)) from None
 
 
 def _run_unfinished(

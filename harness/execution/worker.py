@@ -18,6 +18,7 @@ from ray.tune import PlacementGroupFactory
 
 from harness.core.trial import TrialConfig
 from harness.plugins.loading import load_methods
+from harness.records.disk_space import disk_full_message, is_disk_full
 from harness.records.lease import default_holder, leased
 from harness.records.storage import Storage
 from harness.training.trainer import run_trial
@@ -70,7 +71,9 @@ def train_trial(config: dict[str, Any]) -> None:
                 node=ray.get_runtime_context().get_node_id(),
             )
     except Exception as e:
-        tune.report({"kind": "failed", "reason": exception_line(e)})
+        # a full disk is said as such (the trial's own failure: a full disk is never retried as a lost worker)
+        reason = disk_full_message(storage.trial(cfg.key).local_dir) if is_disk_full(e) else exception_line(e)
+        tune.report({"kind": "failed", "reason": reason})
         return
     tune.report({"kind": "final", **result["metrics"]})
 

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +79,8 @@ class _LocalBackend:
             return None
         try:
             if aside.read_bytes() != version:  # it changed since we read it: not ours to replace
-                try:
+                with suppress(FileExistsError):  # a new lease appeared meanwhile: it stands
                     os.link(aside, self.path)
-                except FileExistsError:
-                    pass
                 return None
             return self.create(content)
         finally:

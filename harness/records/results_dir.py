@@ -44,7 +44,9 @@ def check_path_length(path: Path, option: str) -> None:
             f"holds at most {NAME_MAX}); pick a shorter path"
         )
     if len(os.fsencode(str(path.absolute()))) > PATH_MAX - 512:  # room for the trial files beneath it
-        raise LtbenchError(f"{option}: the path is too long ({len(str(path.absolute()))} characters); pick a shorter one")
+        raise LtbenchError(
+            f"{option}: the path is too long ({len(str(path.absolute()))} characters); pick a shorter one"
+        )
 
 
 def check_writable_dir(folder: Path, option: str) -> None:

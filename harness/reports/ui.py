@@ -42,7 +42,9 @@ def check_can_listen(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise LtbenchError(f"--host {host!r} is not an address of this machine ({e.strerror}); e.g. 127.0.0.1") from None
+        raise LtbenchError(
+            f"--host {host!r} is not an address of this machine ({e.strerror}); e.g. 127.0.0.1"
+        ) from None
     family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no obstacle

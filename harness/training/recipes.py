@@ -39,23 +39,30 @@ class Recipe:
 
     def __post_init__(self) -> None:
         finite = {name: is_finite_number(getattr(self, name)) for name in ("lr", "weight_decay", "warmup_epochs")}
+        gamma_ok = is_finite_number(self.step_gamma) and self.step_gamma > 0
         checks = [
-            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be a positive integer up to {MAX_EPOCHS}, got {self.epochs}"),
-            (
-                1 <= self.batch_size <= MAX_BATCH_SIZE,
-                f"batch_size must be a positive integer up to {MAX_BATCH_SIZE}, got {self.batch_size}",
-            ),
-            (finite["lr"] and self.lr > 0, f"lr must be a finite number > 0, got {self.lr}"),
-            (0 <= self.momentum < 1, f"momentum must be a number in [0, 1), got {self.momentum}"),
-            (finite["weight_decay"] and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
-            (finite["warmup_epochs"] and self.warmup_epochs >= 0, f"warmup_epochs must be a finite number >= 0, got {self.warmup_epochs}"),
-            (is_finite_number(self.step_gamma) and self.step_gamma > 0, f"step_gamma must be a finite number > 0, "
-             f"got {self.step_gamma}"),
-            (self.eval_every >= 1, f"eval_every must be a positive integer, got {self.eval_every}"),
-        ]  # fmt: skip
-        for ok, message in checks:
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be a positive integer up to {MAX_EPOCHS}"),
+            (1 <= self.batch_size <= MAX_BATCH_SIZE, f"batch_size must be a positive integer up to {MAX_BATCH_SIZE}"),
+            (finite["lr"] and self.lr > 0, "lr must be a finite number > 0"),
+            (0 <= self.momentum < 1, "momentum must be a number in [0, 1)"),
+            (finite["weight_decay"] and self.weight_decay >= 0, "weight_decay must be a finite number >= 0"),
+            (finite["warmup_epochs"] and self.warmup_epochs >= 0, "warmup_epochs must be a finite number >= 0"),
+            (gamma_ok, "step_gamma must be a finite number > 0"),
+            (self.eval_every >= 1, "eval_every must be a positive integer"),
+        ]
+        fields_of = (
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "warmup_epochs",
+            "step_gamma",
+            "eval_every",
+        )
+        for (ok, message), name in zip(checks, fields_of, strict=True):
             if not ok:
-                raise LtbenchError(f"recipe: {message}")
+                raise LtbenchError(f"recipe: {message}, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise unknown_choice("schedule", self.schedule, SCHEDULES)
         if self.precision not in PRECISIONS:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from harness.cli import main
-from tests.conftest import write_tiny_suite
 from tests.cli.test_commands import run_fails
+from tests.conftest import write_tiny_suite
 
 
 @pytest.mark.parametrize(

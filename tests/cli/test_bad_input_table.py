@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from harness.cli import main
 from harness.execution import run_suite
@@ -132,8 +131,11 @@ CASES: dict[str, tuple[Case, str]] = {
     "momentum=-5": (run_set("recipe.momentum=-5"), "recipe: momentum must be a number in [0, 1)"),
     "momentum=1.5": (run_set("recipe.momentum=1.5"), "recipe: momentum must be a number in [0, 1)"),
     "weight_decay=-1": (run_set("recipe.weight_decay=-1"), "recipe: weight_decay must be a finite number >= 0"),
-    "batch_size=1e9": (run_set("recipe.batch_size=1000000000"), "recipe: batch_size must be a positive integer up to 65536"),
-    "batch_size=0": (run_set("recipe.batch_size=0"), "recipe: batch_size must be a positive integer up to 65536"),
+    "batch_size=1e9": (
+        run_set("recipe.batch_size=1000000000"),
+        "recipe: batch_size must be a positive integer up to 65536",
+    ),
+    "batch_size=0": (run_set("recipe.batch_size=0"), "batch_size must be a positive integer up to 65536"),
     "epochs=-1": (run_set("recipe.epochs=-1"), "epochs must be a positive integer"),
     "epochs=10**7": (run_set("recipe.epochs=10000000"), "recipe: epochs must be a positive integer up to 100000"),
     # resources
@@ -219,7 +221,9 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 
 @pytest.fixture
-def scene(tiny_suite: Path, fake_fashion_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
+def scene(
+    tiny_suite: Path, fake_fashion_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Scene]:
     def no_exec(*args: object) -> None:
         raise AssertionError(f"the UI was started although its arguments are bad: {args}")
 

@@ -37,9 +37,9 @@ from harness.records.storage import SCRATCH_ENV, Storage
 from harness.records.tracker import ARTIFACTS_FOLDER, Tracker
 from harness.records.tracking_uri import default_tracking_uri
 from tests.conftest import write_tiny_suite
+from tests.execution.test_sweeps import runs_by_key, start, wait_for
 from tests.fakes import write_fashion_mnist
 from tests.store_servers import S3Server
-from tests.execution.test_sweeps import runs_by_key, start, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from harness.records.results_dir import LOCK_FILE, exclusive_run
 from harness.records.storage import Storage
 from harness.records.tracker import COMMIT_TAG, TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import TRACKING_RETRY_ENV, default_tracking_uri
-from tests.conftest import write_tiny_suite
 from tests.cli.test_bad_input import install_plugin
+from tests.conftest import write_tiny_suite
 from tests.execution.test_sweeps import checkpoint_epoch, descendants, free_port, ltbench, start, wait_for
 from tests.trial_runs import train
 

@@ -12,8 +12,8 @@ from harness.experiment.suite import build_suite
 from harness.records.artifacts import RESULT_FILE
 from harness.records.storage import Storage
 from harness.records.tracker import TRIAL_KEY_TAG
-from tests.conftest import write_tiny_suite
 from tests.cli.test_bad_input import install_plugin
+from tests.conftest import write_tiny_suite
 from tests.execution.test_sweeps import ltbench, runs_by_key
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out

@@ -24,7 +24,9 @@ class Mine(Method):
     def loss(self, logits, targets):
         return weighted(logits, targets)
 """
-PLUGIN_LOSS = "import torch.nn.functional as F\n\n\ndef weighted(logits, targets):\n    return F.cross_entropy(logits, targets)\n"
+PLUGIN_LOSS = (
+    "import torch.nn.functional as F\n\n\ndef weighted(logits, targets):\n    return F.cross_entropy(logits, targets)\n"
+)
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from harness.core.errors import LtbenchError
 from harness.experiment.suite import build_suite
 from harness.records import storage as storage_module
 from harness.records.storage import SCRATCH_ENV, Storage
+from tests.cli.test_commands import run_fails
 from tests.conftest import write_tiny_suite
 from tests.store_servers import GcsServer, S3Server
-from tests.cli.test_commands import run_fails
 from tests.trial_runs import train
 
 
