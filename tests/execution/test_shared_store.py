@@ -52,7 +52,7 @@ def check_each_trial_trained_once(done: list[subprocess.CompletedProcess], store
     assert len(keys) == 2
     for key in keys:
         result = json.loads(store.trial(key).read_bytes("result.json"))
-        assert [row["epoch"] for row in result["history"]] == list(range(1, 13))
+        assert [row["epoch"] for row in result["history"]] == list(range(1, 41))
         assert not store.trial(key).exists("lease.json")
     for i in (1, 2):  # both drivers' MLflow stores hold both trials, finished, once
         runs = runs_by_key(tmp_path / f"results-{i}", "tiny")
@@ -66,7 +66,7 @@ def test_two_drivers_on_one_local_store_train_each_trial_once(tmp_path: Path, fa
     suite_file = write_tiny_suite(
         tmp_path / "s.yaml",
         fake_fashion_root,
-        recipe={"base": "quick", "epochs": 12, "batch_size": 16, "eval_every": 1},
+        recipe={"base": "quick", "epochs": 40, "batch_size": 16, "eval_every": 1},
     )
     store = tmp_path / "shared-store"
     done = two_drivers_at_once(suite_file, str(store), tmp_path)
@@ -80,7 +80,7 @@ def test_two_drivers_on_one_s3_store_train_each_trial_once(
     suite_file = write_tiny_suite(
         tmp_path / "s.yaml",
         fake_fashion_root,
-        recipe={"base": "quick", "epochs": 12, "batch_size": 16, "eval_every": 1},
+        recipe={"base": "quick", "epochs": 40, "batch_size": 16, "eval_every": 1},
     )
     done = two_drivers_at_once(suite_file, s3.uri("two-drivers"), tmp_path)
     check_each_trial_trained_once(done, s3.storage("two-drivers"), tmp_path)
