@@ -31,8 +31,10 @@ def chained(outer: Exception, inner: Exception) -> Exception:
     [
         OSError(errno.ENOSPC, "No space left on device"),
         OSError(errno.EDQUOT, "Disk quota exceeded"),
-        RuntimeError("[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file: "
-                     "No space left on device"),  # fmt: skip
+        RuntimeError(
+            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file: "
+            "No space left on device"
+        ),  # fmt: skip
         sqlite3.OperationalError("database or disk is full"),
         chained(RuntimeError("Tune failed to save the experiment state"), OSError(errno.ENOSPC, "full")),
     ],

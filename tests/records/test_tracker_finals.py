@@ -10,7 +10,6 @@ from harness.records.storage import Storage
 from harness.records.tracker import Tracker
 from harness.records.tracking_uri import default_tracking_uri
 
-
 RESULT = {
     "metrics": {"test_acc": 0.5, "val_acc": 0.25},
     "per_class_acc": {"test": [0.5, 0.5]},
