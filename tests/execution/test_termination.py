@@ -38,6 +38,7 @@ def test_sigterm_reaches_tunes_handler_when_it_has_one() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)
 def test_sigterm_of_the_driver_marks_runs_killed_exits_143_and_a_rerun_resumes(
     tmp_path: Path, fake_fashion_root: Path
 ) -> None:
