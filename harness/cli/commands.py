@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.trial import ratio_label
+from harness.core.validation import is_finite_number
 
 if TYPE_CHECKING:
     from harness.records.storage import Storage
@@ -141,8 +142,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from harness.data import DATASETS, DataOptions
 
     spec = DATASETS.get(args.dataset)
+    ratio = args.imbalance_ratio
+    if ratio is not None and not (is_finite_number(ratio) and ratio >= 1):
+        raise LtbenchError(f"--imbalance-ratio must be a finite number >= 1 (n_max / n_min), got {ratio}; e.g. 100")
+    for option, value in (("--max-per-class", args.max_per_class), ("--val-per-class", args.val_per_class)):
+        if value is not None and value < 1:
+            raise LtbenchError(f"{option} must be an integer >= 1, got {value} (leave it out for the default)")
     options = DataOptions(root=args.root, max_per_class=args.max_per_class, val_per_class=args.val_per_class)
-    info = spec.describe(args.imbalance_ratio, options).as_dict()
+    # a folder given is checked and described as it is; without one, the dataset's nominal sizes are described
+    source_counts = spec.check_available(options) if args.root else None
+    info = spec.describe(args.imbalance_ratio, options, source_counts).as_dict()
     if args.json:
         print(json.dumps(info))
         return 0
@@ -213,11 +222,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from harness.records.relocation import relocate_artifacts
     from harness.records.tracking_uri import check_reachable, default_tracking_uri
-    from harness.reports.ui import mark_model_training, runs_url, suite_experiments
+    from harness.reports.ui import check_can_listen, mark_model_training, runs_url, suite_experiments
 
     _reach_artifacts(args)
     uri = args.tracking_uri or default_tracking_uri(_results_dir(args))
     remote = uri.startswith(("http://", "https://"))
+    if not remote:
+        check_can_listen(args.host, args.port)
     if not remote and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         raise LtbenchError(f"no results at {uri}; run a suite first (ltbench run quick) or pass --tracking-uri")
     if uri == default_tracking_uri(_results_dir(args)):

@@ -7,6 +7,7 @@ the field instead of a traceback inside a Ray worker.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -69,6 +70,14 @@ def check_fields(where: str, cls: type, values: dict[str, Any], rules: dict[str,
         rule = (rules or {}).get(key)
         if rule is not None and value is not None and not rule[0](value):
             raise LtbenchError(f"{where}.{key} must be {rule[1]}, got {value!r}")
+
+
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not bool) that is neither NaN nor infinite: YAML reads `.nan`, `.inf` and `1e400` as
+    floats, which pass every `<`/`>` check the wrong way."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def is_seed(value: Any) -> bool:

@@ -187,7 +187,20 @@ class DatasetSpec:
         if self.locate(options) is None:
             raise self.missing(self.candidate_roots(options))
         source, _ = self.read_arrays(options)
-        return np.bincount(source.labels, minlength=self.num_classes).tolist()
+        return self.source_class_counts(source.labels)
+
+    def source_class_counts(self, labels: np.ndarray) -> list[int]:
+        """Images per class in the source's training labels, refusing files no profile can be drawn from:
+        none at all, or labels outside the class range (a corrupt or foreign label file)."""
+        if len(labels) == 0:
+            raise LtbenchError(f"{self.name}: the training files hold no training images; fetch the dataset again")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.num_classes:
+            raise LtbenchError(
+                f"{self.name}: the training labels hold labels outside 0..{self.num_classes - 1} (from {low} to "
+                f"{high}); these are not this dataset's label files, fetch them again"
+            )
+        return np.bincount(labels, minlength=self.num_classes).tolist()
 
     # -- the long-tail profile ----------------------------------------------------------------------
     def class_counts(self, imbalance_ratio: float | None, options: DataOptions) -> list[int]:
@@ -201,10 +214,14 @@ class DatasetSpec:
     def validation_size(self, options: DataOptions) -> int:
         return self.val_per_class if options.val_per_class is None else int(options.val_per_class)
 
-    def describe(self, imbalance_ratio: float | None, options: DataOptions) -> Description:
+    def describe(
+        self, imbalance_ratio: float | None, options: DataOptions, source_counts: list[int] | None = None
+    ) -> Description:
+        """The profile, validation split and training counts; drawn from `source_counts` (what the files hold,
+        from `check_available`) when given, else from balanced sources of n_max images a class."""
         counts = self.class_counts(imbalance_ratio, options)
         k = self.validation_size(options)
-        taken = taken_from_lt(counts, [self.n_max] * self.num_classes, k)  # balanced sources of n_max per class
+        taken = taken_from_lt(counts, source_counts or [self.n_max] * self.num_classes, k)
         train = [n - t for n, t in zip(counts, taken, strict=True)]
         return Description(counts, train, self.num_test, k * self.num_classes, k, taken)
 

@@ -102,6 +102,13 @@ def taken_from_lt(counts: list[int], source_per_class: list[int], per_class: int
     """
     taken = []
     for c, (n, source) in enumerate(zip(counts, source_per_class, strict=True)):
+        if source < n or source == 0:
+            raise LtbenchError(
+                f"class {c} has no training images in the dataset's files"
+                if source == 0
+                else f"class {c} has {source} image(s) in the dataset's files but the profile takes {n}; check the "
+                "files (fetch them again) or lower data.max_per_class"
+            )
         short = max(0, per_class - (source - n))
         if n - short < 1:
             raise LtbenchError(

@@ -58,7 +58,7 @@ def connect_ray(address: str | None) -> bool:
             log_to_driver=True,
             runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}},
         )
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except Exception as e:  # ConnectionError, RuntimeError, ValueError, and a bare Exception on a start timeout
         where = "a local Ray instance" if address is None else f"the Ray cluster at {address!r}"
         raise LtbenchError(
             f"cannot start or reach {where}: {str(e).splitlines()[0]}; check --address "

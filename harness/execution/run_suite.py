@@ -13,11 +13,13 @@ from harness.data import DATASETS, DataOptions
 from harness.execution.costs import cost_model
 from harness.execution.outcomes import Interrupted
 from harness.execution.ray_cluster import check_resources, ray_session
+from harness.execution.termination import sigterm_as_interrupt
 from harness.execution.tune_driver import run_with_tune, trials_progress
 from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
 from harness.experiment.suite import Suite, build_suite
 from harness.records.artifacts import RESULT_FILE
+from harness.records.disk_space import DiskFull, disk_full_message, is_disk_full, largest_trial_bytes
 from harness.records.provenance import git_commit
 from harness.records.results_dir import check_results_dir, exclusive_run
 from harness.records.storage import Storage
@@ -66,11 +68,14 @@ def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None, stor
     return Tracker(uri, suite.name, results_dir, storage, overrides=suite.overrides)
 
 
-def check_tracking(tracking_uri: str | None) -> None:
-    """A given tracking URI is well formed and its server answers (checks that write nothing)."""
+def check_tracking(tracking_uri: str | None, results_dir: Path) -> None:
+    """A given tracking URI is well formed and its server answers; the default SQLite store, if there, is one
+    (checks that write nothing)."""
     if tracking_uri is not None:
         check_tracking_uri(tracking_uri)
         check_reachable(tracking_uri)
+    else:
+        check_tracking_uri(default_tracking_uri(results_dir))
 
 
 def run_suite(
@@ -99,14 +104,20 @@ def run_suite(
     check_results_dir(results_dir)
     store = Storage.open(results_dir / "trials") if storage is None else storage
     store.check()
-    check_tracking(tracking_uri)
-    with exclusive_run(results_dir), ray_session(address):
+    check_tracking(tracking_uri, results_dir)
+    with exclusive_run(results_dir), ray_session(address), sigterm_as_interrupt():
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
             print(warning, file=sys.stderr, flush=True)
-        tracker = open_tracker(suite, results_dir, tracking_uri, store)
-        remember_configuration(results_dir, suite.name, suite.overrides, suite.trials)
-        return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries)
+        try:
+            tracker = open_tracker(suite, results_dir, tracking_uri, store)
+            remember_configuration(results_dir, suite.name, suite.overrides, suite.trials)
+            return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries)
+        except Exception as e:  # a full disk surfaces from SQLite, Tune or a write of ours: one line, not 38 tracebacks
+            if not is_disk_full(e) or isinstance(e, LtbenchError):
+                raise
+            need = largest_trial_bytes(store.local_root) if store.is_local else None
+            raise DiskFull(disk_full_message(results_dir, need)) from None
 
 
 def _run_unfinished(

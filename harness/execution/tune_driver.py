@@ -42,6 +42,7 @@ from harness.execution.tune_events import TuneEventBridge
 from harness.execution.worker import train_trial, trial_resources
 from harness.experiment.plan import trial_epochs
 from harness.records.artifacts import RESULT_FILE
+from harness.records.lease import default_holder
 from harness.records.storage import Storage
 from harness.records.tracker import Tracker
 
@@ -211,8 +212,15 @@ def run_with_tune(
         storage_path, storage_filesystem = str((results_dir / "ray").resolve()), None
     else:
         storage_filesystem, storage_path = storage.tune_storage()
+    holder = default_holder(results_dir.resolve())
     configs = {
-        t.key: {"key": t.key, "trial": t.as_dict(), "storage": storage.uri, "backbone": backbone_of.get(t.key)}
+        t.key: {
+            "key": t.key,
+            "trial": t.as_dict(),
+            "storage": storage.uri,
+            "backbone": backbone_of.get(t.key),
+            "lease_holder": holder,  # named to another driver that finds the trial leased
+        }
         for t in trials
     }
     bridge = TuneEventBridge(tracker, storage, report, progress, verbose, queue, {t.key: t for t in trials})

@@ -18,6 +18,8 @@ from ray.tune import PlacementGroupFactory
 
 from harness.core.trial import TrialConfig
 from harness.plugins.loading import load_methods
+from harness.records.disk_space import disk_full_message, is_disk_full
+from harness.records.lease import default_holder, leased
 from harness.records.storage import Storage
 from harness.training.trainer import run_trial
 
@@ -51,19 +53,34 @@ def train_trial(config: dict[str, Any]) -> None:
     error. (Tune stops a trial with SystemExit, which is not an Exception and passes through.)"""
     quiet_exit_on_sigterm()
     cfg = TrialConfig.from_dict(config["trial"])
+    storage = Storage.open(config["storage"])  # the store every node and the driver read
     try:
-        result = run_trial(
-            cfg,
-            Storage.open(config["storage"]),  # the store every node and the driver read
-            load_methods().get(cfg.method),
-            backbone=config.get("backbone"),
-            report=lambda row: tune.report({"kind": "epoch", "row": row}),
-            node=ray.get_runtime_context().get_node_id(),
-        )
+        # the trial's lease in the store: another driver sharing it waits instead of training it too
+        with leased(storage.trial(cfg.key), config.get("lease_holder") or default_holder(), say) as lease:
+
+            def report(row: dict[str, Any]) -> None:
+                lease.check()  # between epochs: stop if another driver took the trial over
+                tune.report({"kind": "epoch", "row": row})
+
+            result = run_trial(
+                cfg,
+                storage,
+                load_methods().get(cfg.method),
+                backbone=config.get("backbone"),
+                report=report,
+                node=ray.get_runtime_context().get_node_id(),
+            )
     except Exception as e:
-        tune.report({"kind": "failed", "reason": exception_line(e)})
+        # a full disk is said as such (the trial's own failure: a full disk is never retried as a lost worker)
+        reason = disk_full_message(storage.trial(cfg.key).local_dir) if is_disk_full(e) else exception_line(e)
+        tune.report({"kind": "failed", "reason": reason})
         return
     tune.report({"kind": "final", **result["metrics"]})
+
+
+def say(message: str) -> None:
+    """A line for the driver's terminal (Ray forwards a worker's output there)."""
+    print(f"ltbench: {message}", flush=True)
 
 
 def trial_resources(config: dict[str, Any]) -> PlacementGroupFactory:

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.trial import TrialConfig
-from harness.core.validation import MAX_SEED, Rule, check_fields, is_seed
+from harness.core.validation import MAX_SEED, Rule, check_fields, is_finite_number, is_seed
+from harness.core.yaml_input import parse_yaml, read_yaml_file, shown
 from harness.data import DATASETS, DataOptions
 from harness.data.base import AUGMENTATIONS, SEED_FROM_TRIAL
 from harness.data.profile import SELECTIONS
@@ -49,6 +48,7 @@ PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources",
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
 RESOURCE_KEYS = ("cpu", "gpu")
 DEVICES = ("auto", "cpu", "cuda")
+RAY_RESOURCE_STEP = 0.0001  # Ray rounds a resource request to 4 decimals: a smaller one is an error inside Ray
 # A suite name becomes a directory under the results dir and an MLflow experiment: a plain name, no path.
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What each data option may hold beyond its type (one line per field, checked only for fields DataOptions has).
@@ -74,10 +74,7 @@ def load_suite_file(name_or_path: str) -> dict[str, Any]:
         path = SUITES_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
             raise unknown_choice("suite", name_or_path, builtin_suites() + ["<path/to/suite.yaml>"])
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise LtbenchError(f"{path} is not valid YAML: {e}".replace("\n", " ")) from e
+    raw = read_yaml_file(path)
     if not isinstance(raw, dict):
         raise LtbenchError(f"{path} must hold a mapping of suite keys ({', '.join(TOP_KEYS)})")
     raw.setdefault("name", path.stem)
@@ -91,9 +88,9 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     key, _, text = assignment.partition("=")
     parts = key.strip().split(".")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as e:
-        raise LtbenchError(f"--set {key}: cannot parse value {text!r}: {e}".replace("\n", " ")) from e
+        value = parse_yaml(text) if text.strip() else None
+    except LtbenchError as e:
+        raise LtbenchError(f"--set {key}: cannot parse value {shown(text)}: it {e}") from None
     _check_key(parts)
     target = raw
     for part in parts[:-1]:
@@ -166,7 +163,11 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
         apply_override(raw, assignment)
     cfg = {**copy.deepcopy(DEFAULTS), **raw}
     _check_name(raw["name"])
+    _check_sections(cfg)
     grid = {key: _as_list(raw, key) for key in GRID_KEYS}
+    for key in ("datasets", "methods"):
+        if not all(isinstance(v, str) for v in grid[key]):
+            raise LtbenchError(f"suite {raw['name']!r}: {key} must be names (strings), got {shown(grid[key])}")
     for key, values in grid.items():
         repeated = [values[values.index(v)] for i, v in enumerate(values) if v in values[:i]]  # as first written
         if repeated:
@@ -226,6 +227,38 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     return Suite(raw["name"], cfg["description"] or "", trials, raw, list(overrides or []))
 
 
+def _check_sections(cfg: dict[str, Any]) -> None:
+    """Each section holds the kind of value its keys are read from: a scalar where a mapping belongs (`--set
+    recipe=5`, `method_params: [ce]`) is named here rather than failing later as a Python error."""
+    if cfg["description"] is not None and not isinstance(cfg["description"], str):
+        raise LtbenchError(f"description must be a string, got {shown(cfg['description'])}")
+    _check_recipe_section("recipe", cfg["recipe"])
+    for key, example in (
+        ("data", "{root: /data, max_per_class: 500}"),
+        ("resources", "{cpu: 1, gpu: 0}"),
+        ("method_params", "{la: {tau: 1.0}}"),
+    ):
+        _check_mapping(key, cfg[key], example)
+    for method, params in (cfg["method_params"] or {}).items():
+        _check_mapping(f"method_params.{method}", params, "{tau: 1.0}")
+    for dataset, own in (cfg["per_dataset"] or {}).items() if isinstance(cfg["per_dataset"], dict) else ():
+        if isinstance(own, dict):
+            _check_recipe_section(f"per_dataset.{dataset}.recipe", own.get("recipe"))
+            _check_mapping(f"per_dataset.{dataset}.resources", own.get("resources"), "{cpu: 1, gpu: 0}")
+
+
+def _check_mapping(where: str, value: Any, example: str) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise LtbenchError(f"{where} must be a mapping, e.g. {example}; got {shown(value)}")
+
+
+def _check_recipe_section(where: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str | dict):
+        raise LtbenchError(
+            f"{where} must be a recipe name or a mapping, e.g. quick or {{base: quick, epochs: 3}}; got {shown(value)}"
+        )
+
+
 def _check_name(name: Any) -> None:
     if not isinstance(name, str) or not PLAIN_NAME.match(name):
         raise LtbenchError(
@@ -237,10 +270,10 @@ def _check_name(name: Any) -> None:
 def _ratios(values: Any) -> list[Any]:
     values = values if isinstance(values, list) else [values]
     for ratio in values:
-        is_number = isinstance(ratio, int | float) and not isinstance(ratio, bool)
-        if ratio is not None and (not is_number or ratio < 1):
+        if ratio is not None and (not is_finite_number(ratio) or ratio < 1):
             raise LtbenchError(
-                f"imbalance ratios must be numbers >= 1 (n_max / n_min), got {ratio!r}; e.g. [10, 50, 100, 200]"
+                f"imbalance ratios must be finite numbers >= 1 (n_max / n_min), got {shown(ratio)}; "
+                "e.g. [10, 50, 100, 200]"
             )
     return values
 
@@ -249,7 +282,9 @@ def _seeds(values: Any) -> list[int]:
     values = values if isinstance(values, list) else [values]
     for seed in values:
         if not is_seed(seed):
-            raise LtbenchError(f"seeds must be integers in [0, {MAX_SEED}], got {seed!r}; e.g. --set seeds=[0,1,2]")
+            raise LtbenchError(
+                f"seeds must be integers in [0, {MAX_SEED}], got {shown(seed)}; e.g. --set seeds=[0,1,2]"
+            )
     return values
 
 
@@ -319,8 +354,13 @@ def _resources(section: Any) -> dict[str, float]:
     for key, value in section.items():
         if key not in RESOURCE_KEYS:
             raise unknown_choice("resource", key, RESOURCE_KEYS)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise LtbenchError(f"resources.{key} must be a number >= 0, got {value!r}")
+        if not is_finite_number(value) or value < 0:
+            raise LtbenchError(f"resources.{key} must be a finite number >= 0, got {shown(value)}")
+        if 0 < value < RAY_RESOURCE_STEP:
+            raise LtbenchError(
+                f"resources.{key} must be 0 or {RAY_RESOURCE_STEP} or more (Ray counts resources in steps of "
+                f"{RAY_RESOURCE_STEP}), got {value!r}"
+            )
     if section["cpu"] <= 0:
         raise LtbenchError("resources.cpu must be > 0 (each trial needs a CPU to drive it)")
     return {k: float(v) for k, v in section.items()}

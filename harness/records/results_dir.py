@@ -21,16 +21,38 @@ from pathlib import Path
 from harness.core.errors import LtbenchError
 
 LOCK_FILE = ".ltbench-run.lock"
+NAME_MAX = 255  # bytes in one file name on ext4, xfs, btrfs, tmpfs, APFS
+PATH_MAX = 4096
 
 
 def check_results_dir(results_dir: Path) -> None:
-    """A results dir must be a directory we can write, or creatable: say so in one line, before any work."""
+    """A results dir must be a directory we can write, or creatable: say so in one line, before any work;
+    its lock file, if there, must be a file."""
     check_writable_dir(results_dir, "--results-dir")
+    lock = results_dir / LOCK_FILE
+    if lock.exists() and not lock.is_file():
+        raise LtbenchError(f"{lock} is a directory, not ltbench's lock file; remove it (rmdir) and rerun")
+
+
+def check_path_length(path: Path, option: str) -> None:
+    """A path the filesystem can hold: no name over its limit (255 bytes on most), the whole under PATH_MAX.
+    (Past them every call fails with ENAMETOOLONG, `Path.exists` included.)"""
+    longest = max((part for part in path.parts), key=lambda part: len(os.fsencode(part)), default="")
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise LtbenchError(
+            f"{option}: the name {longest[:40]}... is too long ({len(os.fsencode(longest))} bytes; a file name "
+            f"holds at most {NAME_MAX}); pick a shorter path"
+        )
+    if len(os.fsencode(str(path.absolute()))) > PATH_MAX - 512:  # room for the trial files beneath it
+        raise LtbenchError(
+            f"{option}: the path is too long ({len(str(path.absolute()))} characters); pick a shorter one"
+        )
 
 
 def check_writable_dir(folder: Path, option: str) -> None:
     """`folder` is a directory we can write, or can be created: checked without creating anything; `option`
     names where the user gave it, for the message."""
+    check_path_length(folder, option)
     if folder.exists() and not folder.is_dir():
         raise LtbenchError(f"{option} {folder} is a file, not a directory; pass a directory path")
     existing = folder
@@ -52,11 +74,12 @@ def exclusive_run(results_dir: Path) -> Iterator[None]:
     """Hold the results directory's run lock; another driver holding it is an error naming its process.
 
     Taken before Ray starts, so a second driver hears of the first within seconds. A run that ends having
-    written nothing else (a failed resource check) takes its lock file, and the directory it made, away.
+    written nothing else (a failed resource check) takes its new lock file, and the directory it made, away.
     """
     created = not results_dir.exists()
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / LOCK_FILE
+    before = {p.name for p in results_dir.iterdir()}
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -73,7 +96,8 @@ def exclusive_run(results_dir: Path) -> Iterator[None]:
         os.pwrite(fd, holder.encode(), 0)
         yield
     finally:
-        if created and [p.name for p in results_dir.iterdir()] == [LOCK_FILE]:
-            path.unlink()
-            results_dir.rmdir()
+        if LOCK_FILE not in before and {p.name for p in results_dir.iterdir()} == before | {LOCK_FILE}:
+            path.unlink()  # this run wrote nothing but its lock: leave the directory as it was
+            if created:
+                results_dir.rmdir()
         os.close(fd)  # closing drops the lock

@@ -155,6 +155,15 @@ class Storage:
     def _remote_path(self, key: str, name: str) -> str:
         return f"{self._root}/{key}/{name}"
 
+    def remote_path(self, key: str, name: str) -> str:
+        """A trial file's path inside a remote store's filesystem (`bucket/prefix/<key>/<name>`)."""
+        return self._remote_path(key, name)
+
+    @property
+    def filesystem(self) -> Any:
+        """The pyarrow filesystem of a remote store (None for a local one)."""
+        return self._fs
+
 
 def _impatient(fs: Any) -> Any:
     """The same store with short timeouts and few retries, for the pre-flight probe: an endpoint that accepts

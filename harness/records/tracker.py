@@ -223,10 +223,13 @@ class Tracker:
             finals.update({f"final_{variant}_{k}": v for k, v in values.items()})
         now = int(1000 * time.time())
         last = max((int(row["epoch"]) for row in result.get("history", [])), default=0)
+        # a run completed before (its trial retrained after its files were deleted) already holds its finals:
+        # log only those it lacks or that changed, so each final metric has one entry, not one per completion
+        logged = self.client.get_run(run_id).data.metrics
         metrics = [
             Metric(name, float(v), now, last)
             for name, v in finals.items()
-            if _is_metric(name.removeprefix("final_"), v)
+            if _is_metric(name.removeprefix("final_"), v) and logged.get(name) != float(v)
         ]
         # classes per bucket: constants of the data, so tags (params would enter the reports' config key)
         for k, v in result["metrics"].items():

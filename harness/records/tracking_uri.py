@@ -4,7 +4,10 @@ that stopped answering."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
+import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +25,16 @@ MLFLOW_HTTP_SETTINGS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+SQLITE_HEADER = b"SQLite format 3\x00"
+# SQLAlchemy's default driver of each database a tracking URI may name, and each driver's module and package.
+DATABASE_DRIVERS = {"postgresql": "psycopg2", "mysql": "mysqldb", "mssql": "pyodbc"}
+DRIVER_MODULES = {
+    "psycopg2": ("psycopg2", "psycopg2-binary"),
+    "psycopg": ("psycopg", "psycopg[binary]"),
+    "mysqldb": ("MySQLdb", "mysqlclient"),
+    "mysqlconnector": ("mysql.connector", "mysql-connector-python"),
+    "pymysql": ("pymysql", "PyMySQL"),
 }
 STORE_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
 S3_ENDPOINT_ENV = "MLFLOW_S3_ENDPOINT_URL"
@@ -42,6 +55,42 @@ def check_tracking_uri(uri: str) -> None:
         raise LtbenchError(f"--tracking-uri {uri!r} has no valid host[:port]; {hint}")
     if scheme == "sqlite" and not uri.startswith("sqlite:///"):
         raise LtbenchError(f"--tracking-uri {uri!r}: a SQLite URI is sqlite:///relative/path or sqlite:////abs/path")
+    if scheme == "file":
+        raise LtbenchError(
+            f"--tracking-uri {uri!r}: MLflow 3 cannot track to a file store; use sqlite:///path/to/mlflow.db or "
+            "a tracking server (leave it out for the local SQLite store)"
+        )
+    if scheme in DATABASE_DRIVERS:
+        driver = parsed.scheme.partition("+")[2] or DATABASE_DRIVERS[scheme]
+        module, package = DRIVER_MODULES.get(driver, (driver, driver))
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            raise LtbenchError(
+                f"--tracking-uri {uri!r} needs the Python package {package!r} (SQLAlchemy's {scheme}+{driver} "
+                f"driver), which is not installed; pip install {package}"
+            )
+    if scheme == "sqlite":
+        check_sqlite_store(Path(uri[len("sqlite:///") :]))
+
+
+def check_sqlite_store(path: Path) -> None:
+    """An SQLite tracking store that exists must be an SQLite file: a directory or another file in its place
+    fails here in one line, not in SQLAlchemy's traceback after the run has begun."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise LtbenchError(f"{path} is a directory, not an MLflow SQLite store; move it away and rerun")
+    with open(path, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:
+        raise LtbenchError(
+            f"{path} is not an SQLite database (a damaged or foreign file); move it away to start a new store, or "
+            "restore it from a backup"
+        )
+    try:  # read-only and immutable: the check writes no journal beside the store
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise LtbenchError(f"{path} is not an SQLite database that can be read ({e}); move it away and rerun") from None
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

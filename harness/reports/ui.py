@@ -9,6 +9,9 @@ with `workflowType=machine_learning`. Experiments also get MLflow's `mlflow.expe
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from harness.core.errors import LtbenchError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -29,6 +32,33 @@ def runs_url(host: str, port: int, experiment_id: str, base: str | None = None) 
         shown = DEFAULT_HOST if host in ("0.0.0.0", "::", "") else host
         base = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{WORKFLOW_PARAM}={MODEL_TRAINING}"
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """The UI's address is free and this machine can bind it: refused here in one line, before MLflow's server
+    starts only to fail (or, on a busy port, to exit 0 without serving anything)."""
+    if not 1 <= port <= 65535:
+        raise LtbenchError(f"--port must be in 1..65535, got {port}; e.g. --port {DEFAULT_PORT}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise LtbenchError(
+            f"--host {host!r} is not an address of this machine ({e.strerror}); e.g. 127.0.0.1"
+        ) from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise LtbenchError(
+                    f"port {port} on {host} is in use by another program; pick another with --port"
+                ) from None
+            raise LtbenchError(
+                f"cannot listen on {host}:{port} ({e.strerror or e}); --host must be an address of this machine "
+                "(127.0.0.1, or 0.0.0.0 for every interface)"
+            ) from None
 
 
 def suite_experiments(client, suite: str | None) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.registry import Registry
+from harness.core.validation import is_finite_number
 
 SCHEDULES = ("step", "cosine", "constant")
 # per-step: the lr changes every iteration (a smooth warm-up from ~0, cosine within the epoch). per-epoch: it is
@@ -24,6 +25,10 @@ WEIGHT_DECAY_ON = ("all", "non-bn")
 # fp32: plain float32. bf16: bfloat16 autocast for forward passes (weights, gradients and optimiser stay
 # float32). auto: bf16 where the device runs it natively (CUDA with bf16 support), else fp32.
 PRECISIONS = ("fp32", "bf16", "auto")
+# Bounds past which a recipe trains nonsense or cannot allocate: ImageNet-LT's largest published batch is 512
+# and its longest schedule a few hundred epochs.
+MAX_BATCH_SIZE = 65_536
+MAX_EPOCHS = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,17 +51,31 @@ class Recipe:
     weight_decay_on: str = "all"  # all | non-bn (see WEIGHT_DECAY_ON)
 
     def __post_init__(self) -> None:
+        finite = {name: is_finite_number(getattr(self, name)) for name in ("lr", "weight_decay", "warmup_epochs")}
+        gamma_ok = is_finite_number(self.step_gamma) and self.step_gamma > 0
         checks = [
-            (self.epochs >= 1, f"epochs must be a positive integer, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be a positive integer, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
-            (self.eval_every >= 1, f"eval_every must be a positive integer, got {self.eval_every}"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be a positive integer up to {MAX_EPOCHS}"),
+            (1 <= self.batch_size <= MAX_BATCH_SIZE, f"batch_size must be a positive integer up to {MAX_BATCH_SIZE}"),
+            (finite["lr"] and self.lr > 0, "lr must be a finite number > 0"),
+            (0 <= self.momentum < 1, "momentum must be a number in [0, 1)"),
+            (finite["weight_decay"] and self.weight_decay >= 0, "weight_decay must be a finite number >= 0"),
+            (finite["warmup_epochs"] and self.warmup_epochs >= 0, "warmup_epochs must be a finite number >= 0"),
+            (gamma_ok, "step_gamma must be a finite number > 0"),
+            (self.eval_every >= 1, "eval_every must be a positive integer"),
         ]
-        for ok, message in checks:
+        fields_of = (
+            "epochs",
+            "batch_size",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "warmup_epochs",
+            "step_gamma",
+            "eval_every",
+        )
+        for (ok, message), name in zip(checks, fields_of, strict=True):
             if not ok:
-                raise LtbenchError(f"recipe: {message}")
+                raise LtbenchError(f"recipe: {message}, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise unknown_choice("schedule", self.schedule, SCHEDULES)
         if self.precision not in PRECISIONS:

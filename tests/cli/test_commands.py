@@ -83,7 +83,7 @@ def run_fails(argv: list[str], results: Path, capsys: pytest.CaptureFixture) -> 
         ("methods=[ce,magic]", "unknown method 'magic'; valid methods: balanced-softmax, cb, ce, ce-drw, crt, cw"),
         ("recipe.epochz=3", "unknown recipe key 'epochz'"),
         ("nosuchkey=1", "unknown suite key 'nosuchkey'"),
-        ("imbalance_ratios=[0.5]", "imbalance ratios must be numbers >= 1"),
+        ("imbalance_ratios=[0.5]", "imbalance ratios must be finite numbers >= 1"),
         ("recipe.epochs=0", "epochs must be a positive integer"),
         ("seeds=[1.5]", "seeds must be integers in [0, 4294967295], got 1.5"),
     ],

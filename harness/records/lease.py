@@ -1,0 +1,280 @@
+"""A per-trial lease in the trial store, so that two drivers sharing one `--storage` never train one trial.
+
+The results dir's lock (`results_dir.py`) keeps one driver per results dir; a store shared by several results
+dirs (two people, two terminals, the README's cluster set-up) needs its own guard, per trial: before a
+worker trains a trial it creates `<trial>/lease.json` with an atomic create-if-absent (a hard link locally,
+which fails if the name exists; S3's conditional `PutObject` with `If-None-Match: *`), renews it every
+`renew_s` while the trial trains, and deletes it when done. A worker that finds a lease held waits, saying
+once who holds it, and trains (or, if the holder finished, reads the result) when the lease goes away.
+
+A lease that has not changed for `stale_s` of the waiter's own clock (no clocks are compared across nodes)
+belongs to a dead driver or node and is taken over, again atomically: S3's `If-Match` on the stale version,
+locally a rename of the stale file that only one taker can win. A holder that finds at renewal that its
+lease was taken over stops its trial (`LeaseLost`) rather than train beside the new holder.
+
+Other filesystems (GCS through pyarrow) offer no conditional write here; there the lease is written and
+read back, which narrows the race to the write's latency but does not close it (listed in the docs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from harness.core.errors import LtbenchError
+from harness.records.storage import TrialFiles
+
+LEASE_FILE = "lease.json"
+RENEW_ENV = "LTBENCH_LEASE_RENEW_S"  # tests shorten it
+DEFAULT_RENEW_S = 15.0
+STALE_RENEWALS = 6  # a lease unchanged for this many renewal periods is stale
+
+
+class LeaseLost(LtbenchError):
+    """Another driver took this trial's lease over (it found ours stale): this attempt must stop."""
+
+
+def renew_seconds() -> float:
+    return float(os.environ.get(RENEW_ENV) or DEFAULT_RENEW_S)
+
+
+class _LocalBackend:
+    """The lease as a file in a local (or network-mounted POSIX) store."""
+
+    def __init__(self, files: TrialFiles) -> None:
+        self.path = files.local_dir / LEASE_FILE
+
+    def create(self, content: bytes) -> Any:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.path.with_name(f".{LEASE_FILE}.{uuid.uuid4().hex}")
+        temp.write_bytes(content)
+        try:
+            os.link(temp, self.path)  # atomic, and fails if the name exists; the lease is whole when it appears
+            return content
+        except FileExistsError:
+            return None
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def read(self) -> tuple[bytes, Any] | None:
+        try:
+            content = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return content, content  # the content is its own version: it holds a token new at every write
+
+    def replace(self, version: Any, content: bytes) -> Any:
+        aside = self.path.with_name(f".{LEASE_FILE}.{uuid.uuid4().hex}.old")
+        try:
+            os.rename(self.path, aside)  # of two takers, one moves the lease; the other finds nothing
+        except FileNotFoundError:
+            return None
+        try:
+            if aside.read_bytes() != version:  # it changed since we read it: not ours to replace
+                with suppress(FileExistsError):  # a new lease appeared meanwhile: it stands
+                    os.link(aside, self.path)
+                return None
+            return self.create(content)
+        finally:
+            aside.unlink(missing_ok=True)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _S3Backend:
+    """The lease as an object, written with S3's conditional writes (`If-None-Match`, `If-Match`)."""
+
+    def __init__(self, files: TrialFiles) -> None:
+        import boto3
+
+        storage = files.storage
+        bucket, _, prefix = storage.remote_path(files.key, LEASE_FILE).partition("/")
+        self.bucket, self.key = bucket, prefix
+        region = getattr(storage.filesystem, "region", None) or None
+        self.client = boto3.client("s3", endpoint_url=storage.endpoint_url, region_name=region)
+
+    def _put(self, content: bytes, **condition: str) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self.key, Body=content, **condition)["ETag"]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            raise
+
+    def create(self, content: bytes) -> Any:
+        return self._put(content, IfNoneMatch="*")
+
+    def read(self) -> tuple[bytes, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return found["Body"].read(), found["ETag"]
+
+    def replace(self, version: Any, content: bytes) -> Any:
+        return self._put(content, IfMatch=version)
+
+    def delete(self) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+class _WriteThenReadBackend:
+    """Stores with no conditional write reachable here: write, then read back (narrows, does not close, the
+    race between two creators)."""
+
+    def __init__(self, files: TrialFiles) -> None:
+        self.files = files
+        self.path = files.storage.remote_path(files.key, LEASE_FILE)
+        self.fs = files.storage.filesystem
+
+    def read(self) -> tuple[bytes, Any] | None:
+        from pyarrow.fs import FileType
+
+        if self.fs.get_file_info(self.path).type != FileType.File:
+            return None
+        with self.fs.open_input_stream(self.path) as f:
+            content = f.read()
+        return content, content
+
+    def _write(self, content: bytes) -> Any:
+        with self.fs.open_output_stream(self.path) as out:
+            out.write(content)
+        found = self.read()
+        return content if found is not None and found[0] == content else None
+
+    def create(self, content: bytes) -> Any:
+        return None if self.read() is not None else self._write(content)
+
+    def replace(self, version: Any, content: bytes) -> Any:
+        found = self.read()
+        return self._write(content) if found is not None and found[1] == version else None
+
+    def delete(self) -> None:
+        self.fs.delete_file(self.path)
+
+
+def _backend(files: TrialFiles) -> Any:
+    if files.storage.is_local:
+        return _LocalBackend(files)
+    if files.storage.uri.startswith("s3://"):
+        return _S3Backend(files)
+    return _WriteThenReadBackend(files)
+
+
+class TrialLease:
+    """One holder's lease on one trial: `acquire` it, keep it renewed, `release` it."""
+
+    def __init__(self, files: TrialFiles, holder: str, renew_s: float | None = None) -> None:
+        self.files = files
+        self.holder = holder  # who holds it, as another driver's message names it
+        self.renew_s = renew_s or renew_seconds()
+        self.stale_s = STALE_RENEWALS * self.renew_s
+        self.token = uuid.uuid4().hex
+        self.renewals = 0
+        self.version: Any = None
+        self.lost = threading.Event()
+        self._backend = _backend(files)
+
+    def _content(self) -> bytes:
+        return json.dumps(
+            {"holder": self.holder, "token": self.token, "renewal": self.renewals, "renew_s": self.renew_s}
+        ).encode()
+
+    def acquire(self, say: Callable[[str], None] = print, poll_s: float | None = None) -> None:
+        """Take the lease, waiting while another holder keeps it fresh; take it over once it is stale."""
+        poll_s = poll_s or min(self.renew_s, 2.0)
+        seen, seen_at, said = None, 0.0, False
+        while True:
+            self.version = self._backend.create(self._content())
+            if self.version is not None:
+                return
+            found = self._backend.read()
+            if found is None:  # released between our create and read: try again at once
+                continue
+            content, version = found
+            if version != seen:
+                seen, seen_at = version, time.monotonic()
+            elif time.monotonic() - seen_at > self.stale_s:
+                self.version = self._backend.replace(version, self._content())
+                if self.version is not None:
+                    say(f"trial {self.files.key}: took over a stale lease of {_holder_of(content)}")
+                    return
+            if not said:
+                say(
+                    f"trial {self.files.key} is being trained by {_holder_of(content)} (its lease in the shared "
+                    "store); waiting for it to finish"
+                )
+                said = True
+            time.sleep(poll_s)
+
+    def renew(self) -> None:
+        """Write the lease anew if it is still ours; else mark it lost."""
+        self.renewals += 1
+        self.version = self._backend.replace(self.version, self._content())
+        if self.version is None:
+            self.lost.set()
+
+    def release(self) -> None:
+        found = self._backend.read()
+        if found is not None and found[1] == self.version:
+            self._backend.delete()
+
+    def check(self) -> None:
+        """Raise `LeaseLost` if another holder took the lease over (call between epochs)."""
+        if self.lost.is_set():
+            raise LeaseLost(
+                f"trial {self.files.key}: its lease was taken over by another driver (this one looked dead); "
+                "this attempt stops"
+            )
+
+
+def _holder_of(content: bytes) -> str:
+    try:
+        return str(json.loads(content)["holder"])
+    except (ValueError, KeyError, TypeError):
+        return "another ltbench run"
+
+
+def default_holder(results_dir: str | Path = "") -> str:
+    where = f", results {results_dir}" if results_dir else ""
+    return f"ltbench run (pid {os.getpid()} on {socket.gethostname()}{where})"
+
+
+@contextmanager
+def leased(files: TrialFiles, holder: str, say: Callable[[str], None] = print) -> Iterator[TrialLease]:
+    """Hold the trial's lease for the length of the block, renewed by a background thread."""
+    lease = TrialLease(files, holder)
+    lease.acquire(say)
+    stop = threading.Event()
+
+    def keep_renewing() -> None:
+        while not stop.wait(lease.renew_s) and not lease.lost.is_set():
+            try:
+                lease.renew()
+            except Exception:  # a store that fails now and then: try again at the next period
+                continue
+
+    renewer = threading.Thread(target=keep_renewing, name=f"lease-{files.key}", daemon=True)
+    renewer.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        renewer.join()
+        if not lease.lost.is_set():
+            lease.release()

@@ -1,0 +1,91 @@
+"""A full disk is recognised in every disguise it reaches ltbench in, and said in one line: by the trial (its
+own failure, never a lost worker to retry) and by the driver (exit 4, no traceback)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import DISK_FULL_EXIT, main
+from harness.execution import run_suite, worker
+from harness.records.disk_space import disk_full_message, is_disk_full
+
+
+def chained(outer: Exception, inner: Exception) -> Exception:
+    try:
+        try:
+            raise inner
+        except Exception as e:
+            raise outer from e
+    except Exception as e:
+        return e
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EDQUOT, "Disk quota exceeded"),
+        RuntimeError(
+            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing file: "
+            "No space left on device"
+        ),  # fmt: skip
+        sqlite3.OperationalError("database or disk is full"),
+        chained(RuntimeError("Tune failed to save the experiment state"), OSError(errno.ENOSPC, "full")),
+    ],
+)
+def test_a_full_disk_is_recognised(error: Exception) -> None:
+    assert is_disk_full(error)
+
+
+@pytest.mark.parametrize("error", [OSError(errno.EACCES, "Permission denied"), ValueError("nan loss"), None])
+def test_other_errors_are_not_a_full_disk(error: Exception | None) -> None:
+    assert not is_disk_full(error)
+
+
+def test_the_message_names_the_filesystem_its_space_and_the_need(tmp_path: Path) -> None:
+    line = disk_full_message(tmp_path / "results" / "not-yet", need_bytes=50 * 2**20)
+    assert line.startswith("the filesystem at /") and f"(holding {tmp_path}/results/not-yet) is full: " in line
+    assert " MB free of " in line and "a trial here needs about 50.0 MB more" in line and "\n" not in line
+
+
+def test_a_trial_that_fills_the_disk_fails_with_one_line_not_a_lost_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[dict[str, Any]] = []
+
+    def fill_the_disk(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: No space left on device")
+
+    monkeypatch.setattr(worker, "run_trial", fill_the_disk)
+    monkeypatch.setattr(worker.tune, "report", reported.append)
+    monkeypatch.setattr(worker.ray, "get_runtime_context", lambda: type("C", (), {"get_node_id": lambda s: "n"})())
+    trial = {"suite": "s", "dataset": "fashion-mnist-lt", "imbalance_ratio": 4.0, "method": "ce", "seed": 0,
+             "model": "resnet-small-gray", "recipe": {}, "data": {}}  # fmt: skip
+    worker.train_trial({"trial": trial, "storage": str(tmp_path / "store"), "lease_holder": "test"})
+    assert len(reported) == 1 and reported[0]["kind"] == "failed"
+    assert reported[0]["reason"].startswith("the filesystem at /") and " is full: " in reported[0]["reason"]
+
+
+def test_the_driver_stops_on_a_full_disk_with_one_line_and_exit_4(
+    tiny_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def sqlite_full(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("(sqlite3.OperationalError) database or disk is full") from sqlite3.OperationalError(
+            "database or disk is full"
+        )
+
+    monkeypatch.setattr(run_suite, "ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(run_suite, "check_resources", lambda trials: None)
+    monkeypatch.setattr(run_suite, "_run_unfinished", sqlite_full)
+    assert main(["run", str(tiny_suite), "--results-dir", str(tmp_path / "r")]) == DISK_FULL_EXIT
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("ltbench: error:")]
+    assert "Traceback" not in err and len(errors) == 1 and err.strip().splitlines()[-1] == errors[0]
+    assert errors[0].startswith("ltbench: error: the filesystem at /")
+    assert "rerun the same command: finished trials are kept" in errors[0]
