@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.execution.run_suite import dry_run, run_suite
 
     if args.dry_run:
-        print(dry_run(args.suite, args.set))
+        print(dry_run(args.suite, args.set, _results_dir(args), _storage(args), verbose=args.verbose))
         return 0
     summary = run_suite(
         args.suite,
@@ -97,7 +97,7 @@ PAPER_SUITE_PREFIX = "paper-"
 
 def paper_suites() -> list[str]:
     """The papers `ltbench reproduce` knows: one built-in `paper-<name>` suite each."""
-    from harness.experiment.suite import builtin_suites
+    from harness.experiment.suite_files import builtin_suites
 
     return [s.removeprefix(PAPER_SUITE_PREFIX) for s in builtin_suites() if s.startswith(PAPER_SUITE_PREFIX)]
 
@@ -134,6 +134,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
     spec = DATASETS.get(args.dataset)
     options = DataOptions(root=args.root, max_per_class=args.max_per_class, val_per_class=args.val_per_class)
     info = spec.describe(args.imbalance_ratio, options).as_dict()
+    try:  # the profile is computed from the dataset's nominal sizes: say whether its files are here to train on
+        spec.check_available(options)
+        info["files_missing"] = None
+    except LtbenchError as e:
+        info["files_missing"] = str(e)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -152,6 +157,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if info["train_counts"] != info["class_counts"]:
         print("per-class training counts (what the model trains on): " + " ".join(map(str, info["train_counts"])))
     print(f"training images: {info['num_train']}; test images: {info['num_test']}")
+    if info["files_missing"]:
+        print(f"warning: the counts above are nominal, the files are not here: {info['files_missing']}")
     return 0
 
 
@@ -163,23 +170,31 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    from harness.core.text import text_columns
     from harness.plugins.catalogue import method_catalogue
 
-    for method in method_catalogue():
-        print(f"{method.name:<12} {method.description}")
-        print(f"{'':<13}[{method.kind}; sampler: {method.sampler}]")
-        for p in method.params:
-            setting = f"{p.name}: {p.type} = {p.default}"
-            print(f"{'':<13}{setting:<34} {p.help}".rstrip())
+    methods = method_catalogue()
+    indent = " " * (max(len(m.name) for m in methods) + 2)  # everything under a method starts past its name
+    for method in methods:
+        print(f"{method.name:<{len(indent) - 2}}  {method.description}")
+        print(f"{indent}[{method.kind}; sampler: {method.sampler}]")
+        settings = [[f"{p.name}: {p.type} = {p.default}", p.help] for p in method.params]
+        for line in text_columns(settings, indent=indent):
+            print(line)
     return 0
 
 
 def cmd_suites(args: argparse.Namespace) -> int:
-    from harness.experiment.suite import build_suite, builtin_suites
+    """Read from the YAML files alone: building a suite imports every method (seconds), listing needs none."""
+    from harness.core.text import plural, text_columns
+    from harness.experiment.suite_files import builtin_suites, grid_size, load_suite_file
 
+    rows = []
     for name in builtin_suites():
-        suite = build_suite(name)
-        print(f"{name:<14} {len(suite):>4} trials  {suite.description}")
+        raw = load_suite_file(name)
+        rows.append([name, plural(grid_size(raw), "trial"), str(raw.get("description") or "")])
+    for line in text_columns(rows, "lrl"):
+        print(line)
     return 0
 
 
