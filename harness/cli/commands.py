@@ -64,7 +64,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in summary.notes:
         print(f"  note: {note}")
     print(f"leaderboard: {_results_dir(args) / summary.suite / 'leaderboard.md'}")
+    print(next_commands(args, summary.suite))
     return 0 if summary.ok else 1
+
+
+def next_commands(args: argparse.Namespace, suite: str) -> str:
+    """What to type after a run: its report (plots) and its runs in the MLflow UI, with the same results
+    dir, tracking URI and store options as the run."""
+    import shlex
+
+    where = []
+    for option, value in (("--results-dir", args.results_dir), ("--tracking-uri", args.tracking_uri)):
+        where += [option, value] if value else []
+    where += ["--storage", args.storage] if getattr(args, "storage", None) else []
+    sets = [part for value in getattr(args, "set", None) or [] for part in ("--set", value)]
+    report = " ".join(shlex.quote(str(part)) for part in [suite, *sets, *where])
+    ui = " ".join(shlex.quote(str(part)) for part in [suite, *where])
+    return f"next: ltbench report {report}  (plots and tables);  ltbench ui {ui}  (every run in MLflow's UI)"
 
 
 def cmd_report(args: argparse.Namespace) -> int:

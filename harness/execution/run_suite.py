@@ -11,7 +11,6 @@ from harness.core.errors import LtbenchError
 from harness.core.text import plural
 from harness.core.trial import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.data import DATASETS, DataOptions
-from harness.execution.costs import cost_model
 from harness.execution.outcomes import Interrupted
 from harness.execution.plan_summary import every_trial, extra_runs, finished_summary, plan_table
 from harness.execution.ray_cluster import check_resources, ray_session
@@ -145,7 +144,7 @@ def _run_unfinished(
     todo = [t for t in plan.end_to_end if t.key not in finished or t.key not in stored]
     todo += [t for t in plan.decoupled if t.key not in finished]
 
-    progress = trials_progress(todo, cost_model(results_dir / "bench.json"))
+    progress = trials_progress(todo)
     progress.start()
     try:
         outcome = run_with_tune(todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries)

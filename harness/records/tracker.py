@@ -55,6 +55,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        quiet_mlflow()
         self.uri = uri
         self.remote = uri.startswith(("http://", "https://"))
         if self.remote:
@@ -280,6 +281,15 @@ class Tracker:
             run = self.find_run(cfg.key)
             if run is None or run.info.status not in ("FINISHED", "FAILED"):
                 self.fail(self.open_run(cfg), reason)
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (creating and migrating its database tables) say nothing a user acts on and break
+    the run's own output; its warnings and errors still show."""
+    import logging
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _manifest_source(uri: str) -> Any:

@@ -43,3 +43,15 @@ def test_methods_lists_in_columns_whatever_the_names_length(capsys: pytest.Captu
     heads = [ln for ln in lines if not ln.startswith(" ")]
     assert any(ln.startswith("balanced-softmax ") for ln in heads)
     assert all(ln[indent - 1] == " " and ln[indent] != " " for ln in heads)  # descriptions in one column
+
+
+def test_a_run_ends_naming_the_report_and_ui_commands_with_its_own_options() -> None:
+    from harness.cli.commands import next_commands
+    from harness.cli.parser import build_parser
+
+    args = build_parser().parse_args(
+        ["run", "quick", "--set", "recipe.epochs=2", "--set", "methods=[ce,la]", "--results-dir", "/tmp/my res"]
+    )
+    line = next_commands(args, "quick")
+    assert "ltbench report quick --set recipe.epochs=2 --set 'methods=[ce,la]' --results-dir '/tmp/my res'" in line
+    assert "ltbench ui quick --results-dir '/tmp/my res'" in line
