@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.execution.run_suite import dry_run, run_suite
 
     if args.dry_run:
-        print(dry_run(args.suite, args.set))
+        print(dry_run(args.suite, args.set, _results_dir(args), _storage(args), verbose=args.verbose))
         return 0
     summary = run_suite(
         args.suite,
@@ -69,7 +69,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in summary.notes:
         print(f"  note: {note}")
     print(f"leaderboard: {_results_dir(args) / summary.suite / 'leaderboard.md'}")
+    print(next_commands(args, summary.suite))
     return 0 if summary.ok else 1
+
+
+def next_commands(args: argparse.Namespace, suite: str) -> str:
+    """What to type after a run: its report (plots) and its runs in the MLflow UI, with the same results
+    dir, tracking URI and store options as the run."""
+    import shlex
+
+    where = []
+    for option, value in (("--results-dir", args.results_dir), ("--tracking-uri", args.tracking_uri)):
+        where += [option, value] if value else []
+    where += ["--storage", args.storage] if getattr(args, "storage", None) else []
+    sets = [part for value in getattr(args, "set", None) or [] for part in ("--set", value)]
+    report = " ".join(shlex.quote(str(part)) for part in [suite, *sets, *where])
+    ui = " ".join(shlex.quote(str(part)) for part in [suite, *where])
+    return f"next: ltbench report {report}  (plots and tables);  ltbench ui {ui}  (every run in MLflow's UI)"
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -104,7 +120,7 @@ PAPER_SUITE_PREFIX = "paper-"
 
 def paper_suites() -> list[str]:
     """The papers `ltbench reproduce` knows: one built-in `paper-<name>` suite each."""
-    from harness.experiment.suite import builtin_suites
+    from harness.experiment.suite_files import builtin_suites
 
     return [s.removeprefix(PAPER_SUITE_PREFIX) for s in builtin_suites() if s.startswith(PAPER_SUITE_PREFIX)]
 
@@ -149,9 +165,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise LtbenchError(f"{option} must be an integer >= 1, got {value} (leave it out for the default)")
     options = DataOptions(root=args.root, max_per_class=args.max_per_class, val_per_class=args.val_per_class)
-    # a folder given is checked and described as it is; without one, the dataset's nominal sizes are described
+    # a folder given is checked and described as it is; without one, the dataset's nominal sizes are described,
+    # saying whether its files are where ltbench looks for them (to train on)
     source_counts = spec.check_available(options) if args.root else None
     info = spec.describe(args.imbalance_ratio, options, source_counts).as_dict()
+    info["files_missing"] = None
+    if not args.root:
+        try:
+            spec.check_available(options)
+        except LtbenchError as e:
+            info["files_missing"] = str(e)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -170,6 +193,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if info["train_counts"] != info["class_counts"]:
         print("per-class training counts (what the model trains on): " + " ".join(map(str, info["train_counts"])))
     print(f"training images: {info['num_train']}; test images: {info['num_test']}")
+    if info["files_missing"]:
+        print(f"warning: the counts above are nominal, the files are not here: {info['files_missing']}")
     return 0
 
 
@@ -181,23 +206,31 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    from harness.core.text import text_columns
     from harness.plugins.catalogue import method_catalogue
 
-    for method in method_catalogue():
-        print(f"{method.name:<12} {method.description}")
-        print(f"{'':<13}[{method.kind}; sampler: {method.sampler}]")
-        for p in method.params:
-            setting = f"{p.name}: {p.type} = {p.default}"
-            print(f"{'':<13}{setting:<34} {p.help}".rstrip())
+    methods = method_catalogue()
+    indent = " " * (max(len(m.name) for m in methods) + 2)  # everything under a method starts past its name
+    for method in methods:
+        print(f"{method.name:<{len(indent) - 2}}  {method.description}")
+        print(f"{indent}[{method.kind}; sampler: {method.sampler}]")
+        settings = [[f"{p.name}: {p.type} = {p.default}", p.help] for p in method.params]
+        for line in text_columns(settings, indent=indent):
+            print(line)
     return 0
 
 
 def cmd_suites(args: argparse.Namespace) -> int:
-    from harness.experiment.suite import build_suite, builtin_suites
+    """Read from the YAML files alone: building a suite imports every method (seconds), listing needs none."""
+    from harness.core.text import plural, text_columns
+    from harness.experiment.suite_files import builtin_suites, grid_size, load_suite_file
 
+    rows = []
     for name in builtin_suites():
-        suite = build_suite(name)
-        print(f"{name:<14} {len(suite):>4} trials  {suite.description}")
+        raw = load_suite_file(name)
+        rows.append([name, plural(grid_size(raw), "trial"), str(raw.get("description") or "")])
+    for line in text_columns(rows, "lrl"):
+        print(line)
     return 0
 
 

@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--dry-run",
             action="store_true",
-            help="print the plan (shared stages and their users) and any warnings, run nothing (default: off)",
+            help="print the plan as a table (dataset x ratio x method), the trials already finished and any "
+            "warnings (missing data files, empty buckets); run nothing (default: off)",
+        )
+        p.add_argument(
+            "--verbose", action="store_true", help="with --dry-run: also list every trial and its key (default: off)"
         )
         tracking_args(p)
 

@@ -154,6 +154,7 @@ class DatasetSpec:
     flip: bool = True
     folder: str = ""  # sub-folder name searched under the data roots
     how_to_get: str = ""
+    fetchable: bool = True  # `ltbench data fetch` can get the files (ImageNet-LT's need a licence: by hand)
     class_names: tuple[str, ...] = ()  # by class id; empty when the dataset has too many to list here
 
     # -- where the files are -------------------------------------------------------------------------
@@ -172,7 +173,10 @@ class DatasetSpec:
     def missing(self, where: list[Path], detail: str = "") -> LtbenchError:
         searched = ", ".join(str(p) for p in where)
         extra = f" ({detail})" if detail else ""
-        return LtbenchError(f"{self.name}: dataset files not found{extra}; searched {searched}. {self.how_to_get}")
+        fetch = f"Run `ltbench data fetch {self.name}`, or: " if self.fetchable else ""
+        return LtbenchError(
+            f"{self.name}: dataset files not found{extra}; searched {searched}. {fetch}{self.how_to_get}"
+        )
 
     def locate(self, options: DataOptions) -> Path | None:
         """Where the dataset's files are, or None when they are missing."""

@@ -5,10 +5,11 @@ On a terminal the display is a bar redrawn in place (once a second, and at every
 and never fills with carriage returns. Every other line of the run (epochs, finished trials) goes through
 `SuiteProgress.line` so that it is printed above the bar instead of through it.
 
-The ETA weighs each trial by its estimated cost (`harness.execution.costs`: a stage-two epoch on a frozen backbone
-costs a small fraction of a backbone epoch), spread evenly over the epochs the trial trains, and projects the
-work left at the pace measured so far (wall seconds per unit of estimated work, which folds in how many
-trials run at once). Backbones and decoupled trials run interleaved, so there is one count and one pace.
+The ETA weighs each trial by the work it computes (`harness.execution.costs.image_equivalents`: a stage-two
+trial on a frozen backbone computes a small fraction of a backbone's work), spread evenly over the epochs the
+trial trains, and projects the work left at the pace measured so far (wall seconds per unit of estimated
+work, which folds in how many trials run at once). Backbones and decoupled trials run interleaved, so there
+is one count and one pace.
 """
 
 from __future__ import annotations
@@ -200,14 +201,13 @@ class SuiteProgress:
 
 def epoch_line(cfg: TrialConfig, row: dict[str, Any], planned_epochs: int) -> str:
     """One epoch of one trial; `planned_epochs` is what this trial trains (a stage-two trial's own epochs,
-    not its backbone recipe's)."""
+    not its backbone recipe's). Validation only: the protocol chooses on validation, and the test accuracy
+    belongs to the finished trial's line (and to MLflow), not to the view a user watches while choosing."""
     epoch = int(row["epoch"])
     of = f"/{planned_epochs}" if epoch <= planned_epochs else ""
     line = f"  {cfg.label()} epoch {epoch}{of} loss {row['train_loss']:.4f}"
     if "val_mean_class_acc" in row:
         line += f" | val mean-class {100 * row['val_mean_class_acc']:.2f}"
-    if "test_top1" in row:
-        line += f" test {100 * row['test_top1']:.2f}"
     return line
 
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import LtbenchError
+from harness.core.text import plural
 from harness.core.trial import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.data import DATASETS, DataOptions
-from harness.execution.costs import cost_model
 from harness.execution.outcomes import Interrupted
+from harness.execution.plan_summary import every_trial, extra_runs, finished_summary, plan_table
 from harness.execution.ray_cluster import check_resources, ray_session
 from harness.execution.termination import sigterm_as_interrupt
 from harness.execution.tune_driver import run_with_tune, trials_progress
@@ -47,19 +48,32 @@ class RunSummary:
         return not self.failed and self.missing == 0
 
 
-def check_data(trials: list[TrialConfig]) -> None:
-    """Fail before any trial starts when a dataset's files are missing (on a cluster, the driver's view) or its
-    profile cannot give the validation split asked for."""
+def data_problems(trials: list[TrialConfig]) -> list[str]:
+    """What stops the trials' data from loading, one line each: a dataset whose files are missing (on a cluster,
+    the driver's view) or whose profile cannot give the validation split asked for. Empty when all is well."""
+    problems = []
     sources: dict[tuple[str, DataOptions], list[int] | None] = {}  # what each dataset's files hold, read once
     profiles = set()
     for trial in trials:
         options = DataOptions(**trial.data)  # neither the files nor the split's feasibility depend on data_seed
         spec = DATASETS.get(trial.dataset)
-        if (trial.dataset, options) not in sources:
-            sources[(trial.dataset, options)] = spec.check_available(options)
-        if (trial.dataset, trial.imbalance_ratio, options) not in profiles:
-            profiles.add((trial.dataset, trial.imbalance_ratio, options))
-            spec.check_validation(trial.imbalance_ratio, options, sources[(trial.dataset, options)])
+        try:
+            if (trial.dataset, options) not in sources:
+                sources[(trial.dataset, options)] = None
+                sources[(trial.dataset, options)] = spec.check_available(options)
+            if (trial.dataset, trial.imbalance_ratio, options) not in profiles:
+                profiles.add((trial.dataset, trial.imbalance_ratio, options))
+                spec.check_validation(trial.imbalance_ratio, options, sources[(trial.dataset, options)])
+        except LtbenchError as e:
+            problems.append(str(e))
+    return list(dict.fromkeys(problems))
+
+
+def check_data(trials: list[TrialConfig]) -> None:
+    """Fail before any trial starts when the data cannot load (`data_problems`), naming the first problem."""
+    problems = data_problems(trials)
+    if problems:
+        raise LtbenchError(problems[0])
 
 
 def open_tracker(suite: Suite, results_dir: Path, tracking_uri: str | None, storage: Storage | None = None) -> Tracker:
@@ -144,7 +158,7 @@ def _run_unfinished(
     todo = [t for t in plan.end_to_end if t.key not in finished or t.key not in stored]
     todo += [t for t in plan.decoupled if t.key not in finished]
 
-    progress = trials_progress(todo, cost_model(results_dir / "bench.json"))
+    progress = trials_progress(todo)
     progress.start()
     try:
         outcome = run_with_tune(todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries)
@@ -192,17 +206,32 @@ def _other_commit_notes(suite: Suite, finished: dict[str, str]) -> list[str]:
     ]
 
 
-def dry_run(name: str, overrides: list[str] | None = None) -> str:
-    """The plan of a suite: shared stages, the trials that use each, and the epochs that sharing saves."""
+def dry_run(
+    name: str,
+    overrides: list[str] | None = None,
+    results_dir: Path = Path("results"),
+    storage: str | Path | None = None,
+    verbose: bool = False,
+) -> str:
+    """What a run would do, without writing anything: the plan as a table (every trial with `verbose`), how many
+    trials are already finished in the store, the epochs that stage sharing saves, the runs the suite's table
+    also needs, and what would stop it (missing data files) or leave buckets empty."""
     suite = build_suite(name, overrides)
+    plan = make_plan(suite.trials)
+    store = Storage.open(results_dir / "trials" if storage is None else storage)
+    finished = store.keys_with(RESULT_FILE)
     budget = epoch_budget(suite.trials)
     return "\n".join(
         [
-            f"suite {suite.name}: {len(suite.trials)} trials",
-            make_plan(suite.trials).describe(),
+            f"suite {suite.name}: {plural(len(suite.trials), 'trial')}",
+            *plan_table(plan, suite.trials, finished),
+            *finished_summary(plan, finished, store.location),
             f"backbone epochs: {budget.shared_epochs} with stage sharing, {budget.retrain_epochs} if every "
             f"decoupled method retrained its backbone ({budget.saving:.2f}x); plus {budget.stage2_epochs} "
             "head-only stage-two epochs either way",
+            *extra_runs(suite),
+            *(every_trial(plan) if verbose else []),
+            *(f"warning: {problem}" for problem in data_problems(suite.trials)),
             *empty_bucket_warnings(suite.trials),
         ]
     )

@@ -73,19 +73,6 @@ class Plan:
         """Every trial to run, backbones first."""
         return self.end_to_end + self.decoupled
 
-    def describe(self) -> str:
-        lines = [f"{len(self.end_to_end)} trials trained end to end (shared backbones included):"]
-        for cfg in self.end_to_end:
-            users = self.users.get(cfg.key, [])
-            shared = f" <- shared by {len(users)}: " + ", ".join(u.method for u in users) if users else ""
-            backbone = f" [{recipe_summary(cfg.recipe)}]" if users else ""
-            lines.append(f"  {cfg.label()} ({cfg.key}){backbone}{shared}")
-        lines.append(f"{len(self.decoupled)} decoupled trials, each started once its frozen backbone has finished:")
-        for cfg in self.decoupled:
-            backbone = self.backbones[self.backbone_of[cfg.key]]
-            lines.append(f"  {cfg.label()} ({cfg.key}) on {backbone.label()} ({backbone.key})")
-        return "\n".join(lines)
-
 
 def make_plan(trials: list[TrialConfig]) -> Plan:
     plan = Plan()

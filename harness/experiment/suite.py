@@ -16,24 +16,22 @@ import copy
 import dataclasses
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.core.errors import LtbenchError, unknown_choice
 from harness.core.trial import TrialConfig
 from harness.core.validation import MAX_SEED, Rule, check_fields, is_finite_number, is_seed
-from harness.core.yaml_input import parse_yaml, read_yaml_file, shown
+from harness.core.yaml_input import parse_yaml, shown
 from harness.data import DATASETS, DataOptions
 from harness.data.base import AUGMENTATIONS, SEED_FROM_TRIAL
 from harness.data.profile import SELECTIONS
+from harness.experiment.suite_files import GRID_KEYS, load_suite_file
 from harness.models import MODELS
 from harness.plugins.code_identity import method_code
 from harness.plugins.loading import load_methods, require_method
 from harness.plugins.method import parse_params
 from harness.training.recipes import RECIPES, Recipe
 
-SUITES_DIR = Path(__file__).parent / "suites"
-GRID_KEYS = ("datasets", "imbalance_ratios", "methods", "seeds")
 DEFAULTS: dict[str, Any] = {
     "description": "",
     "model": None,
@@ -43,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "resources": {"cpu": 1, "gpu": 0},
     "device": "auto",
     "per_dataset": {},
+    # other runs of this suite that its paper table also reads, each a list of --set overrides (the dry run
+    # prints them as commands), e.g. [[methods=[ce], method_params.ce.sampler=square-root]]
+    "extra_runs": [],
 }
 PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources", "method_params")
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
@@ -62,23 +63,6 @@ DATA_RULES: dict[str, Rule] = {
     "max_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for no cap)"),
     "val_per_class": (lambda v: v >= 1, "an integer >= 1 (or null for the dataset's default)"),
 }
-
-
-def builtin_suites() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-
-
-def load_suite_file(name_or_path: str) -> dict[str, Any]:
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = SUITES_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise unknown_choice("suite", name_or_path, builtin_suites() + ["<path/to/suite.yaml>"])
-    raw = read_yaml_file(path)
-    if not isinstance(raw, dict):
-        raise LtbenchError(f"{path} must hold a mapping of suite keys ({', '.join(TOP_KEYS)})")
-    raw.setdefault("name", path.stem)
-    return raw
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
@@ -188,6 +172,7 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     if cfg["device"] == "cuda" and not all(r["gpu"] for r in resources.values()):
         # Ray hides every GPU from a trial that asked for none, so it could never see one
         raise LtbenchError("device 'cuda' needs a GPU per trial: add --set resources.gpu=1 (or use device auto/cpu)")
+    _check_extra_runs(cfg["extra_runs"])
     data_options = _data_options(cfg["data"])
     method_params = {
         d: _method_params(cfg["method_params"], per_dataset[d].get("method_params"), d) for d in per_dataset
@@ -265,6 +250,16 @@ def _check_name(name: Any) -> None:
             f"suite name must be a plain name (letters, digits, '.', '_', '-'; no path), got {name!r}; "
             "e.g. name: my-suite"
         )
+
+
+def _check_extra_runs(runs: Any) -> None:
+    """`extra_runs` is a list of runs, each a list of `key=value` overrides (applied on top of the suite)."""
+    example = "e.g. extra_runs: [[methods=[ce], method_params.ce.sampler=square-root]]"
+    if not isinstance(runs, list):
+        raise LtbenchError(f"extra_runs must be a list of runs, each a list of key=value overrides; {example}")
+    for run in runs:
+        if not isinstance(run, list) or not all(isinstance(o, str) and "=" in o for o in run):
+            raise LtbenchError(f"extra_runs holds {run!r}: each run is a list of key=value overrides; {example}")
 
 
 def _ratios(values: Any) -> list[Any]:

@@ -20,6 +20,8 @@ _loaded = False
 # (a name a broken plugin claimed is ambiguous, so a suite using it must not silently get the other one).
 BROKEN_PLUGINS: dict[str, str] = {}
 CONTESTED_NAMES: dict[str, str] = {}
+# Method name -> (distribution, version) of the plugin package that registered it; built-ins are absent.
+PLUGIN_ORIGIN: dict[str, tuple[str, str]] = {}
 
 
 def load_methods() -> Registry[type[Method]]:
@@ -42,6 +44,9 @@ def load_methods() -> Registry[type[Method]]:
                         register_method(obj)
                     elif METHODS.get(obj.name) is not obj:  # not its own import's registration
                         raise DuplicateName("method", obj.name, METHODS.get(obj.name))
+                dist = getattr(ep, "dist", None)
+                for name in set(METHODS.names()) - before:
+                    PLUGIN_ORIGIN[name] = (dist.name, dist.version) if dist is not None else ("unknown", "unknown")
             except Exception as e:  # a third-party plugin's own bug, whatever it is
                 for name in set(METHODS.names()) - before:
                     METHODS.unregister(name)
@@ -57,6 +62,12 @@ def _plugin_failed(ep: Any, error: Exception) -> None:
     if isinstance(error, DuplicateName):
         CONTESTED_NAMES[error.name] = f"{where} also defines method {error.name!r}; rename it there"
     print(f"ltbench: warning: {where} failed to load and is skipped: {reason}", file=sys.stderr)
+
+
+def method_origin(name: str) -> tuple[str, str] | None:
+    """(distribution, version) of the plugin package that provides method `name`; None for a built-in."""
+    load_methods()
+    return PLUGIN_ORIGIN.get(name)
 
 
 def require_method(name: str) -> type[Method]:

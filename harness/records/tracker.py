@@ -31,6 +31,14 @@ from typing import Any, TypeVar
 from harness.core.errors import LtbenchError, TrackingUnavailable
 from harness.core.trial import TrialConfig, flatten, ratio_label
 from harness.records.artifacts import CONFIG_FILE, LOGGED_FILES, MANIFEST_FILE, PER_CLASS_FILE, RESULT_FILE
+from harness.records.mlflow_names import (
+    ACCURACY_UNIT_TAG,
+    LEGACY_FINAL,
+    PERCENT,
+    epoch_metric,
+    final_metric,
+    logged_value,
+)
 from harness.records.provenance import git_commit, package_versions
 from harness.records.relocation import artifacts_uri, relocate_artifacts
 from harness.records.storage import Storage, TrialFiles
@@ -66,6 +74,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        quiet_mlflow()
         self.uri = uri
         self.remote = uri.startswith(("http://", "https://"))
         self.overrides = list(overrides or [])  # the run's `--set` assignments, tagged on each new run
@@ -81,6 +90,9 @@ class Tracker:
         self.had_outage = False
         self._last_probe = 0.0
         self._logged_steps: dict[str, set[int]] = {}  # run -> epochs already logged, so none is logged twice
+        # run -> whether it is logged in the current layout (percent, sections; `mlflow_names`); a run made by
+        # an older ltbench and resumed now keeps its own layout, so no run mixes two units
+        self._current_layout: dict[str, bool] = {}
         try:
             found = self.client.get_experiment_by_name(experiment)
         except Exception as e:  # connection errors surface as several exception types
@@ -171,7 +183,8 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
             if FAILURE_TAG in existing.data.tags:
                 self.client.delete_tag(run_id, FAILURE_TAG)
-            self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+            self._current_layout[run_id] = existing.data.tags.get(ACCURACY_UNIT_TAG) == PERCENT
+            self._logged_steps[run_id] = self._epochs_logged(run_id)
             return run_id
         versions = package_versions()
         tags = {
@@ -181,16 +194,20 @@ class Tracker:
             COMMIT_TAG: git_commit(),
             OVERRIDES_TAG: overrides_text(self.overrides),
             METHOD_CODE_TAG: cfg.method_code,
+            ACCURACY_UNIT_TAG: PERCENT,
+            **plugin_tags(cfg.method),
             **{f"ltbench.version.{k}": v for k, v in versions.items()},
         }
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=cfg.label())
         from mlflow.entities import Param
 
         identity = {k: v for k, v in cfg.as_dict().items() if k not in ("suite", "method_code")}
+        identity["imbalance_ratio"] = trial_tags(cfg)["ltbench.imbalance_ratio"]  # "100" as in the tag, not 100.0
         params = [Param(k, param_value(v)) for k, v in flatten(identity).items()]
         self.client.log_batch(run.info.run_id, params=params)
         self.client.log_dict(run.info.run_id, cfg.as_dict(), CONFIG_FILE)
         self._logged_steps[run.info.run_id] = set()
+        self._current_layout[run.info.run_id] = True
         return run.info.run_id
 
     def log_epoch(self, run_id: str, row: dict[str, Any]) -> None:
@@ -203,7 +220,12 @@ class Tracker:
         if step in logged:
             return
         stamp = int(1000 * float(row.get("time", time.time())))
-        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items() if _is_metric(k, v)]
+        current = self._layout(run_id)
+        metrics = [
+            Metric(epoch_metric(k) if current else k, logged_value(k, float(v), current), stamp, step)
+            for k, v in row.items()
+            if _is_metric(k, v)
+        ]
         self.client.log_batch(run_id, metrics=metrics)
         logged.add(step)
 
@@ -213,24 +235,28 @@ class Tracker:
         result = files.read_json(RESULT_FILE)
         # An epoch reported just before an interruption (or while the server was away) may never have
         # reached MLflow; the trial's own history is complete, so log whatever epochs the run lacks.
-        self._logged_steps[run_id] = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+        self._logged_steps[run_id] = self._epochs_logged(run_id)
         for row in result.get("history", []):
             self.log_epoch(run_id, row)
         from mlflow.entities import Metric
 
-        finals = {f"final_{k}": v for k, v in result["metrics"].items()}
+        finals = dict(result["metrics"])
         for variant, values in result.get("variants", {}).items():
-            finals.update({f"final_{variant}_{k}": v for k, v in values.items()})
+            finals.update({f"{variant}_{k}": v for k, v in values.items()})
         now = int(1000 * time.time())
         last = max((int(row["epoch"]) for row in result.get("history", [])), default=0)
+        current = self._layout(run_id)
         # a run completed before (its trial retrained after its files were deleted) already holds its finals:
         # log only those it lacks or that changed, so each final metric has one entry, not one per completion
         logged = self.client.get_run(run_id).data.metrics
-        metrics = [
-            Metric(name, float(v), now, last)
-            for name, v in finals.items()
-            if _is_metric(name.removeprefix("final_"), v) and logged.get(name) != float(v)
-        ]
+        metrics = []
+        for name, v in finals.items():
+            if not _is_metric(name, v):
+                continue
+            key = final_metric(name) if current else LEGACY_FINAL + name
+            value = logged_value(name, float(v), current)
+            if logged.get(key) != value:
+                metrics.append(Metric(key, value, now, last))
         # classes per bucket: constants of the data, so tags (params would enter the reports' config key)
         for k, v in result["metrics"].items():
             if (m := CONSTANT_METRIC.match(k)) and k.startswith("test_"):
@@ -253,13 +279,20 @@ class Tracker:
                     self.client.log_artifact(run_id, str(copy))
             self._log_training_data(run_id, Path(tmp) / MANIFEST_FILE)
             table = Path(tmp) / PER_CLASS_FILE
-            rows = ["class,train_count,lt_count," + ",".join(result["per_class_acc"])]
-            for c, (n_train, n_lt) in enumerate(zip(result["train_counts"], result["class_counts"], strict=True)):
-                accs = ",".join(str(result["per_class_acc"][s][c]) for s in result["per_class_acc"])
-                rows.append(f"{c},{n_train},{n_lt},{accs}")
-            table.write_text("\n".join(rows) + "\n")
+            table.write_text(per_class_table(result, class_names(run_id, self.client)))
             self.client.log_artifact(run_id, str(table))
         self.client.set_terminated(run_id, "FINISHED")
+
+    def _epochs_logged(self, run_id: str) -> set[int]:
+        loss = epoch_metric("train_loss") if self._layout(run_id) else "train_loss"
+        return {m.step for m in self.client.get_metric_history(run_id, loss)}
+
+    def _layout(self, run_id: str) -> bool:
+        """Whether the run is logged in the current layout (a run this tracker did not open: asked once)."""
+        if run_id not in self._current_layout:
+            tags = self.client.get_run(run_id).data.tags
+            self._current_layout[run_id] = tags.get(ACCURACY_UNIT_TAG) == PERCENT
+        return self._current_layout[run_id]
 
     def _log_training_data(self, run_id: str, manifest: Path) -> None:
         """The training images as an MLflow dataset input (the UI's Dataset column): named by dataset and
@@ -300,6 +333,15 @@ class Tracker:
                 self.fail(self.open_run(cfg), reason)
 
 
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (creating and migrating its database tables) say nothing a user acts on and break
+    the run's own output; its warnings and errors still show."""
+    import logging
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _manifest_source(uri: str) -> Any:
     """A dataset source pointing at the manifest artifact; MLflow resolves file:, s3: etc. itself, and an
     `mlflow-artifacts:` URI (a tracking server's proxy) is kept as a plain URL."""
@@ -314,6 +356,41 @@ def _manifest_source(uri: str) -> Any:
             return resolve_dataset_source(uri)
     except Exception:  # no resolver for this scheme
         return HTTPDatasetSource(uri)
+
+
+def class_names(run_id: str, client: Any) -> list[str]:
+    """The run's dataset's class names by class id ([] when the dataset lists none, e.g. ImageNet-LT's 1000)."""
+    from harness.data import DATASETS
+
+    dataset = client.get_run(run_id).data.tags.get("ltbench.dataset", "")
+    return list(DATASETS.get(dataset).class_names) if dataset in DATASETS else []
+
+
+def per_class_table(result: dict[str, Any], names: list[str]) -> str:
+    """`per_class_acc.csv`: a row per class with its name, its training and profile counts and its accuracy
+    (%) on each split."""
+    splits = list(result["per_class_acc"])
+    rows = ["class,class_name,train_count,lt_count," + ",".join(f"{s}_acc_percent" for s in splits)]
+    for c, (n_train, n_lt) in enumerate(zip(result["train_counts"], result["class_counts"], strict=True)):
+        name = names[c] if c < len(names) else ""
+        accs = ",".join(f"{100 * result['per_class_acc'][s][c]:.2f}" for s in splits)
+        rows.append(f"{c},{_csv_cell(name)},{n_train},{n_lt},{accs}")
+    return "\n".join(rows) + "\n"
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text}"' if "," in text or '"' in text else text
+
+
+def plugin_tags(method: str) -> dict[str, str]:
+    """The distribution and version of the plugin package a method comes from; {} for a built-in method."""
+    from harness.plugins.loading import method_origin
+
+    origin = method_origin(method)
+    if origin is None:
+        return {}
+    distribution, version = origin
+    return {"ltbench.plugin.distribution": distribution, "ltbench.plugin.version": version}
 
 
 def trial_tags(cfg: TrialConfig) -> dict[str, str]:

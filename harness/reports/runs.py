@@ -39,8 +39,10 @@ import numpy as np
 import pandas as pd
 
 from harness.core.errors import LtbenchError
-from harness.experiment.suite import load_suite_file
+from harness.core.trial import ratio_label
+from harness.experiment.suite_files import load_suite_file
 from harness.records.artifacts import ANALYSIS_FILE, RESULT_FILE
+from harness.records.mlflow_names import read_back
 from harness.records.relocation import relocate_artifacts
 from harness.records.tracker import CLASSES_TAG, COMMIT_TAG, FAILURE_TAG, OVERRIDES_TAG, TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import check_reachable, default_tracking_uri
@@ -89,6 +91,8 @@ _VARIANT_METRIC = re.compile(rf"^final_(.+)_({'|'.join(SPLITS)})_({'|'.join(METR
 
 def _signature(params: dict[str, str], drop: re.Pattern[str]) -> str:
     kept = {k: v for k, v in params.items() if not NOT_IDENTITY.match(k) and not drop.match(k)}
+    if "imbalance_ratio" in kept:  # "100.0" (older runs) and "100" are one ratio
+        kept["imbalance_ratio"] = ratio_label(_ratio(kept["imbalance_ratio"]), "value")
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -104,12 +108,13 @@ def setting_name(method: str, params: str) -> str:
 
 
 def _ratio(text: str | None) -> float:
-    return float(text) if text not in (None, "None", "null", "") else float("nan")
+    return float(text) if text not in (None, "None", "null", "", "native") else float("nan")
 
 
 def run_row(run: Any, suite: str) -> dict[str, Any]:
     """One MLflow run as a frame row (see the module docstring for the columns)."""
-    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    params, tags = run.data.params, run.data.tags
+    metrics = read_back(run.data.metrics, tags)  # fractions and final_<name>, whichever layout the run has
     mparams = method_params_text(params)
     method = params.get("method", tags.get("ltbench.method", ""))
     row: dict[str, Any] = {

@@ -174,7 +174,7 @@ def test_a_broken_plugin_breaks_only_itself(plugin_env: dict[str, str], tmp_path
         "is skipped: DuplicateName: method 'ce' is already registered" in warnings[0] + warnings[1]
     )
 
-    works = ltbench("run", str(tiny_suite), "--set", "methods=[mine,la]", "--dry-run", env=plugin_env)
+    works = ltbench("run", str(tiny_suite), "--set", "methods=[mine,la]", "--dry-run", "--verbose", env=plugin_env)
     assert works.returncode == 0 and "fashion-mnist-lt-r4-mine-s0" in works.stdout
 
     results = tmp_path / "r"
@@ -192,7 +192,8 @@ def test_a_broken_plugin_breaks_only_itself(plugin_env: dict[str, str], tmp_path
 
 
 def test_suite_names_shipped_are_plain(tmp_path: Path) -> None:
-    from harness.experiment.suite import SUITES_DIR, build_suite
+    from harness.experiment.suite import build_suite
+    from harness.experiment.suite_files import SUITES_DIR
 
     for path in SUITES_DIR.glob("*.yaml"):
         assert build_suite(str(path)).name == yaml.safe_load(path.read_text()).get("name", path.stem)

@@ -219,7 +219,7 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_trial_resumes(
 
 
 def dry_run_keys(suite_file: Path, env: dict[str, str]) -> set[str]:
-    done = ltbench("run", str(suite_file), "--dry-run", env=env)
+    done = ltbench("run", str(suite_file), "--dry-run", "--verbose", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return set(re.findall(r"fashion-mnist-lt-r4-mine-s\d \(([0-9a-f]{16})\)", done.stdout))
 

@@ -9,7 +9,8 @@ from harness.cli import main
 from harness.core.errors import LtbenchError
 from harness.execution.run_suite import dry_run
 from harness.experiment.plan import make_plan
-from harness.experiment.suite import build_suite, builtin_suites
+from harness.experiment.suite import build_suite
+from harness.experiment.suite_files import builtin_suites
 
 PAPERS = ("kang2020", "menon2021", "cao2019", "alshammari2022", "lort", "zhang", "mislas")
 
@@ -42,7 +43,7 @@ def test_paper_suite_dry_run_shows_trials_and_shared_backbones(paper: str, trial
     assert len(suite) == trials
     plan = make_plan(suite.trials)
     assert len(plan.backbones) == backbones
-    text = dry_run(f"paper-{paper}")
+    text = dry_run(f"paper-{paper}", verbose=True)
     assert text.startswith(f"suite paper-{paper}: {trials} trials")
     assert text.count("<- shared by") == backbones
 
@@ -58,8 +59,12 @@ def test_alshammari_backbone_is_wb_stage1_shared_by_tau_norm_and_wb() -> None:
         recipe = plan.backbones[key].recipe
         assert (recipe["epochs"], recipe["batch_size"], recipe["lr"], recipe["weight_decay"]) == (320, 64, 0.01, 5e-3)
     assert {k for k in plan.users} <= {t.key for t in suite.trials}  # the ce rows are those backbones
-    shared = "[320 ep, batch 64, lr 0.01, wd 0.005, cosine, keeps the best validation epoch] <- shared by 2: tau-norm"
-    assert shared in dry_run("paper-alshammari2022")
+    text = dry_run("paper-alshammari2022", verbose=True)
+    assert "ce-s0 (" in text and "<- shared by 2: tau-norm, wb" in text
+    assert (
+        "end to end, shared by 2 resnet32 320 ep, batch 64, lr 0.01, wd 0.005, cosine, keeps the best validation epoch"
+        in " ".join(text.split())
+    )
 
 
 def test_a_method_naming_another_stage1_recipe_gets_its_own_shared_backbone() -> None:

@@ -316,7 +316,7 @@ def test_dry_run_plan_shares_one_backbone_per_ratio_and_seed() -> None:
     assert all(len(users) == 6 for users in plan.users.values())
     budget = epoch_budget(suite.trials)
     assert (budget.shared_epochs, budget.retrain_epochs) == (20 * 12, 44 * 12)
-    text = dry_run("quick")
+    text = dry_run("quick", verbose=True)
     assert "fashion-mnist-lt-r100-ce-s0" in text and "shared by 6: la-posthoc, crt, tau-norm, lws, ncm, lort" in text
     assert "240 with stage sharing, 528 if every decoupled method retrained its backbone (2.20x)" in text
 

@@ -75,3 +75,11 @@ def test_the_readme_plugin_example_runs_end_to_end(tmp_path: Path, fake_fashion_
     first, second = histories
     assert first[0]["train_loss"] == pytest.approx(second[0]["train_loss"], rel=1e-6)
     assert first[1]["train_loss"] != pytest.approx(second[1]["train_loss"], rel=1e-4)
+    # the plugin's run names the package it came from, for whoever reads it in MLflow's UI
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "tiny"]
+    tags = {r.data.tags["ltbench.method"]: r.data.tags for r in client.search_runs([experiment.experiment_id])}
+    assert tags[name]["ltbench.plugin.distribution"] == "deferred-ce"
+    assert tags[name]["ltbench.plugin.version"] == "0.1.0" and "ltbench.plugin.distribution" not in tags["ce"]
