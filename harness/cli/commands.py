@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.execution.run_suite import dry_run, run_suite
 
     if args.dry_run:
-        print(dry_run(args.suite, args.set))
+        print(dry_run(args.suite, args.set, _results_dir(args), args.group_size))
         return 0
     summary = run_suite(
         args.suite,
@@ -52,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         storage=_storage(args),
         max_retries=args.max_retries,
+        group_size=args.group_size,
     )
     print(summary.leaderboard_md)
     print(

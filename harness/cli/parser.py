@@ -65,9 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
             f"own error is never retried (default: {DEFAULT_MAX_RETRIES})",
         )
         p.add_argument(
+            "--group-size",
+            metavar="K",
+            help="trials trained together in one worker process, or 'auto' (the size ltbench bench measured "
+            "to pay on this device, else 1); compatible trials only: same dataset, ratio, data, model, recipe "
+            "(default: the suite's group_size, auto)",
+        )
+        p.add_argument(
             "--dry-run",
             action="store_true",
-            help="print the plan (shared stages and their users) and any warnings, run nothing (default: off)",
+            help="print the plan (shared stages and their users), any warnings, the estimated GPU-hours and wall "
+            "time, and the grouping of trials into worker processes; run nothing (default: off)",
         )
         tracking_args(p)
 

@@ -11,12 +11,14 @@ from harness.core.errors import LtbenchError
 from harness.core.trial import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.data import DATASETS, DataOptions
 from harness.execution.costs import cost_model
+from harness.execution.estimate import cost_lines
+from harness.execution.grouping import group_lines, resolve_group_size
 from harness.execution.outcomes import Interrupted
 from harness.execution.ray_cluster import check_resources, ray_session
 from harness.execution.tune_driver import run_with_tune, trials_progress
 from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
-from harness.experiment.suite import Suite, build_suite
+from harness.experiment.suite import Suite, build_suite, parse_group_size
 from harness.records.artifacts import RESULT_FILE
 from harness.records.provenance import git_commit
 from harness.records.results_dir import check_results_dir, exclusive_run
@@ -80,6 +82,7 @@ def run_suite(
     verbose: int = 1,
     max_retries: int = DEFAULT_MAX_RETRIES,
     storage: str | Path | None = None,
+    group_size: int | str | None = None,
 ) -> RunSummary:
     """Run every unfinished trial of the suite in one Tune run (each decoupled trial as soon as its shared
     backbone has finished; a trial whose worker dies retried up to `max_retries` times); then rebuild the
@@ -87,12 +90,17 @@ def run_suite(
 
     Trial files go to `storage` (a path or a filesystem URI; default `<results>/trials`). Every check that can
     fail (the suite, the data, the results dir, the trial store, the tracking URI, the Ray address and
-    resources) runs before anything is written; the results dir is locked for this driver alone.
+    resources) runs before anything is written; the results dir is locked for this driver alone. Up to
+    `group_size` compatible trials train in one worker process (default: the suite's `group_size`).
     """
     started = time.perf_counter()
     if max_retries < 0:
         raise LtbenchError(f"--max-retries must be 0 or more, got {max_retries}")
+    if group_size is not None:
+        group_size = parse_group_size(group_size, "--group-size")
     suite = build_suite(name, overrides)
+    if group_size is not None:
+        suite.group_size = group_size
     check_data(suite.trials)
     check_results_dir(results_dir)
     store = Storage.open(results_dir / "trials" if storage is None else storage)
@@ -131,9 +139,14 @@ def _run_unfinished(
     todo += [t for t in plan.decoupled if t.key not in finished]
 
     progress = trials_progress(todo, cost_model(results_dir / "bench.json"))
+    group_size, why = resolve_group_size(suite.group_size, todo, results_dir / "bench.json")
+    if verbose and group_size > 1:
+        print(f"grouping: {group_size} trials per worker process ({why})", flush=True)
     progress.start()
     try:
-        outcome = run_with_tune(todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries)
+        outcome = run_with_tune(
+            todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries, group_size=group_size
+        )
     except Interrupted:
         if tracker.down_since is None:
             write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
@@ -178,11 +191,17 @@ def _other_commit_notes(suite: Suite, finished: dict[str, str]) -> list[str]:
     ]
 
 
-def dry_run(name: str, overrides: list[str] | None = None) -> str:
-    """The plan of a suite: shared stages, the trials that use each, and the epochs that sharing saves."""
+def dry_run(
+    name: str,
+    overrides: list[str] | None = None,
+    results_dir: Path = Path("results"),
+    group_size: int | str | None = None,
+) -> str:
+    """The plan of a suite: shared stages, the trials that use each, and the epochs that sharing saves; then
+    what it would cost and how its trials would be grouped (`cost_and_grouping`)."""
     suite = build_suite(name, overrides)
     budget = epoch_budget(suite.trials)
-    return "\n".join(
+    text = "\n".join(
         [
             f"suite {suite.name}: {len(suite.trials)} trials",
             make_plan(suite.trials).describe(),
@@ -192,3 +211,17 @@ def dry_run(name: str, overrides: list[str] | None = None) -> str:
             *empty_bucket_warnings(suite.trials),
         ]
     )
+    return "\n".join([text, *cost_and_grouping(suite, results_dir, group_size)])
+
+
+def cost_and_grouping(suite: Suite, results_dir: Path, group_size: int | str | None = None) -> list[str]:
+    """The dry run's estimate of GPU-hours and wall time (`harness.execution.estimate`) and its grouping of
+    the suite's trials into worker processes, both from `<results>/bench.json` where it has figures."""
+    choice = suite.group_size if group_size is None else parse_group_size(group_size, "--group-size")
+    plan = make_plan(suite.trials)
+    bench_json = results_dir / "bench.json"
+    size, why = resolve_group_size(choice, plan.trials, bench_json)
+    return [
+        *cost_lines(plan.trials, plan.backbone_of, bench_json),
+        *group_lines(plan.trials, plan.backbone_of, size, why),
+    ]

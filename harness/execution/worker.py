@@ -1,7 +1,8 @@
 """What runs inside a Ray worker: the Tune trainable that trains one trial, and its resource request.
 
 The driver hands each trial over as its config, the store's URI and the key of the backbone it stands on
-(from the plan), so the trainer is given everything it needs and never consults the plan itself. The
+(from the plan), so the trainer is given everything it needs and never consults the plan itself. One Tune
+trial may carry a group of compatible trials (`members`), trained together in this process. The
 trainable resolves the method class through the plugin loader (a worker process imports the plugins
 itself) and reports every epoch, then the final result, through `tune.report`.
 """
@@ -19,7 +20,8 @@ from ray.tune import PlacementGroupFactory
 from harness.core.trial import TrialConfig
 from harness.plugins.loading import load_methods
 from harness.records.storage import Storage
-from harness.training.trainer import run_trial
+from harness.training.group import run_group
+from harness.training.trainer import trial_steps
 
 
 def exception_line(error: BaseException) -> str:
@@ -45,25 +47,39 @@ def quiet_exit_on_sigterm() -> None:
     sys.unraisablehook = hook
 
 
+def group_members(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials one Tune trial carries: its `members` (a group formed by the queue), else itself alone."""
+    return config.get("members") or [config]
+
+
 def train_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable: runs in a Ray worker, reports epochs and the final result. The trial's own
-    exception becomes a `failed` result (so Tune does not retry it); only a dead worker reaches Tune as an
-    error. (Tune stops a trial with SystemExit, which is not an Exception and passes through.)"""
+    """The Tune trainable: runs in a Ray worker and trains the trial it carries, or a group of trials in
+    this one process (`harness.training.group`), reporting every epoch and each trial's end under the
+    trial's key. A trial's own exception becomes its `failed` report (so Tune does not retry it) and the
+    rest of the group goes on; only a dead worker reaches Tune as an error. (Tune stops a trial with
+    SystemExit, which is not an Exception and passes through.)"""
     quiet_exit_on_sigterm()
-    cfg = TrialConfig.from_dict(config["trial"])
-    try:
-        result = run_trial(
-            cfg,
-            Storage.open(config["storage"]),  # the store every node and the driver read
-            load_methods().get(cfg.method),
-            backbone=config.get("backbone"),
-            report=lambda row: tune.report({"kind": "epoch", "row": row}),
-            node=ray.get_runtime_context().get_node_id(),
-        )
-    except Exception as e:
-        tune.report({"kind": "failed", "reason": exception_line(e)})
-        return
-    tune.report({"kind": "final", **result["metrics"]})
+    methods = load_methods()
+    node = ray.get_runtime_context().get_node_id()
+
+    def failed(key: str, error: Exception) -> None:
+        tune.report({"kind": "failed", "key": key, "reason": exception_line(error)})
+
+    steps = {}
+    for member in group_members(config):
+        cfg = TrialConfig.from_dict(member["trial"])
+        try:
+            steps[cfg.key] = trial_steps(
+                cfg,
+                Storage.open(member["storage"]),  # the store every node and the driver read
+                methods.get(cfg.method),
+                backbone=member.get("backbone"),
+                report=lambda row, key=cfg.key: tune.report({"kind": "epoch", "key": key, "row": row}),
+                node=node,
+            )
+        except Exception as e:  # an unknown method, a store that cannot be opened: this trial alone fails
+            failed(cfg.key, e)
+    run_group(steps, lambda key, result: tune.report({"kind": "final", "key": key, **result["metrics"]}), failed)
 
 
 def trial_resources(config: dict[str, Any]) -> PlacementGroupFactory:

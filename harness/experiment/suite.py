@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "resources": {"cpu": 1, "gpu": 0},
     "device": "auto",
     "per_dataset": {},
+    "group_size": "auto",  # trials per worker process (`harness.execution.grouping`); never part of a key
 }
 PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources")
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
@@ -136,6 +137,7 @@ class Suite:
     description: str
     trials: list[TrialConfig]
     raw: dict[str, Any]
+    group_size: int | str = "auto"
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -214,7 +216,19 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
                             method_code=method_code(methods.get(method)),
                         )
                     )
-    return Suite(raw["name"], cfg["description"] or "", trials, raw)
+    return Suite(raw["name"], cfg["description"] or "", trials, raw, parse_group_size(cfg["group_size"]))
+
+
+def parse_group_size(value: Any, where: str = "group_size") -> int | str:
+    """A positive whole number or 'auto' (how many trials train in one worker process); anything else is a
+    one-line error saying so."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LtbenchError(f"{where} must be a positive whole number or 'auto', got {value!r}")
+    return value
 
 
 def _check_name(name: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,15 @@ from harness.records.storage import Storage, TrialFiles
 from harness.training.analysis import InputMoments, final_linear, save_analysis
 from harness.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from harness.training.decoupled import StageTwo, load_stage_one
-from harness.training.loop import Learner, epoch_generator, evaluate, scalar_metrics, seed_everything, train_epoch
+from harness.training.loop import (
+    Learner,
+    epoch_generator,
+    epoch_steps,
+    evaluate,
+    run_to_end,
+    scalar_metrics,
+    seed_everything,
+)
 from harness.training.optim import make_optimizer, make_scheduler
 from harness.training.precision import memory_format, resolve_precision
 from harness.training.recipes import Recipe
@@ -118,6 +126,20 @@ def run_trial(
     node: str = "",
 ) -> dict[str, Any]:
     """Train (or finish training) one trial and return its result; a finished trial returns at once.
+    (`trial_steps` is the same, one training step at a time.)"""
+    return run_to_end(trial_steps(cfg, storage, method_class, backbone, report, node))
+
+
+def trial_steps(
+    cfg: TrialConfig,
+    storage: Storage,
+    method_class: type[Method],
+    backbone: str | None = None,
+    report: Reporter | None = None,
+    node: str = "",
+) -> Generator[None, None, dict[str, Any]]:
+    """`run_trial` as a generator that yields after every training step and returns the result, so that a
+    group of trials in one process (`harness.training.group`) can interleave their steps.
 
     The trial's files are `storage.trial(cfg.key)`; a decoupled trial (`method_class.stage1` set) stands on the
     finished trial `backbone` (a key in the same store, from the plan). `node` names where this attempt runs
@@ -135,13 +157,20 @@ def run_trial(
     setup = TrialSetup.build(cfg, method_class)
     atomic_write_json(files.local_dir / MANIFEST_FILE, setup.data.manifest)
     if backbone is None:
-        trained = train_end_to_end(setup, files, report, node)
+        trained = yield from end_to_end_steps(setup, files, report, node)
     else:
         trained = fit_decoupled(setup, storage.trial(backbone), report, node)
     return write_result(setup, trained, files)
 
 
 def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, node: str = "") -> TrainedClassifier:
+    return run_to_end(end_to_end_steps(setup, files, report, node))
+
+
+def end_to_end_steps(
+    setup: TrialSetup, files: TrialFiles, report: Reporter, node: str = ""
+) -> Generator[None, None, TrainedClassifier]:
+    """Train end to end with per-epoch checkpoints, yielding after every training step."""
     cfg, model, method, recipe = setup.cfg, setup.model, setup.method, setup.recipe
     precision = resolve_precision(recipe.precision, setup.device)
     sampler = make_sampler(
@@ -192,7 +221,7 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
         generator = epoch_generator(cfg.seed, epoch)
         method.on_epoch_start(epoch, recipe.epochs)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)[:keep]
-        loss = train_epoch(learner, setup.splits["train"], indices, recipe.batch_size, generator)
+        loss = yield from epoch_steps(learner, setup.splits["train"], indices, recipe.batch_size, generator)
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
         row: dict[str, Any] = {
