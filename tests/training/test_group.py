@@ -42,7 +42,8 @@ def three_trials(tmp_path: Path, root: Path, epochs: int = 3) -> list[TrialConfi
         recipe={"base": "quick", "epochs": epochs, "batch_size": 32, "eval_every": 1},
     )
     trials = build_suite(str(suite)).trials
-    return [next(t for t in trials if t.method == m and t.seed == s) for m, s in (("ce", 0), ("la", 1), ("ldam-drw", 2))]
+    chosen = (("ce", 0), ("la", 1), ("ldam-drw", 2))
+    return [next(t for t in trials if t.method == m and t.seed == s) for m, s in chosen]
 
 
 def group(trials: list[TrialConfig], storage: Storage, crash_at: int | None = None) -> tuple[dict, dict]:
