@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.core.errors import LtbenchError
 from harness.core.trial import TrialConfig
 from harness.execution.costs import cost_model, measured_images_per_s
 from harness.execution.trial_queue import plan_jobs, simulate
@@ -31,9 +32,12 @@ def cost_lines(trials: list[TrialConfig], backbone_of: dict[str, str], bench_jso
         "(`ltbench bench --device cuda` measures them)"
     )
     cost = cost_model(bench_json)
+    try:
+        jobs = plan_jobs(trials, cost, backbone_of)
+    except LtbenchError as e:  # the sizes of a dataset whose split files are not here (ImageNet-LT's lists)
+        return [f"cost: not estimated: {e}"]
     share = float(trials[0].resources.get("gpu", 0) or 0)
     per_gpu = max(1, round(1 / share)) if share else 1
-    jobs = plan_jobs(trials, cost, backbone_of)
     gpu_hours = sum(job.cost for job in jobs) / per_gpu / 3600
     wall_hours = simulate(jobs, per_gpu, barrier=False).makespan / 3600
     lines = [

@@ -74,7 +74,7 @@ def group_lines(trials: list[TrialConfig], backbone_of: dict[str, str], size: in
     processes = sum(math.ceil(n / size) for n in signatures.values()) + alone
     return [
         f"grouping: {size} trial{'s' if size > 1 else ''} per worker process ({why}); {len(trials)} trials in "
-        f"{processes} worker processes ({len(signatures)} sets of compatible end-to-end trials"
+        f"{processes} worker processes ({len(signatures)} set{'s' if len(signatures) != 1 else ''} of compatible end-to-end trials"
         + (f", {alone} decoupled trials alone" if alone else "")
         + ")"
     ]

@@ -14,7 +14,7 @@ from harness.execution.costs import cost_model
 from harness.execution.estimate import cost_lines
 from harness.execution.grouping import group_lines, resolve_group_size
 from harness.execution.outcomes import Interrupted
-from harness.execution.ray_cluster import check_resources, ray_session
+from harness.execution.ray_cluster import check_resources, ray_session, worker_niceness
 from harness.execution.tune_driver import run_with_tune, trials_progress
 from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
@@ -106,6 +106,8 @@ def run_suite(
     store = Storage.open(results_dir / "trials" if storage is None else storage)
     store.check()
     check_tracking(tracking_uri)
+    if address is None:
+        worker_niceness()  # a bad $LTBENCH_WORKER_NICENESS stops here, before the results dir is locked
     with exclusive_run(results_dir), ray_session(address):
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
