@@ -72,9 +72,8 @@ def group_lines(trials: list[TrialConfig], backbone_of: dict[str, str], size: in
     signatures = Counter(group_signature(t) for t in trials if t.key not in backbone_of)
     alone = sum(t.key in backbone_of for t in trials)
     processes = sum(math.ceil(n / size) for n in signatures.values()) + alone
+    sets = f"{len(signatures)} set{'s' if len(signatures) != 1 else ''} of compatible end-to-end trials"
     return [
         f"grouping: {size} trial{'s' if size > 1 else ''} per worker process ({why}); {len(trials)} trials in "
-        f"{processes} worker processes ({len(signatures)} set{'s' if len(signatures) != 1 else ''} of compatible end-to-end trials"
-        + (f", {alone} decoupled trials alone" if alone else "")
-        + ")"
+        f"{processes} worker processes ({sets}" + (f", {alone} decoupled trials alone" if alone else "") + ")"
     ]

@@ -33,8 +33,10 @@ from harness.records.artifacts import ANALYSIS_FILE, CHECKPOINT_FILE, MANIFEST_F
 from harness.records.provenance import device_name, package_versions, resolve_device
 from harness.records.storage import Storage, TrialFiles
 from harness.training.analysis import InputMoments, final_linear, save_analysis
+from harness.training.captured import make_step, step_record
 from harness.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from harness.training.decoupled import StageTwo, load_stage_one
+from harness.training.device_stats import epoch_started, epoch_stats
 from harness.training.loop import (
     Learner,
     epoch_generator,
@@ -188,6 +190,7 @@ def end_to_end_steps(
     optimizer = make_optimizer(model.parameters(), recipe)
     scheduler = make_scheduler(optimizer, recipe, math.ceil(keep / recipe.batch_size))
     learner = Learner(model, method.loss, optimizer, scheduler, precision, after_step)
+    step = make_step(setup.device)  # the eager step, or a CUDA-graph replay of it ($LTBENCH_STEP=graph)
     eval_splits = {name: setup.splits[name] for name in ("val", "test")}
 
     start_epoch, history, attempts = 0, [], []
@@ -218,10 +221,11 @@ def end_to_end_steps(
     evaluation = None
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
+        epoch_started(setup.device)
         generator = epoch_generator(cfg.seed, epoch)
         method.on_epoch_start(epoch, recipe.epochs)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)[:keep]
-        loss = yield from epoch_steps(learner, setup.splits["train"], indices, recipe.batch_size, generator)
+        loss = yield from epoch_steps(learner, setup.splits["train"], indices, recipe.batch_size, generator, step)
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
         row: dict[str, Any] = {
@@ -231,6 +235,7 @@ def end_to_end_steps(
             "epoch_seconds": time.perf_counter() - started,
             "train_images_per_s": len(indices) / (time.perf_counter() - started),
             "time": time.time(),  # when the epoch ended: its MLflow timestamp
+            **epoch_stats(setup.device),  # on CUDA: peak memory and GPU utilisation
         }
         if epoch + 1 == recipe.epochs:
             evaluation = evaluate_final()
@@ -255,7 +260,8 @@ def end_to_end_steps(
 
     if evaluation is None:  # resumed after the last epoch's checkpoint
         evaluation = evaluate_final()
-    return TrainedClassifier(evaluation, history, model.head, moments, attempts=attempts)
+    ran = {"step": step_record(step)}
+    return TrainedClassifier(evaluation, history, model.head, moments, effective=ran, attempts=attempts)
 
 
 def fit_decoupled(setup: TrialSetup, backbone: TrialFiles, report: Reporter, node: str = "") -> TrainedClassifier:
