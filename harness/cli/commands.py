@@ -185,13 +185,22 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import MakespanOptions, format_table, run_bench, run_makespan_only, write_bench
+    from harness.bench import (
+        MakespanOptions,
+        format_table,
+        run_bench,
+        run_grouping_only,
+        run_makespan_only,
+        write_bench,
+    )
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
     path = _results_dir(args) / "bench.json"
     makespan = MakespanOptions(args.ray_gpus, args.packing, args.time_scale, args.max_trials, path)
     if args.makespan:
         result = run_makespan_only(makespan, path, log)
+    elif args.grouping:
+        result = run_grouping_only(args.device, args.quick, args.data_root, args.threads, path, log)
     else:
         result = run_bench(args.device, args.quick, args.data_root, args.threads, log, makespan)
     path = write_bench(result, path)

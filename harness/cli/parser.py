@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only section (e), the cifar-lt makespan, into bench.json beside the other sections (default: all)",
     )
     bench.add_argument(
+        "--grouping",
+        action="store_true",
+        help="only section (f), K trials per process (eager, and captured on a GPU), into bench.json beside the "
+        "other sections (default: all)",
+    )
+    bench.add_argument(
         "--ray-gpus",
         type=int,
         help="(e) also on a real Ray run with this many fake GPUs (about 1 CPU core per 16 trials at once; "

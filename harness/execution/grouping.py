@@ -37,7 +37,7 @@ def measured_group_sizes(bench_json: Path | None) -> dict[tuple[str, str], tuple
     best: dict[tuple[str, str], tuple[int, float]] = {}
     for figure in figures:
         detail = figure.get("detail", {})
-        if "group_size" not in detail or detail.get("step", "eager") != "eager":
+        if figure.get("unit") != "images/s" or "group_size" not in detail or detail.get("step") != "eager":
             continue  # only the path a run takes today (the captured step is off by default)
         where = (str(detail.get("device_type")), str(detail.get("model")))
         if where not in best or figure["ratio"] > best[where][1]:
