@@ -125,6 +125,24 @@ def _device(choice: str) -> torch.device:
     return device
 
 
+def _prepare(device: str, quick: bool, threads: int | None) -> tuple[torch.device, Sizes]:
+    """The device and sizes of a bench run, and torch's threads set (checked first: bad input is one line)."""
+    dev = _device(device)
+    if threads is not None:
+        if threads < 1:
+            raise LtbenchError(f"--threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
+    return dev, SIZES["quick" if quick else "full"]
+
+
+def _cases(data_root: str | None, sizes: Sizes) -> list[bench_cases.BenchCase]:
+    """The quick suite's case and the CIFAR-shaped case, real files where found."""
+    return [
+        bench_cases.fashion_case(data_root, sizes.synthetic_images),
+        bench_cases.cifar_case(data_root, sizes.synthetic_images),
+    ]
+
+
 def measure_grouping(cases: list[bench_cases.BenchCase], device: torch.device, sizes: Sizes) -> Section:
     """Section (f) on the quick suite's case on a CPU (does grouping pay there?), on ResNet-32 on a GPU."""
     case = cases[1] if device.type == "cuda" else cases[0]
@@ -139,12 +157,7 @@ def run_grouping_only(
 ) -> dict[str, Any]:
     """Section (f) alone, put into the bench.json document at `path` (its other sections, machine and
     settings kept: the section names its own machine)."""
-    dev = _device(device)
-    if threads is not None:
-        if threads < 1:
-            raise LtbenchError(f"--threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
-    sizes = SIZES["quick" if quick else "full"]
+    dev, sizes = _prepare(device, quick, threads)
     started = time.perf_counter()
     try:
         result = json.loads(path.read_text())
@@ -153,11 +166,7 @@ def run_grouping_only(
     result.setdefault("machine", machine_info(dev))
     result.setdefault("settings", {"device": str(dev), "quick": quick})
     log(f"(f) grouping on {dev}: loading data")
-    cases = [
-        bench_cases.fashion_case(data_root, sizes.synthetic_images),
-        bench_cases.cifar_case(data_root, sizes.synthetic_images),
-    ]
-    section = measure_grouping(cases, dev, sizes)
+    section = measure_grouping(_cases(data_root, sizes), dev, sizes)
     m = machine_info(dev)
     section.notes["machine"] = f"{m['cpu_model']}, torch {m['torch']}, device {m['device']}"
     result["sections"]["grouping"] = section.as_dict()
@@ -179,18 +188,10 @@ def run_bench(
     with other jobs, fewer threads than cores avoids OpenMP threads waiting on each other at every op,
     which otherwise slows small ops by orders of magnitude and drowns what is being measured.
     """
-    dev = _device(device)
-    if threads is not None:
-        if threads < 1:
-            raise LtbenchError(f"--threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
-    sizes = SIZES["quick" if quick else "full"]
+    dev, sizes = _prepare(device, quick, threads)
     started = time.perf_counter()
     log(f"bench on {dev} ({'quick' if quick else 'full'}): loading data")
-    cases = [
-        bench_cases.fashion_case(data_root, sizes.synthetic_images),
-        bench_cases.cifar_case(data_root, sizes.synthetic_images),
-    ]
+    cases = _cases(data_root, sizes)
     sections: dict[str, Section] = {}
 
     log("(a) data pipeline")
