@@ -59,7 +59,6 @@ def train_trial(config: dict[str, Any]) -> None:
     rest of the group goes on; only a dead worker reaches Tune as an error. (Tune stops a trial with
     SystemExit, which is not an Exception and passes through.)"""
     quiet_exit_on_sigterm()
-    methods = load_methods()
     node = ray.get_runtime_context().get_node_id()
 
     def failed(key: str, error: Exception) -> None:
@@ -72,7 +71,7 @@ def train_trial(config: dict[str, Any]) -> None:
             steps[cfg.key] = trial_steps(
                 cfg,
                 Storage.open(member["storage"]),  # the store every node and the driver read
-                methods.get(cfg.method),
+                load_methods().get(cfg.method),  # imported once per process
                 backbone=member.get("backbone"),
                 report=lambda row, key=cfg.key: tune.report({"kind": "epoch", "key": key, "row": row}),
                 node=node,
