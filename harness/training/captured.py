@@ -145,8 +145,14 @@ class CapturedStep:
         return static["loss"].clone()
 
     def record(self) -> dict[str, Any]:
-        """What ran, for the result's `effective.step`: graph replays, and eager steps by reason."""
-        return {"mode": "graph", "graph_steps": self.graph_steps, "eager_steps": dict(self.eager_steps)}
+        """What ran, for the result's `effective.step` (and MLflow's `ran.step.*` params, whose names allow
+        no reasons): graph replays, eager steps, and why each eager step ran ('reason (count); ...')."""
+        return {
+            "mode": "graph",
+            "graph_steps": self.graph_steps,
+            "eager_steps": sum(self.eager_steps.values()),
+            "eager_why": "; ".join(f"{why} ({n})" for why, n in self.eager_steps.items()),
+        }
 
 
 def make_step(device: torch.device) -> StepFn:
