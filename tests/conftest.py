@@ -13,6 +13,18 @@ from tests.fakes import write_fashion_mnist
 from tests.store_servers import CREDENTIALS, GcsServer, S3Server, gcs_server, s3_server
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA GPU: skipped, saying so, where torch sees none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def method_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`ltbench methods` caches its listing (harness.plugins.catalogue); tests keep theirs out of the home."""

@@ -7,6 +7,7 @@ Sections (targets in brackets):
   (c) stage sharing backbone epochs retraining per method / with shared backbones            [>= 1.9x]
   (d) flops         achieved training FLOP/s vs a large dense matmul on this machine          [reported]
   (e) makespan      cifar-lt on 8 and 64 simulated GPUs: barrier / no barrier, vs the bound    [reported]
+  (f) grouping      K trials per process (eager, and captured on a GPU) vs one trial          [reported]
 
 The result goes to `<results>/bench.json` with the machine it ran on; `format_table` prints it. Timing
 ratios, never absolute timings, are the figures: they are what carries over between runs of one machine.
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from harness.bench import cases as bench_cases
-from harness.bench import makespan, pipeline, sharing, training
+from harness.bench import grouping, makespan, pipeline, sharing, training
 from harness.bench.common import Section, machine_info
 from harness.core.errors import LtbenchError
 from harness.records.provenance import resolve_device
@@ -124,6 +125,55 @@ def _device(choice: str) -> torch.device:
     return device
 
 
+def _prepare(device: str, quick: bool, threads: int | None) -> tuple[torch.device, Sizes]:
+    """The device and sizes of a bench run, and torch's threads set (checked first: bad input is one line)."""
+    dev = _device(device)
+    if threads is not None:
+        if threads < 1:
+            raise LtbenchError(f"--threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
+    return dev, SIZES["quick" if quick else "full"]
+
+
+def _cases(data_root: str | None, sizes: Sizes) -> list[bench_cases.BenchCase]:
+    """The quick suite's case and the CIFAR-shaped case, real files where found."""
+    return [
+        bench_cases.fashion_case(data_root, sizes.synthetic_images),
+        bench_cases.cifar_case(data_root, sizes.synthetic_images),
+    ]
+
+
+def measure_grouping(cases: list[bench_cases.BenchCase], device: torch.device, sizes: Sizes) -> Section:
+    """Section (f) on the quick suite's case on a CPU (does grouping pay there?), on ResNet-32 on a GPU."""
+    case = cases[1] if device.type == "cuda" else cases[0]
+    images = sizes.train_images.get(case.model)
+    if device.type == "cpu" and images is not None:  # K trials train K times the images per timed call
+        images = max(case.recipe.batch_size, images // max(grouping.GROUP_SIZES["cpu"]))  # >= one full batch
+    return grouping.measure(case, device, images, sizes.rounds, sizes.min_seconds, sizes.matmul_n)
+
+
+def run_grouping_only(
+    device: str, quick: bool, data_root: str | None, threads: int | None, path: Path, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Section (f) alone, put into the bench.json document at `path` (its other sections, machine and
+    settings kept: the section names its own machine)."""
+    dev, sizes = _prepare(device, quick, threads)
+    started = time.perf_counter()
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        result = {"sections": {}}
+    result.setdefault("machine", machine_info(dev))
+    result.setdefault("settings", {"device": str(dev), "quick": quick})
+    log(f"(f) grouping on {dev}: loading data")
+    section = measure_grouping(_cases(data_root, sizes), dev, sizes)
+    m = machine_info(dev)
+    section.notes["machine"] = f"{m['cpu_model']}, torch {m['torch']}, device {m['device']}"
+    result["sections"]["grouping"] = section.as_dict()
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
 def run_bench(
     device: str = "auto",
     quick: bool = False,
@@ -138,18 +188,10 @@ def run_bench(
     with other jobs, fewer threads than cores avoids OpenMP threads waiting on each other at every op,
     which otherwise slows small ops by orders of magnitude and drowns what is being measured.
     """
-    dev = _device(device)
-    if threads is not None:
-        if threads < 1:
-            raise LtbenchError(f"--threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
-    sizes = SIZES["quick" if quick else "full"]
+    dev, sizes = _prepare(device, quick, threads)
     started = time.perf_counter()
     log(f"bench on {dev} ({'quick' if quick else 'full'}): loading data")
-    cases = [
-        bench_cases.fashion_case(data_root, sizes.synthetic_images),
-        bench_cases.cifar_case(data_root, sizes.synthetic_images),
-    ]
+    cases = _cases(data_root, sizes)
     sections: dict[str, Section] = {}
 
     log("(a) data pipeline")
@@ -174,6 +216,9 @@ def run_bench(
 
     log("(e) makespan")
     sections["makespan"] = (makespan_options or MakespanOptions()).measure(log)
+
+    log("(f) grouping")
+    sections["grouping"] = measure_grouping(cases, dev, sizes)
     return {
         "machine": machine_info(dev),
         "settings": {"device": str(dev), "quick": quick, "threads": torch.get_num_threads(), "sizes": asdict(sizes)},

@@ -18,16 +18,14 @@ Two ways to get them, driving the very same `TrialQueue` (`harness.execution.tri
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.bench.common import Figure, Section
 from harness.execution.costs import cost_model
-from harness.execution.trial_queue import Job, TrialQueue, plan_jobs
+from harness.execution.trial_queue import Job, Schedule, TrialQueue, plan_jobs, simulate
 from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite
 
@@ -37,40 +35,12 @@ TITLE = "(e) makespan of the cifar-lt plan on a simulated cluster: barrier vs no
 HOUR = 3600.0
 
 
-@dataclass
-class Schedule:
-    """When each trial started and ended (seconds from the start), and the makespan."""
-
-    started: dict[str, float] = field(default_factory=dict)
-    ended: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def makespan(self) -> float:
-        return max(self.ended.values(), default=0.0)
-
-
 def suite_jobs(suite: str = SUITE, bench_json: Path | None = None) -> tuple[list[Job], int]:
     """The suite's plan as jobs with cost-model durations, and its trials per GPU (1 / the GPU share)."""
     trials = build_suite(suite).trials
     plan = make_plan(trials)
     share = float(trials[0].resources.get("gpu", 1) or 1)
     return plan_jobs(plan.trials, cost_model(bench_json), plan.backbone_of), max(1, round(1 / share))
-
-
-def simulate(jobs: list[Job], slots: int, barrier: bool) -> Schedule:
-    """Run `jobs` on `slots` identical slots, each job as soon as the queue releases it and a slot is free."""
-    queue = TrialQueue(jobs, barrier=barrier)
-    cost = {j.key: j.cost for j in jobs}
-    schedule, running, now = Schedule(), [], 0.0
-    while True:
-        while len(running) < slots and (key := queue.pop()) is not None:
-            schedule.started[key] = now
-            heapq.heappush(running, (now + cost[key], key))
-        if not running:
-            return schedule
-        now, key = heapq.heappop(running)
-        schedule.ended[key] = now
-        queue.mark_finished(key)
 
 
 def lower_bound(jobs: list[Job], slots: int) -> float:

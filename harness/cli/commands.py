@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.execution.run_suite import dry_run, run_suite
 
     if args.dry_run:
-        print(dry_run(args.suite, args.set, _results_dir(args), _storage(args), verbose=args.verbose))
+        print(dry_run(args.suite, args.set, _results_dir(args), _storage(args), args.verbose, args.group_size))
         return 0
     summary = run_suite(
         args.suite,
@@ -57,6 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else 1,
         storage=_storage(args),
         max_retries=args.max_retries,
+        group_size=args.group_size,
     )
     print(summary.leaderboard_md)
     print(
@@ -235,13 +236,22 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import MakespanOptions, format_table, run_bench, run_makespan_only, write_bench
+    from harness.bench import (
+        MakespanOptions,
+        format_table,
+        run_bench,
+        run_grouping_only,
+        run_makespan_only,
+        write_bench,
+    )
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
     path = _results_dir(args) / "bench.json"
     makespan = MakespanOptions(args.ray_gpus, args.packing, args.time_scale, args.max_trials, path)
     if args.makespan:
         result = run_makespan_only(makespan, path, log)
+    elif args.grouping:
+        result = run_grouping_only(args.device, args.quick, args.data_root, args.threads, path, log)
     else:
         result = run_bench(args.device, args.quick, args.data_root, args.threads, log, makespan)
     path = write_bench(result, path)

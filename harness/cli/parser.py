@@ -65,10 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
             f"own error is never retried (default: {DEFAULT_MAX_RETRIES})",
         )
         p.add_argument(
+            "--group-size",
+            metavar="K",
+            help="trials trained together in one worker process, or 'auto' (the size ltbench bench measured "
+            "to pay on this device, else 1); compatible trials only: same dataset, ratio, data, model, recipe "
+            "(default: the suite's group_size, auto)",
+        )
+        p.add_argument(
             "--dry-run",
             action="store_true",
-            help="print the plan as a table (dataset x ratio x method), the trials already finished and any "
-            "warnings (missing data files, empty buckets); run nothing (default: off)",
+            help="print the plan as a table (dataset x ratio x method), the trials already finished, any warnings "
+            "(missing data files, empty buckets), the estimated GPU-hours and wall time, and the grouping of trials "
+            "into worker processes; run nothing (default: off)",
         )
         p.add_argument(
             "--verbose", action="store_true", help="with --dry-run: also list every trial and its key (default: off)"
@@ -152,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--makespan",
         action="store_true",
         help="only section (e), the cifar-lt makespan, into bench.json beside the other sections (default: all)",
+    )
+    bench.add_argument(
+        "--grouping",
+        action="store_true",
+        help="only section (f), K trials per process (eager, and captured on a GPU), into bench.json beside the "
+        "other sections (default: all)",
     )
     bench.add_argument(
         "--ray-gpus",

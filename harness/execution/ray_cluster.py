@@ -17,6 +17,22 @@ from harness.core.trial import TrialConfig
 
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on any OS
+# Ray starts its workers at nice 15 so that its own daemons stay responsive; on a shared workstation any
+# normal-priority process then starves the trials (seen: trials at 5% CPU beside one other job). The local
+# instance's workers run at this niceness instead: 0, normal priority, unless the variable says otherwise
+# (e.g. 15, Ray's own default, to yield to everyone else). A cluster keeps what it was started with.
+WORKER_NICENESS_ENV = "LTBENCH_WORKER_NICENESS"
+DEFAULT_WORKER_NICENESS = 0
+
+
+def worker_niceness() -> int:
+    """The niceness of a local instance's workers: $LTBENCH_WORKER_NICENESS (0 to 19), else 0."""
+    raw = os.environ.get(WORKER_NICENESS_ENV, str(DEFAULT_WORKER_NICENESS)).strip()
+    if not raw.isdigit() or int(raw) > 19:
+        raise LtbenchError(
+            f"{WORKER_NICENESS_ENV} must be a whole number from 0 (normal priority) to 19 (lowest), got {raw!r}"
+        )
+    return int(raw)
 
 
 @contextmanager
@@ -42,6 +58,7 @@ def connect_ray(address: str | None) -> bool:
         return False
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     check_address(address)
+    niceness = worker_niceness() if address is None else None
     if address is None:
         _loopback_only(True)
     try:
@@ -52,6 +69,8 @@ def connect_ray(address: str | None) -> bool:
             # a local instance listens on the loopback interface only (Ray has no authentication); a
             # cluster's own binding is set where it was started (see the README)
             **({"_node_ip_address": LOOPBACK} if address is None else {}),
+            # a local instance's workers at normal priority (see WORKER_NICENESS_ENV)
+            **({"_system_config": {"worker_niceness": niceness}} if niceness is not None else {}),
             include_dashboard=False,
             configure_logging=True,
             logging_level="ERROR",

@@ -11,14 +11,16 @@ from harness.core.errors import LtbenchError
 from harness.core.text import plural
 from harness.core.trial import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.data import DATASETS, DataOptions
+from harness.execution.estimate import cost_lines
+from harness.execution.grouping import group_lines, resolve_group_size
 from harness.execution.outcomes import Interrupted
 from harness.execution.plan_summary import every_trial, extra_runs, finished_summary, plan_table
-from harness.execution.ray_cluster import check_resources, ray_session
+from harness.execution.ray_cluster import check_resources, ray_session, worker_niceness
 from harness.execution.termination import sigterm_as_interrupt
 from harness.execution.tune_driver import run_with_tune, trials_progress
 from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
-from harness.experiment.suite import Suite, build_suite
+from harness.experiment.suite import Suite, build_suite, parse_group_size
 from harness.records.artifacts import RESULT_FILE
 from harness.records.disk_space import DiskFull, disk_full_message, is_disk_full, largest_trial_bytes
 from harness.records.provenance import git_commit
@@ -101,6 +103,7 @@ def run_suite(
     verbose: int = 1,
     max_retries: int = DEFAULT_MAX_RETRIES,
     storage: Storage | None = None,
+    group_size: int | str | None = None,
 ) -> RunSummary:
     """Run every unfinished trial of the suite in one Tune run (each decoupled trial as soon as its shared
     backbone has finished; a trial whose worker dies retried up to `max_retries` times); then rebuild the
@@ -108,17 +111,24 @@ def run_suite(
 
     Trial files go to `storage` (default: `<results>/trials`). Every check that can
     fail (the suite, the data, the results dir, the trial store, the tracking URI, the Ray address and
-    resources) runs before anything is written; the results dir is locked for this driver alone.
+    resources) runs before anything is written; the results dir is locked for this driver alone. Up to
+    `group_size` compatible trials train in one worker process (default: the suite's `group_size`).
     """
     started = time.perf_counter()
     if max_retries < 0:
         raise LtbenchError(f"--max-retries must be 0 or more, got {max_retries}")
+    if group_size is not None:
+        group_size = parse_group_size(group_size, "--group-size")
     suite = build_suite(name, overrides)
+    if group_size is not None:
+        suite.group_size = group_size
     check_data(suite.trials)
     check_results_dir(results_dir)
     store = Storage.open(results_dir / "trials") if storage is None else storage
     store.check()
     check_tracking(tracking_uri, results_dir)
+    if address is None:
+        worker_niceness()  # a bad $LTBENCH_WORKER_NICENESS stops here, before the results dir is locked
     with exclusive_run(results_dir), ray_session(address), sigterm_as_interrupt():
         check_resources(suite.trials)
         for warning in empty_bucket_warnings(suite.trials):  # once every check has passed
@@ -159,9 +169,14 @@ def _run_unfinished(
     todo += [t for t in plan.decoupled if t.key not in finished]
 
     progress = trials_progress(todo)
+    group_size, why = resolve_group_size(suite.group_size, todo, results_dir / "bench.json")
+    if verbose and group_size > 1:
+        print(f"grouping: {group_size} trials per worker process ({why})", flush=True)
     progress.start()
     try:
-        outcome = run_with_tune(todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries)
+        outcome = run_with_tune(
+            todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries, group_size=group_size
+        )
     except Interrupted:
         if tracker.down_since is None:
             write_leaderboard(runs_frame(tracker), suite.trials, results_dir / suite.name, f"Leaderboard: {suite.name}")
@@ -210,18 +225,20 @@ def dry_run(
     name: str,
     overrides: list[str] | None = None,
     results_dir: Path = Path("results"),
-    storage: str | Path | None = None,
+    storage: Storage | None = None,
     verbose: bool = False,
+    group_size: int | str | None = None,
 ) -> str:
     """What a run would do, without writing anything: the plan as a table (every trial with `verbose`), how many
     trials are already finished in the store, the epochs that stage sharing saves, the runs the suite's table
-    also needs, and what would stop it (missing data files) or leave buckets empty."""
+    also needs, what would stop it (missing data files) or leave buckets empty; then what it would cost and how
+    its trials would be grouped (`cost_and_grouping`)."""
     suite = build_suite(name, overrides)
     plan = make_plan(suite.trials)
-    store = Storage.open(results_dir / "trials" if storage is None else storage)
+    store = storage or Storage.open(results_dir / "trials")
     finished = store.keys_with(RESULT_FILE)
     budget = epoch_budget(suite.trials)
-    return "\n".join(
+    text = "\n".join(
         [
             f"suite {suite.name}: {plural(len(suite.trials), 'trial')}",
             *plan_table(plan, suite.trials, finished),
@@ -235,3 +252,17 @@ def dry_run(
             *empty_bucket_warnings(suite.trials),
         ]
     )
+    return "\n".join([text, *cost_and_grouping(suite, results_dir, group_size)])
+
+
+def cost_and_grouping(suite: Suite, results_dir: Path, group_size: int | str | None = None) -> list[str]:
+    """The dry run's estimate of GPU-hours and wall time (`harness.execution.estimate`) and its grouping of
+    the suite's trials into worker processes, both from `<results>/bench.json` where it has figures."""
+    choice = suite.group_size if group_size is None else parse_group_size(group_size, "--group-size")
+    plan = make_plan(suite.trials)
+    bench_json = results_dir / "bench.json"
+    size, why = resolve_group_size(choice, plan.trials, bench_json)
+    return [
+        *cost_lines(plan.trials, plan.backbone_of, bench_json),
+        *group_lines(plan.trials, plan.backbone_of, size, why),
+    ]

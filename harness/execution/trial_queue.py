@@ -17,10 +17,11 @@ simulation (`harness.bench.makespan`) drive the same object.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from harness.core.trial import TrialConfig
+from harness.core.trial import TrialConfig, canonical_json
 
 BACKBONE_FAILED = "its stage-1 backbone {label} failed: {reason}"
 
@@ -34,6 +35,7 @@ class Job:
     cost: float
     after: str | None = None
     label: str = ""
+    group: str | None = None  # jobs with the same value may train together in one process; None: alone
 
 
 class TrialQueue:
@@ -86,6 +88,19 @@ class TrialQueue:
         self.running.add(key)
         return key
 
+    def pop_group(self, size: int) -> list[str]:
+        """Hand out the highest-priority ready job and, up to `size` jobs in all, the next ready jobs (in
+        priority order) of its `group`: they train together in one process. [] if no job is ready."""
+        ready = self.ready()
+        if not ready:
+            return []
+        group = self.jobs[ready[0]].group
+        mates = [k for k in ready[1:] if group is not None and self.jobs[k].group == group] if size > 1 else []
+        keys = [ready[0], *mates[: size - 1]]
+        for key in keys:
+            self.pop(key)
+        return keys
+
     @property
     def exhausted(self) -> bool:
         """Every job has been handed out or has failed: nothing more will ever be ready."""
@@ -122,10 +137,62 @@ class TrialQueue:
         self.barrier_holds.discard(key)
 
 
+def group_signature(cfg: TrialConfig) -> str:
+    """What trials must share to train together in one process: dataset, ratio, data options, model,
+    recipe, resources and device (any methods and seeds). The process's settings (threads, precision,
+    cuDNN flags) and the batch pipeline's shape are then the same for every trial of the group."""
+    identity = cfg.identity()
+    return canonical_json(
+        {
+            **{name: identity[name] for name in ("dataset", "imbalance_ratio", "data", "model", "recipe")},
+            "resources": cfg.resources,
+            "device": cfg.device,
+        }
+    )
+
+
 def plan_jobs(
     trials: list[TrialConfig], cost: Callable[[TrialConfig], float], backbone_of: Mapping[str, str]
 ) -> list[Job]:
     """The jobs of `trials` (a run's unfinished trials, in plan order): each decoupled trial waits for its
     stage-1 backbone, `backbone_of[key]` from the plan (for nothing when that backbone is not among `trials`:
-    its result is in the store)."""
-    return [Job(cfg.key, cost(cfg), backbone_of.get(cfg.key), cfg.label()) for cfg in trials]
+    its result is in the store). End-to-end trials (backbones included) may be grouped by their
+    `group_signature`; a decoupled trial's stage two (short, on its own backbone) trains alone."""
+    return [
+        Job(
+            cfg.key,
+            cost(cfg),
+            backbone_of.get(cfg.key),
+            cfg.label(),
+            None if cfg.key in backbone_of else group_signature(cfg),
+        )
+        for cfg in trials
+    ]
+
+
+@dataclass
+class Schedule:
+    """When each trial started and ended (seconds from the start), and the makespan."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    ended: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def makespan(self) -> float:
+        return max(self.ended.values(), default=0.0)
+
+
+def simulate(jobs: list[Job], slots: int, barrier: bool) -> Schedule:
+    """Run `jobs` on `slots` identical slots, each job as soon as the queue releases it and a slot is free."""
+    queue = TrialQueue(jobs, barrier=barrier)
+    cost = {j.key: j.cost for j in jobs}
+    schedule, running, now = Schedule(), [], 0.0
+    while True:
+        while len(running) < slots and (key := queue.pop()) is not None:
+            schedule.started[key] = now
+            heapq.heappush(running, (now + cost[key], key))
+        if not running:
+            return schedule
+        now, key = heapq.heappop(running)
+        schedule.ended[key] = now
+        queue.mark_finished(key)

@@ -63,24 +63,34 @@ class QueueSearcher(Searcher):
     `demand`, Ray resources, against the cluster's totals, read again every few seconds so that nodes that
     join or leave count). So Tune may hold many pending trials and start them in parallel, yet never holds a
     low-priority trial ahead of a trial that becomes ready later: the order stays the queue's.
+
+    With `group_size` K > 1 a Tune trial carries up to K compatible trials (`TrialQueue.pop_group`), trained
+    in one worker process: its config is the first trial's with `members`, and it asks for one trial's
+    resources, held until the last of its trials has ended.
     """
 
     def __init__(
-        self, queue: TrialQueue, configs: dict[str, dict[str, Any]], demand: Callable[[str], dict[str, float]]
+        self,
+        queue: TrialQueue,
+        configs: dict[str, dict[str, Any]],
+        demand: Callable[[str], dict[str, float]],
+        group_size: int = 1,
     ) -> None:
         super().__init__()
-        self.queue, self.configs, self.demand = queue, configs, demand
+        self.queue, self.configs, self.demand, self.group_size = queue, configs, demand, group_size
         self.totals: dict[str, float] = {}  # the cluster's resources, as last read
         self.read_at = -float("inf")
+        self.groups: dict[str, list[str]] = {}  # the first key of each Tune trial handed out -> all its keys
 
     def _fits(self, key: str) -> bool:
         if not self.queue.running:
             return True  # a trial larger than the cluster waits in Tune, as it would alone
         if time.monotonic() - self.read_at > CLUSTER_REFRESH_S:
             self.totals, self.read_at = ray.cluster_resources(), time.monotonic()
+        self.groups = {lead: keys for lead, keys in self.groups.items() if self.queue.running.intersection(keys)}
         used: dict[str, float] = {}
-        for running in self.queue.running:
-            for name, amount in self.demand(running).items():
+        for lead in self.groups:
+            for name, amount in self.demand(lead).items():
                 used[name] = used.get(name, 0.0) + amount
         return all(used.get(n, 0.0) + a <= self.totals.get(n, 0.0) + 1e-9 for n, a in self.demand(key).items())
 
@@ -90,7 +100,11 @@ class QueueSearcher(Searcher):
             return Searcher.FINISHED if self.queue.exhausted else None
         if not self._fits(ready[0]):
             return None
-        return self.configs[self.queue.pop(ready[0])]
+        keys = self.queue.pop_group(self.group_size)
+        self.groups[keys[0]] = keys
+        if len(keys) == 1:
+            return self.configs[keys[0]]
+        return {**self.configs[keys[0]], "members": [self.configs[k] for k in keys]}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Nothing to learn here: the event bridge settles the queue, with the reason a failure needs."""
@@ -140,10 +154,12 @@ def run_queue(
     storage_path: str,
     max_retries: int,
     storage_filesystem: Any = None,
+    group_size: int = 1,
 ) -> None:
     """One Tune run of every job in `queue` (each trial's config in `configs`), started as the queue
-    releases them; `callbacks` must tell the queue when a trial ends. The makespan bench runs its simulated
-    trials through this same function."""
+        releases them, up to `group_size` compatible trials per Tune trial; `callbacks` must tell the queue when a
+    trial ends. The makespan bench runs its simulated
+        trials through this same function."""
     demands: dict[str, dict[str, float]] = {}
 
     def demand(key: str) -> dict[str, float]:
@@ -157,7 +173,7 @@ def run_queue(
         # reuse_actors: a worker process runs trial after trial, so each trial skips process start-up
         # and imports (seconds each); run_trial sets threads, seeds and state for every trial anew
         tune_config=tune.TuneConfig(
-            search_alg=QueueSearcher(queue, configs, demand),
+            search_alg=QueueSearcher(queue, configs, demand, group_size),
             num_samples=-1,  # as many as the searcher hands out, until it says FINISHED
             trial_dirname_creator=lambda t: t.trial_id,
             reuse_actors=True,
@@ -191,6 +207,7 @@ def run_with_tune(
     verbose: int = 1,
     max_retries: int = DEFAULT_MAX_RETRIES,
     barrier: bool = False,
+    group_size: int = 1,
 ) -> TrialOutcomes:
     """Run `trials` (all not yet finished: end-to-end trials, backbones and decoupled trials, in plan order)
     in one Tune run and return each one's outcome.
@@ -202,7 +219,8 @@ def run_with_tune(
     is retried up to `max_retries` times, resuming from its checkpoint. Trials live in `storage`, `<trial
     key>/` each, shared by all suites, so a trial finished under one suite is reused (not retrained) by any
     other suite that contains it. Tune's own files go beside them in a remote store (`<store>/ray`), else to
-    `<results>/ray`. `progress` is the suite-wide display.
+    `<results>/ray`. `progress` is the suite-wide display. Up to `group_size` compatible trials train
+    together in one worker process (`harness.training.group`).
     """
     report = TrialOutcomes()
     if not trials:
@@ -234,6 +252,7 @@ def run_with_tune(
         storage_path,
         max_retries,
         storage_filesystem,
+        group_size,
     )
     if len(report.outcomes) < len(trials):
         # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted

@@ -34,7 +34,11 @@ def _error_reason(trial) -> str:
 class TuneEventBridge(Callback):
     """Tune events -> MLflow runs, the trial queue, the progress display and the run's outcomes.
 
-    `trials` maps each key to its config, so an event never rebuilds a `TrialConfig` from Tune's copy.
+    `trials` maps each key to its config, so an event never rebuilds a `TrialConfig` from Tune's copy. A
+    Tune trial carries one trial or a group (`members` in its config, `harness.execution.worker`); every
+    report names its trial's `key`, and each trial is settled (finished or failed) once, when its own final
+    report arrives, so one trial of a group ends while the others go on. When the Tune trial ends, any of
+    its trials not settled yet fail with the reason.
     """
 
     def __init__(
@@ -49,74 +53,95 @@ class TuneEventBridge(Callback):
     ) -> None:
         self.tracker, self.storage, self.report, self.progress = tracker, storage, report, progress
         self.verbose, self.queue, self.trials = verbose, queue, trials
-        self.run_ids: dict[str, str] = {}  # Tune trial id -> MLflow run, until the trial ends
+        self.run_ids: dict[str, str] = {}  # trial key -> MLflow run, until the trial ends
+        self.settled: set[str] = set()
 
-    def _cfg(self, trial: Any) -> TrialConfig:
-        return self.trials[trial.config["key"]]
+    def _keys(self, trial: Any) -> list[str]:
+        """The keys of the trials that the Tune trial carries."""
+        return [m["key"] for m in trial.config.get("members") or [trial.config]]
 
-    def _run_id(self, trial: Any) -> str | None:
+    def _run_id(self, key: str) -> str | None:
         """The trial's run, opened on first need (None while the tracking server is away)."""
-        if trial.trial_id not in self.run_ids:
-            run_id = self.tracker.guard(self.tracker.open_run, self._cfg(trial))
+        if key not in self.run_ids:
+            run_id = self.tracker.guard(self.tracker.open_run, self.trials[key])
             if run_id is None:
                 return None
-            self.run_ids[trial.trial_id] = run_id
-        return self.run_ids[trial.trial_id]
+            self.run_ids[key] = run_id
+        return self.run_ids[key]
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._run_id(trial)
+        for key in self._keys(trial):
+            if key not in self.settled:
+                self._run_id(key)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if result.get("kind") != "epoch":
+        key = result.get("key", trial.config["key"])
+        if key in self.settled:  # a retried group reports its finished trials again
             return
-        row, cfg = result["row"], self._cfg(trial)
-        run_id = self._run_id(trial)
+        kind = result.get("kind")
+        if kind == "epoch":
+            self._epoch(key, result["row"])
+        elif kind == "final":
+            self._finished(key, result)
+        elif kind == "failed":  # the trial's own exception, caught in the trainable
+            self._failed(key, str(result.get("reason", "")))
+
+    def _epoch(self, key: str, row: dict[str, Any]) -> None:
+        cfg = self.trials[key]
+        run_id = self._run_id(key)
         if run_id is not None:
             self.tracker.guard(self.tracker.log_epoch, run_id, row)
-        self.progress.epoch(cfg.key, row["epoch"])
+        self.progress.epoch(key, row["epoch"])
         if self.verbose:
-            self.progress.line(epoch_line(cfg, row, self.progress.planned(cfg.key)))
+            self.progress.line(epoch_line(cfg, row, self.progress.planned(key)))
+
+    def _finished(self, key: str, result: dict[str, Any]) -> None:
+        cfg = self.trials[key]
+        run_id = self._run_id(key)
+        if run_id is not None:  # else the run is made from the trial's files when the server is back
+            self.tracker.guard(self.tracker.record_result, run_id, self.storage.trial(key))
+        self.run_ids.pop(key, None)
+        self.settled.add(key)
+        self.report.outcomes.append(TrialOutcome(key, cfg.label(), "FINISHED"))
+        self.queue.mark_finished(key)
+        self.progress.trial_done(key)
+        self.progress.line(finished_line(self.progress, cfg, result))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        result = trial.last_result or {}
-        if result.get("kind") == "failed":  # the trial's own exception, caught in the trainable
-            self._failed(trial, str(result.get("reason", "")))
-            return
-        cfg = self._cfg(trial)
-        run_id = self._run_id(trial)
-        if run_id is not None:  # else the run is made from the trial's files when the server is back
-            self.tracker.guard(self.tracker.record_result, run_id, self.storage.trial(cfg.key))
-        self.run_ids.pop(trial.trial_id, None)
-        self.report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FINISHED"))
-        self.queue.mark_finished(cfg.key)
-        self.progress.trial_done(cfg.key)
-        self.progress.line(finished_line(self.progress, cfg, result))
+        for key in self._keys(trial):
+            if key not in self.settled:
+                self._failed(key, "its worker ended without reporting the trial's result")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         """The trial's worker died more often than the retries allow."""
-        self._failed(trial, _error_reason(trial))
+        for key in self._keys(trial):
+            if key not in self.settled:
+                self._failed(key, _error_reason(trial))
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        labels = ", ".join(self.trials[k].label() for k in self._keys(trial) if k not in self.settled)
         self.progress.line(
-            f"  {self._cfg(trial).label()}: its worker was lost ({_error_reason(trial)}); retrying from its "
+            f"  {labels}: its worker was lost ({_error_reason(trial)}); retrying from its "
             f"checkpoint (attempt {trial.num_failures + 1})"
         )
 
-    def _failed(self, trial: Any, reason: str) -> None:
-        cfg = self._cfg(trial)
-        run_id = self._run_id(trial)
+    def _failed(self, key: str, reason: str) -> None:
+        cfg = self.trials[key]
+        run_id = self._run_id(key)
         if run_id is not None:
             self.tracker.guard(self.tracker.fail, run_id, reason)
-        self.run_ids.pop(trial.trial_id, None)
-        self.report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
-        orphans = self.queue.mark_failed(cfg.key, reason)
-        self.progress.trial_failed(cfg.key, cfg.label(), reason)
+        self.run_ids.pop(key, None)
+        self.settled.add(key)
+        self.report.outcomes.append(TrialOutcome(key, cfg.label(), "FAILED", reason))
+        orphans = self.queue.mark_failed(key, reason)
+        self.progress.trial_failed(key, cfg.label(), reason)
         self._fail_unstarted(orphans)
 
     def _fail_unstarted(self, orphans: list[tuple[str, str]]) -> None:
         """Trials whose backbone failed: FAILED at once with its reason, never started."""
         for key, reason in orphans:
             cfg = self.trials[key]
+            self.settled.add(key)
             self.tracker.guard(lambda c=cfg, r=reason: self.tracker.fail(self.tracker.open_run(c), r))
             self.report.outcomes.append(TrialOutcome(cfg.key, cfg.label(), "FAILED", reason))
             self.progress.trial_failed(cfg.key, cfg.label(), reason)

@@ -1,7 +1,8 @@
 """What runs inside a Ray worker: the Tune trainable that trains one trial, and its resource request.
 
 The driver hands each trial over as its config, the store's URI and the key of the backbone it stands on
-(from the plan), so the trainer is given everything it needs and never consults the plan itself. The
+(from the plan), so the trainer is given everything it needs and never consults the plan itself. One Tune
+trial may carry a group of compatible trials (`members`), trained together in this process. The
 trainable resolves the method class through the plugin loader (a worker process imports the plugins
 itself) and reports every epoch, then the final result, through `tune.report`.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -21,7 +24,8 @@ from harness.plugins.loading import load_methods
 from harness.records.disk_space import disk_full_message, is_disk_full
 from harness.records.lease import default_holder, leased
 from harness.records.storage import Storage
-from harness.training.trainer import run_trial
+from harness.training.group import run_group
+from harness.training.trainer import trial_steps
 
 
 def exception_line(error: BaseException) -> str:
@@ -47,35 +51,61 @@ def quiet_exit_on_sigterm() -> None:
     sys.unraisablehook = hook
 
 
+def group_members(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials one Tune trial carries: its `members` (a group formed by the queue), else itself alone."""
+    return config.get("members") or [config]
+
+
 def train_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable: runs in a Ray worker, reports epochs and the final result. The trial's own
-    exception becomes a `failed` result (so Tune does not retry it); only a dead worker reaches Tune as an
-    error. (Tune stops a trial with SystemExit, which is not an Exception and passes through.)"""
+    """The Tune trainable: runs in a Ray worker and trains the trial it carries, or a group of trials in
+    this one process (`harness.training.group`), reporting every epoch and each trial's end under the
+    trial's key. A trial's own exception becomes its `failed` report (so Tune does not retry it) and the
+    rest of the group goes on; only a dead worker reaches Tune as an error. (Tune stops a trial with
+    SystemExit, which is not an Exception and passes through.)"""
     quiet_exit_on_sigterm()
-    cfg = TrialConfig.from_dict(config["trial"])
-    storage = Storage.open(config["storage"])  # the store every node and the driver read
-    try:
-        # the trial's lease in the store: another driver sharing it waits instead of training it too
-        with leased(storage.trial(cfg.key), config.get("lease_holder") or default_holder(), say) as lease:
+    node = ray.get_runtime_context().get_node_id()
+    scratch: dict[str, Path] = {}  # each trial's node-local copy, named when its disk is full
 
-            def report(row: dict[str, Any]) -> None:
-                lease.check()  # between epochs: stop if another driver took the trial over
-                tune.report({"kind": "epoch", "row": row})
+    def failed(key: str, error: Exception) -> None:
+        # a full disk is said as such (the trial's own failure: a full disk is never retried as a lost worker)
+        full = is_disk_full(error) and key in scratch
+        reason = disk_full_message(scratch[key]) if full else exception_line(error)
+        tune.report({"kind": "failed", "key": key, "reason": reason})
 
-            result = run_trial(
+    steps = {}
+    for member in group_members(config):
+        cfg = TrialConfig.from_dict(member["trial"])
+        try:
+            storage = Storage.open(member["storage"])  # the store every node and the driver read
+            scratch[cfg.key] = storage.trial(cfg.key).local_dir
+            steps[cfg.key] = leased_steps(cfg, storage, member, node)
+        except Exception as e:  # an unknown method, a store that cannot be opened: this trial alone fails
+            failed(cfg.key, e)
+    run_group(steps, lambda key, result: tune.report({"kind": "final", "key": key, **result["metrics"]}), failed)
+
+
+def leased_steps(
+    cfg: TrialConfig, storage: Storage, member: dict[str, Any], node: str
+) -> Generator[None, None, dict[str, Any]]:
+    """The trial's training steps (`trial_steps`) while it holds its lease in the store: another driver
+    sharing the store waits instead of training it too, and the lease is checked between epochs (the trial
+    stops if another driver took it over)."""
+    with leased(storage.trial(cfg.key), member.get("lease_holder") or default_holder(), say) as lease:
+
+        def report(row: dict[str, Any]) -> None:
+            lease.check()
+            tune.report({"kind": "epoch", "key": cfg.key, "row": row})
+
+        return (
+            yield from trial_steps(
                 cfg,
                 storage,
-                load_methods().get(cfg.method),
-                backbone=config.get("backbone"),
+                load_methods().get(cfg.method),  # imported once per process
+                backbone=member.get("backbone"),
                 report=report,
-                node=ray.get_runtime_context().get_node_id(),
+                node=node,
             )
-    except Exception as e:
-        # a full disk is said as such (the trial's own failure: a full disk is never retried as a lost worker)
-        reason = disk_full_message(storage.trial(cfg.key).local_dir) if is_disk_full(e) else exception_line(e)
-        tune.report({"kind": "failed", "reason": reason})
-        return
-    tune.report({"kind": "final", **result["metrics"]})
+        )
 
 
 def say(message: str) -> None:

@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     # other runs of this suite that its paper table also reads, each a list of --set overrides (the dry run
     # prints them as commands), e.g. [[methods=[ce], method_params.ce.sampler=square-root]]
     "extra_runs": [],
+    "group_size": "auto",  # trials per worker process (`harness.execution.grouping`); never part of a key
 }
 PER_DATASET_KEYS = ("imbalance_ratios", "seeds", "recipe", "model", "resources", "method_params")
 TOP_KEYS = ("name", *GRID_KEYS, *DEFAULTS)
@@ -123,6 +124,7 @@ class Suite:
     trials: list[TrialConfig]
     raw: dict[str, Any]
     overrides: list[str] = dataclasses.field(default_factory=list)  # the `--set` assignments, as given
+    group_size: int | str = "auto"
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -209,7 +211,9 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
                             method_code=method_code(methods.get(method)),
                         )
                     )
-    return Suite(raw["name"], cfg["description"] or "", trials, raw, list(overrides or []))
+    return Suite(
+        raw["name"], cfg["description"] or "", trials, raw, list(overrides or []), parse_group_size(cfg["group_size"])
+    )
 
 
 def _check_sections(cfg: dict[str, Any]) -> None:
@@ -242,6 +246,18 @@ def _check_recipe_section(where: str, value: Any) -> None:
         raise LtbenchError(
             f"{where} must be a recipe name or a mapping, e.g. quick or {{base: quick, epochs: 3}}; got {shown(value)}"
         )
+
+
+def parse_group_size(value: Any, where: str = "group_size") -> int | str:
+    """A positive whole number or 'auto' (how many trials train in one worker process); anything else is a
+    one-line error saying so."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LtbenchError(f"{where} must be a positive whole number or 'auto', got {value!r}")
+    return value
 
 
 def _check_name(name: Any) -> None:

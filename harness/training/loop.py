@@ -13,7 +13,7 @@ resumed trial replays exactly the epochs an uninterrupted one would run, and on 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,6 +89,35 @@ def apply_update(learner: Learner, loss: torch.Tensor) -> torch.Tensor:
     return loss.detach()
 
 
+def epoch_steps(
+    learner: Learner,
+    batches: TrainBatches,
+    indices: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    step: StepFn = training_step,
+) -> Generator[None, None, float]:
+    """`train_epoch` one step at a time: yields after every step, returns the epoch's mean loss per image.
+    A group of trials in one process (`harness.training.group`) interleaves its trials' steps through it."""
+    learner.model.train()
+    total = torch.zeros((), device=next(learner.model.parameters()).device)
+    seen = 0
+    for images, targets in batches.train_batches(indices, batch_size, generator):
+        total += step(learner, images, targets) * len(targets)
+        seen += len(targets)
+        yield
+    return float(total) / max(seen, 1)
+
+
+def run_to_end(steps: Generator[None, None, Any]) -> Any:
+    """Drive a step generator to its end and return what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def train_epoch(
     learner: Learner,
     batches: TrainBatches,
@@ -99,13 +128,7 @@ def train_epoch(
 ) -> float:
     """One pass over `indices`, a `step` per batch; the loss is summed on the device and read once at the end
     of the epoch, so no step waits for the device. Returns the mean training loss per image."""
-    learner.model.train()
-    total = torch.zeros((), device=next(learner.model.parameters()).device)
-    seen = 0
-    for images, targets in batches.train_batches(indices, batch_size, generator):
-        total += step(learner, images, targets) * len(targets)
-        seen += len(targets)
-    return float(total) / max(seen, 1)
+    return run_to_end(epoch_steps(learner, batches, indices, batch_size, generator, step))
 
 
 @torch.inference_mode()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +33,21 @@ from harness.records.artifacts import ANALYSIS_FILE, CHECKPOINT_FILE, MANIFEST_F
 from harness.records.provenance import device_name, package_versions, resolve_device
 from harness.records.storage import Storage, TrialFiles
 from harness.training.analysis import InputMoments, final_linear, save_analysis
+from harness.training.captured import make_step, step_record
 from harness.training.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from harness.training.decoupled import StageTwo, load_stage_one
+from harness.training.device_stats import epoch_started, epoch_stats
 from harness.training.kept_epoch import KeptEpoch
-from harness.training.loop import Learner, epoch_generator, evaluate, scalar_metrics, seed_everything, train_epoch
-from harness.training.method_step import method_step
+from harness.training.loop import (
+    Learner,
+    epoch_generator,
+    epoch_steps,
+    evaluate,
+    run_to_end,
+    scalar_metrics,
+    seed_everything,
+)
+from harness.training.method_step import method_step, owns_step
 from harness.training.optim import make_optimizer, make_scheduler, parameter_groups
 from harness.training.precision import memory_format, resolve_precision
 from harness.training.recipes import Recipe
@@ -135,6 +145,20 @@ def run_trial(
     node: str = "",
 ) -> dict[str, Any]:
     """Train (or finish training) one trial and return its result; a finished trial returns at once.
+    (`trial_steps` is the same, one training step at a time.)"""
+    return run_to_end(trial_steps(cfg, storage, method_class, backbone, report, node))
+
+
+def trial_steps(
+    cfg: TrialConfig,
+    storage: Storage,
+    method_class: type[Method],
+    backbone: str | None = None,
+    report: Reporter | None = None,
+    node: str = "",
+) -> Generator[None, None, dict[str, Any]]:
+    """`run_trial` as a generator that yields after every training step and returns the result, so that a
+    group of trials in one process (`harness.training.group`) can interleave their steps.
 
     The trial's files are `storage.trial(cfg.key)`; a decoupled trial (`method_class.stage1` set) stands on the
     finished trial `backbone` (a key in the same store, from the plan). `node` names where this attempt runs
@@ -152,13 +176,20 @@ def run_trial(
     setup = TrialSetup.build(cfg, method_class)
     atomic_write_json(files.local_dir / MANIFEST_FILE, setup.data.manifest)
     if backbone is None:
-        trained = train_end_to_end(setup, files, report, node)
+        trained = yield from end_to_end_steps(setup, files, report, node)
     else:
         trained = fit_decoupled(setup, storage.trial(backbone), report, node)
     return write_result(setup, trained, files)
 
 
 def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, node: str = "") -> TrainedClassifier:
+    return run_to_end(end_to_end_steps(setup, files, report, node))
+
+
+def end_to_end_steps(
+    setup: TrialSetup, files: TrialFiles, report: Reporter, node: str = ""
+) -> Generator[None, None, TrainedClassifier]:
+    """Train end to end with per-epoch checkpoints, yielding after every training step."""
     cfg, model, method, recipe = setup.cfg, setup.model, setup.method, setup.recipe
     precision = resolve_precision(recipe.precision, setup.device)
     sampler = make_sampler(
@@ -176,6 +207,7 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
     optimizer = make_optimizer(parameter_groups(model, recipe), recipe)
     scheduler = make_scheduler(optimizer, recipe, math.ceil(keep / recipe.batch_size))
     learner = Learner(model, method.loss, optimizer, scheduler, precision, after_step)
+    engine_step = make_step(setup.device)  # the eager step, or a CUDA-graph replay of it ($LTBENCH_STEP=graph)
     eval_splits = {name: setup.splits[name] for name in ("val", "test")}
     validation = {"val": setup.splits["val"]}
 
@@ -212,11 +244,14 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
     evaluation = None
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
+        epoch_started(setup.device)
         generator = epoch_generator(cfg.seed, epoch)
         method.on_epoch_start(epoch, recipe.epochs)
         indices = sampler.epoch_indices(epoch, recipe.epochs, generator)[:keep]
-        step = method_step(method, epoch, recipe.epochs, generator)
-        loss = train_epoch(learner, setup.splits["train"], indices, recipe.batch_size, generator, step)
+        # a method that owns its step gets it per epoch (its draws come from the epoch's generator); every
+        # other method trains with the engine's step, eager or a CUDA-graph replay
+        step = method_step(method, epoch, recipe.epochs, generator) if owns_step(method) else engine_step
+        loss = yield from epoch_steps(learner, setup.splits["train"], indices, recipe.batch_size, generator, step)
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
         row: dict[str, Any] = {
@@ -226,6 +261,7 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
             "epoch_seconds": time.perf_counter() - started,
             "train_images_per_s": len(indices) / (time.perf_counter() - started),
             "time": time.time(),  # when the epoch ended: its MLflow timestamp
+            **epoch_stats(setup.device),  # on CUDA: peak memory and GPU utilisation
         }
         last = epoch + 1 == recipe.epochs
         if last and not kept.by_validation:
@@ -265,7 +301,7 @@ def train_end_to_end(setup: TrialSetup, files: TrialFiles, report: Reporter, nod
         checkpoint = load_checkpoint(checkpoint_path, fall_back=False)
         save_checkpoint(checkpoint_path, {**checkpoint, "model": model.state_dict(), "kept": kept.state(False)})
         files.push(CHECKPOINT_FILE)
-    effective = {"kept_epoch": kept.epoch(recipe.epochs)}
+    effective = {"kept_epoch": kept.epoch(recipe.epochs), "step": step_record(engine_step)}
     extras = {"kept_epoch": float(kept.epoch(recipe.epochs))}
     return TrainedClassifier(
         evaluation, history, model.head, moments, extras=extras, effective=effective, attempts=attempts

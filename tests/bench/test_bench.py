@@ -18,6 +18,8 @@ from harness.bench import sharing
 from harness.bench.common import Figure
 from harness.cli import main
 from harness.core.errors import LtbenchError
+from harness.execution.grouping import GROUPING_PAYS, resolve_group_size
+from harness.experiment.suite import build_suite
 from tests.fakes import write_fashion_mnist
 
 TINY = bench.Sizes(
@@ -28,7 +30,7 @@ TINY = bench.Sizes(
     min_seconds=0.0,
     matmul_n=64,
 )
-SECTIONS = {"pipeline", "trainer", "bf16", "stage_sharing", "flops", "makespan"}
+SECTIONS = {"pipeline", "trainer", "bf16", "stage_sharing", "flops", "makespan", "grouping"}
 
 
 @pytest.fixture
@@ -66,6 +68,8 @@ def _check_figure(section: str, f: dict) -> None:
         scale = f["detail"]["flops_per_image"] / (2.0 * int(n) ** 3)
         expected = _median_ratio(samples, side, f"matmul {f['detail']['precision']}", scale)
         assert f["value"] == pytest.approx(f["detail"]["flops_per_image"] * statistics.median(samples[side]))
+    elif section == "grouping" and f["unit"] == "images/s":
+        expected = _median_ratio(samples, f["detail"]["side"], f["detail"]["baseline_side"])
     else:
         expected = f["baseline"] / f["value"]
     assert f["ratio"] == pytest.approx(expected)
@@ -101,6 +105,12 @@ def test_bench_quick_end_to_end(monkeypatch, restore_threads, tmp_path: Path, fa
     assert sections["bf16"]["status"] == "ok" or sections["bf16"]["status"].startswith("not supported")
     assert sections["flops"]["figures"][0]["detail"]["flops_per_image"] > 0
     assert sections["stage_sharing"]["status"] == "ok" or sections["stage_sharing"]["status"].startswith("unavailable")
+    grouping = sections["grouping"]  # on a CPU: the quick suite's model, K = 2 and 4 against one trial
+    assert [(f["detail"]["model"], f["detail"]["group_size"]) for f in grouping["figures"]] == [
+        ("resnet-small-gray", 2),
+        ("resnet-small-gray", 4),
+    ]
+    assert "grouping" in grouping["notes"]["verdict"] and "pay" in grouping["notes"]["verdict"]
     for name, section in sections.items():
         assert section["status"] != "ok" or section["figures"]
         for figure in section["figures"]:
@@ -132,6 +142,30 @@ def test_the_makespan_section_alone_joins_the_other_sections(tmp_path: Path, cap
         assert figure["detail"]["trials"] == 264
     assert figures[0]["ratio"] > 1  # 8 GPUs: the barrier costs time
     assert "(e) makespan" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_the_grouping_section_alone_joins_the_others_and_auto_follows_its_verdict(
+    monkeypatch, restore_threads, tmp_path: Path, fashion_root: Path, capsys
+) -> None:
+    monkeypatch.setitem(bench.SIZES, "quick", TINY)
+    path = tmp_path / "bench.json"
+    flops = {"title": "(d)", "status": "ok", "figures": [], "notes": {}}
+    path.write_text(json.dumps({"settings": {"device": "cpu"}, "sections": {"flops": flops}}))
+    argv = ["bench", "--grouping", "--quick", "--device", "cpu", "--threads", "1", "--data-root", str(fashion_root)]
+    assert main([*argv, "--results-dir", str(tmp_path)]) == 0
+    result = json.loads(path.read_text())
+    assert set(result["sections"]) == {"flops", "grouping"}  # the sections measured before are kept
+    section = result["sections"]["grouping"]
+    for figure in section["figures"]:
+        _check_figure("grouping", figure)
+        assert figure["detail"]["vs_bare_loop"] > 0 and figure["detail"]["fraction_of_matmul_flops"] > 0
+    assert "(f) grouping" in capsys.readouterr().out
+    trials = build_suite("quick").trials
+    size, why = resolve_group_size("auto", trials, path)
+    best = max(section["figures"], key=lambda f: f["ratio"])
+    assert size == (best["detail"]["group_size"] if best["ratio"] >= GROUPING_PAYS else 1), why
+    assert ("does not pay" in section["notes"]["verdict"]) == (size == 1)
 
 
 def test_flops_per_image_of_resnet32_matches_the_spec() -> None:
