@@ -77,12 +77,19 @@ def test_a_malformed_extra_runs_is_a_one_line_error(extra: str, capsys: pytest.C
     assert "extra_runs" in capsys.readouterr().err
 
 
-def test_data_describe_says_when_the_files_are_missing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["data", "describe", "fashion-mnist-lt", "--imbalance-ratio", "100"]
-    assert main([*args, "--root", str(tmp_path)]) == 0
+def test_data_describe_says_when_the_files_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Without --root the nominal profile is described, and a warning says the files are not where ltbench
+    looks; a --root given that lacks them is bad input instead (tests/cli/test_bad_input.py)."""
+    monkeypatch.setenv("LTBENCH_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = ["data", "describe", "cifar10-lt", "--imbalance-ratio", "100"]
+    assert main(args) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last.startswith("warning: the counts above are nominal, the files are not here: fashion-mnist-lt")
-    assert main([*args, "--root", str(tmp_path), "--json"]) == 0
+    assert last.startswith("warning: the counts above are nominal, the files are not here: cifar10-lt")
+    assert main([*args, "--json"]) == 0
     assert "dataset files not found" in json.loads(capsys.readouterr().out)["files_missing"]
 
 
