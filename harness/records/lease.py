@@ -8,9 +8,10 @@ which fails if the name exists; S3's conditional `PutObject` with `If-None-Match
 once who holds it, and trains (or, if the holder finished, reads the result) when the lease goes away.
 
 A lease that has not changed for `stale_s` of the waiter's own clock (no clocks are compared across nodes)
-belongs to a dead driver or node and is taken over, again atomically: S3's `If-Match` on the stale version,
-locally a rename of the stale file that only one taker can win. A holder that finds at renewal that its
-lease was taken over stops its trial (`LeaseLost`) rather than train beside the new holder.
+belongs to a dead driver or node and is taken over: atomically on S3 (`If-Match` on the stale version);
+locally by an atomic swap of the file (`os.replace`) after checking it is still the stale one. A holder
+that finds at renewal that its lease was taken over stops its trial (`LeaseLost`) rather than train beside
+the new holder.
 
 Other filesystems (GCS through pyarrow) offer no conditional write here; there the lease is written and
 read back, which narrows the race to the write's latency but does not close it (listed in the docs).
@@ -25,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,19 +73,16 @@ class _LocalBackend:
         return content, content  # the content is its own version: it holds a token new at every write
 
     def replace(self, version: Any, content: bytes) -> Any:
-        aside = self.path.with_name(f".{LEASE_FILE}.{uuid.uuid4().hex}.old")
-        try:
-            os.rename(self.path, aside)  # of two takers, one moves the lease; the other finds nothing
-        except FileNotFoundError:
+        """Write the lease anew if it still reads as `version`. `os.replace` swaps the file in one step, so the
+        name is never free for a waiter's create; of two takers of one stale lease both may write, and the
+        one whose write is not the last finds at its next renewal that the lease is not its own, and stops."""
+        found = self.read()
+        if found is None or found[1] != version:
             return None
-        try:
-            if aside.read_bytes() != version:  # it changed since we read it: not ours to replace
-                with suppress(FileExistsError):  # a new lease appeared meanwhile: it stands
-                    os.link(aside, self.path)
-                return None
-            return self.create(content)
-        finally:
-            aside.unlink(missing_ok=True)
+        temp = self.path.with_name(f".{LEASE_FILE}.{uuid.uuid4().hex}")
+        temp.write_bytes(content)
+        os.replace(temp, self.path)
+        return content
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from tests.store_servers import S3Server
 def two_drivers_at_once(suite_file: Path, storage: str, tmp_path: Path) -> list[subprocess.CompletedProcess]:
     """Driver 1 starts; driver 2 starts as soon as driver 1 holds a trial's lease (two Ray instances starting
     at the same instant on a small machine can time out), so both run at once over the same trials."""
-    env = {**os.environ, "LTBENCH_LEASE_RENEW_S": "1"}
+    env = {**os.environ, "LTBENCH_LEASE_RENEW_S": "3"}
 
     def start(i: int) -> subprocess.Popen:
         command = [sys.executable, "-m", "harness.cli", "run", str(suite_file), "--quiet", "--storage", storage]
