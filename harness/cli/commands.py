@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.errors import LtbenchError, unknown_choice
+from harness.core.text import plural
 from harness.core.trial import ratio_label
 from harness.core.validation import is_finite_number
 
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(summary.leaderboard_md)
     print(
-        f"suite {summary.suite}: {summary.total} trials, {summary.skipped} already finished, "
+        f"suite {summary.suite}: {plural(summary.total, 'trial')}, {summary.skipped} already finished, "
         f"{summary.ran} run, {len(summary.failed)} failed, {summary.missing} not finished; "
         f"{summary.seconds:.0f} s wall"
     )
@@ -99,7 +100,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"reported: {line}")
     print(f"leaderboard: {outcome.out_dir / 'leaderboard.md'} (.csv, .tex; trials.csv lists every trial)")
     if outcome.plots:
-        print(f"plots: {len(outcome.plots)} files in {outcome.out_dir / 'plots'}")
+        print(f"plots: {plural(len(outcome.plots), 'file')} in {outcome.out_dir / 'plots'}")
     for note in outcome.notes:
         print(f"  note: {note}")
     return 0

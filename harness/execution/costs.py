@@ -1,7 +1,8 @@
 """Estimated cost of a trial: seconds on one reference GPU, from what the trial computes.
 
 The scheduler orders trials by these estimates (critical path first, `harness.execution.trial_queue`), the progress
-display turns them into an ETA, and the makespan bench (`harness.bench.makespan`) replays a suite on a
+display weighs its ETA by `image_equivalents` (the work alone: the pace it measures on the machine at hand
+stands in for the reference GPU's seconds), and the makespan bench (`harness.bench.makespan`) replays a suite on a
 simulated cluster with them. None of these needs the seconds to be right, only roughly proportional: a
 200-epoch backbone costs far more than ten head epochs on its frozen features, which costs more than a
 grid search over cached logits. Every constant below is a named assumption, stated with why; a measured

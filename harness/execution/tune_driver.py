@@ -33,6 +33,7 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
+from harness.core.text import plural
 from harness.core.trial import DEFAULT_MAX_RETRIES, TrialConfig
 from harness.execution.costs import cost_model, image_equivalents
 from harness.execution.outcomes import Interrupted, TrialOutcome, TrialOutcomes
@@ -257,7 +258,7 @@ def run_with_tune(
     if len(report.outcomes) < len(trials):
         # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted
         settle_interrupted(trials, tracker, storage, report)
-        raise Interrupted(f"{len(trials) - len(report.outcomes)} trials did not finish")
+        raise Interrupted(f"{plural(len(trials) - len(report.outcomes), 'trial')} did not finish")
     return report
 
 

@@ -53,7 +53,7 @@ def assert_each_trial_logged_once(uri: str, results: Path, keys: set[str], epoch
     assert set(runs) == keys
     for runs_of_key in runs.values():
         assert [r.info.status for r in runs_of_key] == ["FINISHED"]
-        history = tracker.client.get_metric_history(runs_of_key[0].info.run_id, "train_loss")
+        history = tracker.client.get_metric_history(runs_of_key[0].info.run_id, "curves/train_loss")
         assert sorted(m.step for m in history) == list(range(1, epochs + 1))  # every epoch, each once
 
 
@@ -321,7 +321,7 @@ def test_a_second_driver_exits_2_naming_the_first_and_runs_are_what_mlflow_expec
         assert tags["ltbench.seed"] in ("0", "1")
         (data,) = run.inputs.dataset_inputs
         assert data.dataset.name == "fashion-mnist-lt-r4-train" and len(data.dataset.digest) == 16
-        stamps = [m.timestamp for m in tracker.client.get_metric_history(run.info.run_id, "train_loss")]
+        stamps = [m.timestamp for m in tracker.client.get_metric_history(run.info.run_id, "curves/train_loss")]
         assert stamps == sorted(stamps) and stamps[0] > 1_600_000_000_000  # epoch ends, in ms since 1970
 
     # 5: a rerun says when finished trials came from another harness commit
@@ -350,7 +350,7 @@ def test_a_restarted_stage_two_logs_each_epoch_once_with_its_real_time(tmp_path:
     for epoch in (1, 2, 3):  # stage two has no checkpoint: it runs every epoch again, with other values
         again.log_epoch(run_id, {"epoch": epoch, "train_loss": 5.0 / epoch, "time": 1_700_000_100.0 + epoch})
 
-    history = again.client.get_metric_history(run_id, "train_loss")
+    history = again.client.get_metric_history(run_id, "curves/train_loss")
     assert sorted((m.step, m.timestamp) for m in history) == [
         (1, 1_700_000_001_000), (2, 1_700_000_002_000), (3, 1_700_000_103_000)
     ]  # fmt: skip
