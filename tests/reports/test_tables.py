@@ -68,7 +68,7 @@ def of_suite(spec: T.TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
 
 def rendered(spec: T.TableSpec, runs: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
     grid = T.fill(spec, of_suite(spec, runs), PUBLISHED)
-    notes = T._notes(spec, grid, set(METHODS))
+    notes = T.table_notes(spec, grid, set(METHODS))
     return T.render_markdown(spec, grid, notes), T.render_latex(spec, grid, notes), T.to_frame(spec, grid)
 
 
@@ -152,7 +152,7 @@ def test_a_cell_uses_one_configuration_and_says_what_it_set_aside() -> None:
     grid = T.fill(L.CAO, of_suite(L.CAO, runs), PUBLISHED)
     cell = grid[0][0]
     assert cell.n == 3 and cell.mean == pytest.approx(30.0) and cell.set_aside == 1
-    assert any("1 other configuration(s)" in n for n in T._notes(L.CAO, grid, set(METHODS)))
+    assert any("1 other configuration(s)" in n for n in T.table_notes(L.CAO, grid, set(METHODS)))
 
 
 def test_write_tables_writes_every_table_in_three_formats(runs: pd.DataFrame, tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ def test_a_paper_table_reads_only_its_own_suite_and_says_where_it_departs() -> N
     erm = frame.loc[("ERM", "CIFAR-10-LT r=100")]
     assert erm.n == 2 and erm.ltbench_mean == pytest.approx(29.5) and erm.suites == "paper-cao2019"
     assert frame.loc[("LDAM-DRW", "CIFAR-10-LT r=100")].ltbench_mean == pytest.approx(20.0)  # the ldam-drw runs
-    notes = T._notes(L.CAO, grid, set(METHODS))
+    notes = T.table_notes(L.CAO, grid, set(METHODS))
     assert notes[0].startswith("ltbench's numbers are the runs of suite `paper-cao2019` only")
     assert any(n.startswith("Departs from the paper:") and "best test accuracy" in n for n in notes)
     assert not any("other configuration" in n for n in notes)  # the cifar-lt runs were never candidates
