@@ -64,6 +64,9 @@ def test_tables_agree_with_the_leaderboard(real: tuple[Path, Path], capsys) -> N
     assert cell.n == 2 and cell.ltbench_mean == pytest.approx(board.All_mean, abs=1e-4)
     assert cell.ltbench_std == pytest.approx(board.All_std, abs=1e-4)
     assert grid.loc[("la", "r=4 All")].status == "missing"
+    made = "Runs made with: fashion-mnist-lt: recipe quick with batch_size=32, epochs=2, eval_every=1, epochs 2,"
+    assert made in (results / "tables" / "fashion_mnist_lt_grid.md").read_text()
+    assert (results / "tables" / "fashion_mnist_lt_grid.csv").read_text().startswith(f"# {made}")
     menon = (results / "tables" / "menon2021_table3.md").read_text()
     assert "| ERM | 27.16 (unverified) | missing | — |" in menon
 
