@@ -3,6 +3,8 @@ own failure, never a lost worker to retry) and by the driver (exit 4, no traceba
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import contextlib
 import errno
 import sqlite3
@@ -59,10 +61,11 @@ def test_a_trial_that_fills_the_disk_fails_with_one_line_not_a_lost_worker(
 ) -> None:
     reported: list[dict[str, Any]] = []
 
-    def fill_the_disk(*args: object, **kwargs: object) -> None:
+    def fill_the_disk(*args: object, **kwargs: object) -> Iterator[None]:
         raise RuntimeError("PytorchStreamWriter failed writing file data/0: No space left on device")
+        yield  # a step generator, as `trial_steps` is
 
-    monkeypatch.setattr(worker, "run_trial", fill_the_disk)
+    monkeypatch.setattr(worker, "trial_steps", fill_the_disk)
     monkeypatch.setattr(worker.tune, "report", reported.append)
     monkeypatch.setattr(worker.ray, "get_runtime_context", lambda: type("C", (), {"get_node_id": lambda s: "n"})())
     trial = {"suite": "s", "dataset": "fashion-mnist-lt", "imbalance_ratio": 4.0, "method": "ce", "seed": 0,
