@@ -3,11 +3,10 @@ own failure, never a lost worker to retry) and by the driver (exit 4, no traceba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import contextlib
 import errno
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from harness.experiment.suite import build_suite
-from harness.records.storage import Storage
 from harness.records.mlflow_names import final_metric, logged_value
+from harness.records.storage import Storage
 from harness.records.tracker import Tracker
 from harness.records.tracking_uri import default_tracking_uri
 

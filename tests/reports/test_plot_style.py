@@ -177,7 +177,7 @@ def test_plots_leave_no_pyplot_state_and_tidy_frames_carry_class_names() -> None
 
 
 def test_no_two_methods_have_confusable_colours_and_none_is_pale_on_white() -> None:
-    """The built-in methods (19 with mixup and MiSLAS) and a plugin: every pair at least CIEDE2000 20 apart (the old palette had pairs
+    """The 19 built-in methods and a plugin: every pair at least CIEDE2000 20 apart (the old palette had pairs
     11.6 apart: la, ncm and tau-norm three oranges, crt and lws two pinks), and no colour lighter than L* 75 (the
     old one had a yellow of L* 88 on white)."""
     colors = P.method_colors([*METHOD_ORDER, "my-plugin"])
