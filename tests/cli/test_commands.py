@@ -44,7 +44,10 @@ def test_methods_lists_ce(capsys: pytest.CaptureFixture) -> None:
     ("argv", "message"),
     [
         (["data", "describe", "mnist-lt", "--imbalance-ratio", "10"], "unknown dataset 'mnist-lt'"),
-        (["data", "describe", "cifar10-lt", "--imbalance-ratio", "0.5"], "imbalance ratio must be >= 1"),
+        (
+            ["data", "describe", "cifar10-lt", "--imbalance-ratio", "0.5"],
+            "imbalance-ratio must be a finite number >= 1",
+        ),
         (["run", "no-such-suite"], "unknown suite 'no-such-suite'"),
         (["run", "quick", "--set", "recipe.epochs=-1"], "epochs must be a positive integer"),
         (["run", "quick", "--set", "data.root=/nonexistent"], "fashion-mnist-lt: dataset files not found"),

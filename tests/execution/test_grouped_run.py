@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from harness.experiment.suite import build_suite
 from harness.records.artifacts import RESULT_FILE
+from harness.records.mlflow_names import epoch_metric
 from harness.records.storage import Storage
 from harness.records.tracking_uri import default_tracking_uri
 from tests.cli.test_bad_input import install_plugin
@@ -47,9 +48,12 @@ def test_a_group_of_three_trains_in_one_worker_and_its_nan_trial_fails_alone(
     for cfg in build_suite(str(builtin)).trials:
         (run,) = runs[cfg.key]
         assert run.info.status == "FINISHED"
-        history = client.get_metric_history(run.info.run_id, "train_loss")
+        history = client.get_metric_history(run.info.run_id, epoch_metric("train_loss"))
         assert sorted(m.step for m in history) == [1, 2]  # its own epochs, in its own run
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "train_images_per_s")] == [1, 2]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, epoch_metric("train_images_per_s"))] == [
+            1,
+            2,
+        ]
         grouped = store.trial(cfg.key).read_json(RESULT_FILE)
         alone = train(cfg, Storage.open(tmp_path / "alone"))
         assert json.dumps(grouped["metrics"], sort_keys=True) == json.dumps(alone["metrics"], sort_keys=True)

@@ -23,6 +23,7 @@ from harness.execution.tune_driver import settle_interrupted
 from harness.execution.tune_events import TuneEventBridge
 from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite
+from harness.records.mlflow_names import epoch_metric
 from harness.records.storage import Storage
 from harness.records.tracker import TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import default_tracking_uri
@@ -198,7 +199,7 @@ def test_sigint_of_the_driver_keeps_finished_trials_and_four_concurrent_trials_l
     assert len(after) == 8 and all(len(runs) == 1 and runs[0].info.status == "FINISHED" for runs in after.values())
     tracker = Tracker(default_tracking_uri(results), "tiny", results)
     for runs in after.values():  # every epoch of every trial reached MLflow
-        steps = [m.step for m in tracker.client.get_metric_history(runs[0].info.run_id, "train_loss")]
+        steps = [m.step for m in tracker.client.get_metric_history(runs[0].info.run_id, epoch_metric("train_loss"))]
         assert sorted(steps) == [1, 2, 3]  # each epoch exactly once
 
 
@@ -221,7 +222,7 @@ def test_an_interrupt_finishes_trials_whose_result_reached_disk_before_the_drive
 
     assert [(o.key, o.status) for o in report.outcomes] == [(done.key, "FINISHED")]
     assert tracker.client.get_run(done_run).info.status == "FINISHED"
-    steps = [m.step for m in tracker.client.get_metric_history(done_run, "train_loss")]
+    steps = [m.step for m in tracker.client.get_metric_history(done_run, epoch_metric("train_loss"))]
     assert sorted(steps) == [1, 2]  # its epochs, which the driver never saw, are logged from its history
     assert tracker.client.get_run(running_run).info.status == "KILLED"
     assert tracker.find_run(never_started.key) is None
@@ -247,7 +248,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
     failed_trial = SimpleNamespace(
         trial_id="t0",
         config={"key": broken_backbone.key, "trial": broken_backbone.as_dict()},
-        last_result={"kind": "failed", "reason": "CUDA out of memory"},
+        last_result={"kind": "failed", "key": broken_backbone.key, "reason": "CUDA out of memory"},
     )
     callback.on_trial_complete(0, [], failed_trial)
 

@@ -57,7 +57,7 @@ def test_tables_agree_with_the_leaderboard(real: tuple[Path, Path], capsys) -> N
     assert main(["tables", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
     # 17 method rows (every registered method) x 5 columns
-    assert "fashion_mnist_lt_grid: 4 of 85 cells with ltbench runs, 0 with a published number" in out
+    assert "fashion_mnist_lt_grid: 4 of 95 cells with ltbench runs, 0 with a published number" in out
     board = pd.read_csv(results / "tiny" / "leaderboard.csv", comment="#").iloc[0]
     grid = pd.read_csv(results / "tables" / "fashion_mnist_lt_grid.csv", comment="#").set_index(["row", "column"])
     cell = grid.loc[("ce", "r=4 All")]
