@@ -17,6 +17,9 @@ from tests.conftest import write_tiny_suite
 from tests.execution.test_sweeps import runs_by_key, wait_for
 from tests.store_servers import S3Server
 
+# long enough that the second driver's workers start while the first driver still trains
+EPOCHS = 80
+
 
 def two_drivers_at_once(suite_file: Path, storage: str, tmp_path: Path) -> list[subprocess.CompletedProcess]:
     """Driver 1 starts; driver 2 starts as soon as driver 1 holds a trial's lease (two Ray instances starting
@@ -52,7 +55,7 @@ def check_each_trial_trained_once(done: list[subprocess.CompletedProcess], store
     assert len(keys) == 2
     for key in keys:
         result = json.loads(store.trial(key).read_bytes("result.json"))
-        assert [row["epoch"] for row in result["history"]] == list(range(1, 21))
+        assert [row["epoch"] for row in result["history"]] == list(range(1, EPOCHS + 1))
         assert not store.trial(key).exists("lease.json")
     for i in (1, 2):  # both drivers' MLflow stores hold both trials, finished, once
         runs = runs_by_key(tmp_path / f"results-{i}", "tiny")
@@ -67,7 +70,7 @@ def test_two_drivers_on_one_local_store_train_each_trial_once(tmp_path: Path, fa
     suite_file = write_tiny_suite(
         tmp_path / "s.yaml",
         fake_fashion_root,
-        recipe={"base": "quick", "epochs": 20, "batch_size": 16, "eval_every": 1},
+        recipe={"base": "quick", "epochs": EPOCHS, "batch_size": 16, "eval_every": 1},
     )
     store = tmp_path / "shared-store"
     done = two_drivers_at_once(suite_file, str(store), tmp_path)
@@ -82,7 +85,7 @@ def test_two_drivers_on_one_s3_store_train_each_trial_once(
     suite_file = write_tiny_suite(
         tmp_path / "s.yaml",
         fake_fashion_root,
-        recipe={"base": "quick", "epochs": 20, "batch_size": 16, "eval_every": 1},
+        recipe={"base": "quick", "epochs": EPOCHS, "batch_size": 16, "eval_every": 1},
     )
     done = two_drivers_at_once(suite_file, s3.uri("two-drivers"), tmp_path)
     check_each_trial_trained_once(done, s3.storage("two-drivers"), tmp_path)

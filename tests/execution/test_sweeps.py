@@ -250,6 +250,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
         config={"key": broken_backbone.key, "trial": broken_backbone.as_dict()},
         last_result={"kind": "failed", "key": broken_backbone.key, "reason": "CUDA out of memory"},
     )
+    callback.on_trial_result(0, [], failed_trial, failed_trial.last_result)
     callback.on_trial_complete(0, [], failed_trial)
 
     orphans = [t for t in plan.decoupled if t.seed == 0]

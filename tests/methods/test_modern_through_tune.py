@@ -43,4 +43,4 @@ def test_each_new_method_trains_an_epoch_through_ray_tune(tmp_path: Path, fake_f
     assert set(by_method) == set(MODERN)
     for run in runs:
         assert run.info.status == "FINISHED" and 0 <= run.data.metrics["final/test_top1"] <= 100  # percent
-    assert by_method["mislas"].data.metrics["final_chosen_epoch"] == 1  # stage two's one epoch, kept on val
+    assert by_method["mislas"].data.metrics["final/chosen_epoch"] == 1  # stage two's one epoch, kept on val
