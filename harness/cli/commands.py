@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -247,6 +248,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    if args.load is not None:
+        return _bench_load(args, log)
     path = _results_dir(args) / "bench.json"
     makespan = MakespanOptions(args.ray_gpus, args.packing, args.time_scale, args.max_trials, path)
     if args.makespan:
@@ -257,6 +260,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = run_bench(args.device, args.quick, args.data_root, args.threads, log, makespan)
     path = write_bench(result, path)
     print(format_table(result))
+    print(f"written: {path}")
+    return 0
+
+
+def _bench_load(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    from harness.bench import write_bench
+    from harness.bench.load import LoadOptions, format_load, measure_load, run_environment
+
+    options = LoadOptions(args.load, args.load_epochs, args.load_epoch_seconds, args.load_concurrency, args.data_root)
+    options.check()
+    figures = measure_load(options, log)
+    path = write_bench({"load": figures.as_dict(), "machine": run_environment()}, _results_dir(args) / "load.json")
+    print(format_load(figures))
     print(f"written: {path}")
     return 0
 

@@ -186,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="(e) Ray run: the plan's first N end-to-end trials and backbones, with the decoupled trials on them "
         "(default: all)",
     )
+    bench.add_argument(
+        "--load",
+        type=int,
+        metavar="N",
+        help="only section (g): N simulated trials (a multiple of 40) through ltbench run's driver, Tune and MLflow; "
+        "figures to load.json",
+    )
+    bench.add_argument("--load-epochs", type=int, default=4, help="(g) epochs per simulated trial (default: 4)")
+    bench.add_argument(
+        "--load-epoch-seconds", type=float, default=0.5, help="(g) seconds each simulated epoch sleeps (default: 0.5)"
+    )
+    bench.add_argument("--load-concurrency", type=int, default=16, help="(g) simulated trials at once (default: 16)")
     bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the results store, opened on a suite's runs")

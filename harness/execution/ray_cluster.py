@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from harness.core.errors import LtbenchError
 from harness.core.trial import TrialConfig
+from harness.execution.ray_reaper import start_ticks
 
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, on any OS
@@ -83,7 +86,27 @@ def connect_ray(address: str | None) -> bool:
             f"cannot start or reach {where}: {str(e).splitlines()[0]}; check --address "
             "(use 'auto' for a cluster started with 'ray start --head' on this machine)"
         ) from e
+    if address is None:
+        watch_for_driver_death()
     return True
+
+
+def watch_for_driver_death() -> None:
+    """Start `harness.execution.ray_reaper` beside the local instance just started: if this process is killed
+    without shutting Ray down, the reaper stops the instance's processes at once instead of minutes later."""
+    from ray._private import worker
+
+    node = worker._global_node
+    ticks = start_ticks(os.getpid())
+    if node is None or ticks is None:  # not Linux's /proc, or no local node: nothing to watch with
+        return
+    subprocess.Popen(
+        [sys.executable, "-m", "harness.execution.ray_reaper", str(os.getpid()), str(ticks), node.session_name],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl+C or a kill of the driver's process group leaves it be
+    )
 
 
 _saved_mode: dict[str, Any] = {}

@@ -18,6 +18,7 @@ from harness.execution.plan_summary import every_trial, extra_runs, finished_sum
 from harness.execution.ray_cluster import check_resources, ray_session, worker_niceness
 from harness.execution.termination import sigterm_as_interrupt
 from harness.execution.tune_driver import run_with_tune, trials_progress
+from harness.execution.worker import Trainable, train_trial
 from harness.experiment.coverage import empty_bucket_warnings
 from harness.experiment.plan import epoch_budget, make_plan
 from harness.experiment.suite import Suite, build_suite, parse_group_size
@@ -104,6 +105,7 @@ def run_suite(
     max_retries: int = DEFAULT_MAX_RETRIES,
     storage: Storage | None = None,
     group_size: int | str | None = None,
+    trainable: Trainable = train_trial,
 ) -> RunSummary:
     """Run every unfinished trial of the suite in one Tune run (each decoupled trial as soon as its shared
     backbone has finished; a trial whose worker dies retried up to `max_retries` times); then rebuild the
@@ -113,6 +115,7 @@ def run_suite(
     fail (the suite, the data, the results dir, the trial store, the tracking URI, the Ray address and
     resources) runs before anything is written; the results dir is locked for this driver alone. Up to
     `group_size` compatible trials train in one worker process (default: the suite's `group_size`).
+    `trainable` is what each Ray worker runs: the trainer, or the load bench's simulated trial.
     """
     started = time.perf_counter()
     if max_retries < 0:
@@ -136,7 +139,7 @@ def run_suite(
         try:
             tracker = open_tracker(suite, results_dir, tracking_uri, store)
             remember_configuration(results_dir, suite.name, suite.overrides, suite.trials)
-            return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries)
+            return _run_unfinished(suite, tracker, results_dir, verbose, started, store, max_retries, trainable)
         except Exception as e:  # a full disk surfaces from SQLite, Tune or a write of ours: one line, not 38 tracebacks
             if not is_disk_full(e) or isinstance(e, LtbenchError):
                 raise
@@ -152,6 +155,7 @@ def _run_unfinished(
     started: float,
     storage: Storage,
     max_retries: int = DEFAULT_MAX_RETRIES,
+    trainable: Trainable = train_trial,
 ) -> RunSummary:
     plan = make_plan(suite.trials)
     # Trials whose result reached the store while MLflow could not hear of it (a server that went away, a
@@ -175,7 +179,16 @@ def _run_unfinished(
     progress.start()
     try:
         outcome = run_with_tune(
-            todo, plan.backbone_of, tracker, storage, results_dir, progress, verbose, max_retries, group_size=group_size
+            todo,
+            plan.backbone_of,
+            tracker,
+            storage,
+            results_dir,
+            progress,
+            verbose,
+            max_retries,
+            group_size=group_size,
+            trainable=trainable,
         )
     except Interrupted:
         if tracker.down_since is None:

@@ -19,6 +19,7 @@ The caller holds the Ray session (`harness.execution.ray_cluster`) and has check
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -40,9 +41,10 @@ from harness.execution.outcomes import Interrupted, TrialOutcome, TrialOutcomes
 from harness.execution.progress import SuiteProgress
 from harness.execution.trial_queue import TrialQueue, plan_jobs
 from harness.execution.tune_events import TuneEventBridge
-from harness.execution.worker import train_trial, trial_resources
+from harness.execution.worker import Trainable, train_trial, trial_resources
 from harness.experiment.plan import trial_epochs
 from harness.records.artifacts import RESULT_FILE
+from harness.records.disk_space import is_disk_full
 from harness.records.lease import default_holder
 from harness.records.storage import Storage
 from harness.records.tracker import Tracker
@@ -146,7 +148,7 @@ def _tune_environment() -> Iterator[None]:
 
 
 def run_queue(
-    trainable: Callable[[dict[str, Any]], None],
+    trainable: Trainable,
     resources: Callable[[dict[str, Any]], Any],
     queue: TrialQueue,
     configs: dict[str, dict[str, Any]],
@@ -209,6 +211,7 @@ def run_with_tune(
     max_retries: int = DEFAULT_MAX_RETRIES,
     barrier: bool = False,
     group_size: int = 1,
+    trainable: Trainable = train_trial,
 ) -> TrialOutcomes:
     """Run `trials` (all not yet finished: end-to-end trials, backbones and decoupled trials, in plan order)
     in one Tune run and return each one's outcome.
@@ -221,7 +224,8 @@ def run_with_tune(
     key>/` each, shared by all suites, so a trial finished under one suite is reused (not retrained) by any
     other suite that contains it. Tune's own files go beside them in a remote store (`<store>/ray`), else to
     `<results>/ray`. `progress` is the suite-wide display. Up to `group_size` compatible trials train
-    together in one worker process (`harness.training.group`).
+    together in one worker process (`harness.training.group`). `trainable` is what each Ray worker runs
+    (`harness.execution.worker.train_trial`; the load bench's simulated trials stand in for it).
     """
     report = TrialOutcomes()
     if not trials:
@@ -243,18 +247,24 @@ def run_with_tune(
         for t in trials
     }
     bridge = TuneEventBridge(tracker, storage, report, progress, verbose, queue, {t.key: t for t in trials})
-    run_queue(
-        train_trial,
-        trial_resources,
-        queue,
-        configs,
-        [bridge],
-        trials[0].suite,
-        storage_path,
-        max_retries,
-        storage_filesystem,
-        group_size,
-    )
+    try:
+        run_queue(
+            trainable,
+            trial_resources,
+            queue,
+            configs,
+            [bridge],
+            trials[0].suite,
+            storage_path,
+            max_retries,
+            storage_filesystem,
+            group_size,
+        )
+    except Exception as e:
+        if is_disk_full(e):  # the run stops (run_suite says so in one line): its open runs end KILLED, resumable,
+            with contextlib.suppress(Exception):  # where MLflow can still write (its store may be the full disk)
+                settle_interrupted(trials, tracker, storage, report)
+        raise
     if len(report.outcomes) < len(trials):
         # Tune handles SIGINT by stopping every trial and returning: the trials still open were interrupted
         settle_interrupted(trials, tracker, storage, report)

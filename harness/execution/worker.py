@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ from harness.records.lease import default_holder, leased
 from harness.records.storage import Storage
 from harness.training.group import run_group
 from harness.training.trainer import trial_steps
+
+# What a Ray worker runs for one Tune trial: the trial's config in, its epochs and end out through `tune.report`.
+Trainable = Callable[[dict[str, Any]], None]
 
 
 def exception_line(error: BaseException) -> str:

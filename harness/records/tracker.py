@@ -335,11 +335,14 @@ class Tracker:
 
 def quiet_mlflow() -> None:
     """MLflow's INFO lines (creating and migrating its database tables) say nothing a user acts on and break
-    the run's own output; its warnings and errors still show."""
+    the run's own output; its warnings and errors still show, except one: its SQL store logs every database
+    error with a full traceback before raising it, and ltbench says each such error itself, in one line
+    (a full disk, a locked or corrupt database)."""
     import logging
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _manifest_source(uri: str) -> Any:

@@ -14,6 +14,7 @@ import yaml
 from harness.cli import main
 from tests.cli.test_commands import run_fails
 from tests.conftest import write_tiny_suite
+from tests.plugin_packages import install_plugin
 
 
 @pytest.mark.parametrize(
@@ -131,16 +132,6 @@ class MyCE(Method):
     name = "ce"
     description = "claims a built-in name"
 """
-
-
-def install_plugin(site: Path, package: str, module: str, source: str) -> None:
-    """A module and its dist-info with an `ltbench.methods` entry point, as pip would leave them."""
-    site.mkdir(parents=True, exist_ok=True)
-    (site / f"{module}.py").write_text(source)
-    dist = site / f"{package.replace('-', '_')}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[ltbench.methods]\n{module} = {module}\n")
 
 
 @pytest.fixture

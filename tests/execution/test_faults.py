@@ -22,9 +22,18 @@ from harness.records.results_dir import LOCK_FILE, exclusive_run
 from harness.records.storage import Storage
 from harness.records.tracker import COMMIT_TAG, TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import TRACKING_RETRY_ENV, default_tracking_uri
-from tests.cli.test_bad_input import install_plugin
 from tests.conftest import write_tiny_suite
-from tests.execution.test_sweeps import checkpoint_epoch, descendants, free_port, ltbench, start, wait_for
+from tests.execution.test_ray_reaper import alive
+from tests.execution.test_sweeps import (
+    checkpoint_epoch,
+    descendants,
+    free_port,
+    ltbench,
+    process_title,
+    start,
+    wait_for,
+)
+from tests.plugin_packages import Gate, install_plugin
 from tests.trial_runs import train
 
 RAY_BOOKKEEPING = {
@@ -279,15 +288,20 @@ def listening(pids: set[int]) -> list[tuple[str, str]]:
 def test_a_second_driver_exits_2_naming_the_first_and_runs_are_what_mlflow_expects(
     tmp_path: Path, fake_fashion_root: Path
 ) -> None:
-    suite_file = slow_suite(tmp_path, fake_fashion_root)
-    keys = {t.key for t in build_suite(str(suite_file)).trials}
+    gate = Gate(tmp_path)  # the first driver's trials wait after their first epoch until the second has run
+    suite_file = slow_suite(tmp_path, fake_fashion_root, methods=["gated"])
     results = tmp_path / "r"
     argv = ["run", str(suite_file), "--results-dir", str(results), "--quiet"]
-    first = start(*argv)
+
+    def trained() -> list[Path]:  # the trial dirs that hold a finished epoch's checkpoint
+        return [d for d in (results / "trials").glob("*") if checkpoint_epoch(d) >= 1]
+
+    first = start(*argv, env=gate.env)
     try:
-        wait_for(lambda: any(checkpoint_epoch(results / "trials" / k) >= 1 for k in keys), what="a first epoch")
+        wait_for(lambda: bool(trained()), what="a first epoch")
         sockets = listening({first.pid, *descendants(first.pid)})
-        second = ltbench(*argv)
+        second = ltbench(*argv, env=gate.env)
+        gate.open()
         out, _ = first.communicate(timeout=300)
     finally:
         first.kill()
@@ -297,6 +311,8 @@ def test_a_second_driver_exits_2_naming_the_first_and_runs_are_what_mlflow_expec
     assert line.startswith(f"ltbench: error: {results} is in use by another ltbench run (pid {first.pid} on ")
     assert line.endswith("; wait for it to end, or use another --results-dir")
     assert first.returncode == 0, out[-3000:]
+    keys = {d.name for d in trained()}
+    assert len(keys) == 2
     uri = default_tracking_uri(results)
     assert_each_trial_logged_once(uri, results, keys, epochs=6)
 
@@ -317,7 +333,7 @@ def test_a_second_driver_exits_2_naming_the_first_and_runs_are_what_mlflow_expec
         assert {run.data.tags[f"ltbench.classes.{b}"] for b in ("many", "medium", "few")} <= {str(n) for n in range(11)}
         tags = run.data.tags
         assert (tags["ltbench.dataset"], tags["ltbench.imbalance_ratio"], tags["ltbench.method"]) == (
-            "fashion-mnist-lt", "4", "ce")  # fmt: skip
+            "fashion-mnist-lt", "4", "gated")  # fmt: skip
         assert tags["ltbench.seed"] in ("0", "1")
         (data,) = run.inputs.dataset_inputs
         assert data.dataset.name == "fashion-mnist-lt-r4-train" and len(data.dataset.digest) == 16
@@ -327,10 +343,31 @@ def test_a_second_driver_exits_2_naming_the_first_and_runs_are_what_mlflow_expec
     # 5: a rerun says when finished trials came from another harness commit
     some_run = next(iter(mlflow_runs(uri, results).values()))[0]
     tracker.client.set_tag(some_run.info.run_id, COMMIT_TAG, "0123456789abcdef")
-    rerun = ltbench(*argv)
+    rerun = ltbench(*argv, env=gate.env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "2 trials, 2 already finished, 0 run" in rerun.stdout
     assert "note: 1 finished trials were trained by another harness commit (0123456789ab; this is " in rerun.stdout
+
+
+# -- 6. kill -9 of the driver leaves no Ray process behind ------------------------------------------
+
+
+def test_kill_9_of_the_driver_stops_its_ray_processes_in_seconds(tmp_path: Path, fake_fashion_root: Path) -> None:
+    """Ray's own processes outlived a SIGKILLed driver by ~2.5 minutes; its reaper stops them at once."""
+    gate = Gate(tmp_path)
+    suite_file = slow_suite(tmp_path, fake_fashion_root, methods=["gated"], seeds=[0])
+    results = tmp_path / "r"
+    driver = start("run", str(suite_file), "--results-dir", str(results), "--quiet", env=gate.env)
+    try:
+        wait_for(lambda: any(checkpoint_epoch(d) >= 1 for d in (results / "trials").glob("*")), what="an epoch")
+        ray = [pid for pid in descendants(driver.pid) if "ray_reaper" not in process_title(pid)]
+        assert any("raylet" in process_title(pid) for pid in ray), [process_title(pid) for pid in ray]
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        wait_for(lambda: not any(alive(pid) for pid in ray), timeout=30, what="the dead driver's Ray to stop")
+    finally:
+        gate.open()
+        driver.kill()
 
 
 # -- 7. metrics at their step and time, never an epoch twice ------------------------------------------

@@ -15,9 +15,9 @@ from harness.records.artifacts import RESULT_FILE
 from harness.records.mlflow_names import epoch_metric
 from harness.records.storage import Storage
 from harness.records.tracking_uri import default_tracking_uri
-from tests.cli.test_bad_input import install_plugin
 from tests.conftest import write_tiny_suite
 from tests.execution.test_sweeps import FAULTY_PLUGIN, ltbench, runs_by_key
+from tests.plugin_packages import install_plugin
 from tests.trial_runs import train
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out

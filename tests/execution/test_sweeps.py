@@ -28,6 +28,7 @@ from harness.records.storage import Storage
 from harness.records.tracker import TRIAL_KEY_TAG, Tracker
 from harness.records.tracking_uri import default_tracking_uri
 from tests.conftest import write_tiny_suite
+from tests.plugin_packages import install_plugin
 from tests.trial_runs import train
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out
@@ -272,12 +273,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
 def ray_head(tmp_path: Path):
     """A one-node Ray cluster started with `ray start --head`, its workers able to import the test plugin."""
     plugin_dir = tmp_path / "plugin"
-    plugin_dir.mkdir()
-    (plugin_dir / "faulty_methods.py").write_text(FAULTY_PLUGIN)
-    dist = plugin_dir / "faulty_methods-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: faulty-methods\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ltbench.methods]\nfaulty = faulty_methods\n")
+    install_plugin(plugin_dir, "faulty-methods", "faulty_methods", FAULTY_PLUGIN)
     env = {**os.environ, "PYTHONPATH": str(plugin_dir)}
     ray = str(Path(sys.executable).with_name("ray"))
     up = subprocess.run(

@@ -12,9 +12,9 @@ from harness.experiment.suite import build_suite
 from harness.records.artifacts import RESULT_FILE
 from harness.records.storage import Storage
 from harness.records.tracker import TRIAL_KEY_TAG
-from tests.cli.test_bad_input import install_plugin
 from tests.conftest import write_tiny_suite
 from tests.execution.test_sweeps import ltbench, runs_by_key
+from tests.plugin_packages import install_plugin
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow: `make test-unit` leaves it out
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,9 @@ import pytest
 from harness.cli import DISK_FULL_EXIT, main
 from harness.execution import run_suite, worker
 from harness.records.disk_space import disk_full_message, is_disk_full
+from tests.conftest import write_tiny_suite
+from tests.execution.test_sweeps import checkpoint_epoch, wait_for
+from tests.plugin_packages import Gate
 
 
 def chained(outer: Exception, inner: Exception) -> Exception:
@@ -91,3 +97,65 @@ def test_the_driver_stops_on_a_full_disk_with_one_line_and_exit_4(
     assert "Traceback" not in err and len(errors) == 1 and err.strip().splitlines()[-1] == errors[0]
     assert errors[0].startswith("ltbench: error: the filesystem at /")
     assert "rerun the same command: finished trials are kept" in errors[0]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MB tmpfs of the test's own (mounting one needs root, which CI has)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root can): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem has no byte left."""
+    with path.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 2**20)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    with contextlib.suppress(OSError), path.open("ab") as f:  # the last partial megabyte
+        while True:
+            f.write(b"\0" * 4096)
+            f.flush()
+
+
+@pytest.mark.integration
+def test_a_disk_that_fills_mid_trial_stops_the_run_in_one_line_and_a_rerun_resumes(
+    tmp_path: Path, fake_fashion_root: Path, small_tmpfs: Path
+) -> None:
+    gate = Gate(tmp_path)  # the trial waits after epoch 1 while the test fills the disk
+    recipe = {"base": "quick", "epochs": 3, "batch_size": 16, "eval_every": 1}
+    suite_file = write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, methods=["gated"], seeds=[0], recipe=recipe)
+    results = small_tmpfs / "r"
+    command = [sys.executable, "-m", "harness.cli", "run", str(suite_file), "--results-dir", str(results), "--quiet"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gate.env)
+    try:
+        wait_for(lambda: any(checkpoint_epoch(d) >= 1 for d in (results / "trials").glob("*")), what="an epoch")
+        fill(small_tmpfs / "filler")
+        gate.open()
+        out, err = driver.communicate(timeout=300)
+    finally:
+        driver.kill()
+    said = out + err
+    assert driver.returncode in (1, DISK_FULL_EXIT), said[-3000:]
+    assert "Traceback" not in said and "is full: " in said, said[-3000:]
+    assert "worker was lost" not in said  # a full disk is never retried as a lost worker
+
+    (small_tmpfs / "filler").unlink()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env=gate.env)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    (trial,) = [d for d in (results / "trials").iterdir() if d.is_dir()]
+    result = json.loads((trial / "result.json").read_text())
+    assert [row["epoch"] for row in result["history"]] == [1, 2, 3]
+    assert [a["start_epoch"] for a in result["attempts"]] == [0, 1]  # resumed from the epoch before the disk filled
