@@ -238,7 +238,7 @@ def cmd_suites(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench import (
+    from harness.bench.run import (
         MakespanOptions,
         format_table,
         run_bench,
@@ -265,8 +265,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench_load(args: argparse.Namespace, log: Callable[[str], None]) -> int:
-    from harness.bench import write_bench
     from harness.bench.load import LoadOptions, format_load, measure_load, run_environment
+    from harness.bench.run import write_bench
 
     options = LoadOptions(args.load, args.load_epochs, args.load_epoch_seconds, args.load_concurrency, args.data_root)
     options.check()

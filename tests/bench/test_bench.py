@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import harness.bench as bench
+import harness.bench.run as bench
 from harness.bench import sharing
 from harness.bench.common import Figure
 from harness.cli import main
