@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="only section (g): N simulated trials (a multiple of 40) through ltbench run's driver, Tune and MLflow; "
-        "figures to load.json",
+        "figures to load.json (default: not run)",
     )
     bench.add_argument("--load-epochs", type=int, default=4, help="(g) epochs per simulated trial (default: 4)")
     bench.add_argument(

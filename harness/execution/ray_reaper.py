@@ -77,13 +77,16 @@ def reap(driver: int, driver_start: int, session: str) -> int:
 
     The session's process tree is noted every `SCAN_S` while the driver lives, each process with its start
     time: once the raylet is gone (it may go by itself when the driver dies) its agents and workers belong
-    to init and say nothing of the session any more."""
+    to init and say nothing of the session any more. A driver that shut the instance down and goes on
+    (`ray.shutdown()` in a longer-lived process) needs no watcher: it returns as soon as the tree is gone."""
     known: dict[int, int | None] = {}
     last_scan = 0.0
     while start_ticks(driver) == driver_start:
         if time.monotonic() - last_scan > SCAN_S:
             known.update({pid: start_ticks(pid) for pid in session_processes(session, os.getpid()) if pid not in known})
             last_scan = time.monotonic()
+            if known and not any(running(pid, ticks) for pid, ticks in known.items()):
+                return 0  # the driver shut its instance down itself and lives on (a test, a notebook)
         time.sleep(POLL_S)
     known.update({pid: start_ticks(pid) for pid in session_processes(session, os.getpid()) if pid not in known})
     left = [pid for pid, ticks in known.items() if running(pid, ticks)]

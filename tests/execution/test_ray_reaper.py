@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from harness.execution.ray_reaper import reap, running, session_processes, start_ticks
+from harness.execution.ray_reaper import SCAN_S, reap, running, session_processes, start_ticks
 
 # a process that sleeps; as "parent" it first starts a child that sleeps too and, like Ray's agents, ignores
 # SIGTERM (a raylet and its agent: once the raylet is gone, nothing about the agent names the session)
@@ -65,3 +66,27 @@ def test_a_reused_pid_is_not_the_driver() -> None:
     started = time.monotonic()
     assert reap(os.getpid(), me + 1, f"session_nobody_{time.time_ns()}") == 0
     assert time.monotonic() - started < 10
+
+
+def test_a_driver_that_shut_its_instance_down_itself_releases_its_watcher() -> None:
+    """`ray.shutdown()` in a process that lives on (a test run, a notebook): the watcher ends with the tree."""
+    session = f"session_test_{os.getpid()}_{time.time_ns()}"
+    raylet = sleeper(f"--session-name={session}", "alone")
+    stopped: list[int] = []
+    watcher = threading.Thread(
+        target=lambda: stopped.append(reap(os.getpid(), start_ticks(os.getpid()), session)), daemon=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not session_processes(session, os.getpid()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.start()
+        time.sleep(SCAN_S + 1)  # the watcher has noted the raylet
+        assert watcher.is_alive()
+        raylet.kill()  # what ray.shutdown() does to the instance
+        raylet.wait()
+        watcher.join(timeout=4 * SCAN_S)
+        assert not watcher.is_alive() and stopped == [0]
+    finally:
+        raylet.kill()
+        raylet.wait()
