@@ -27,42 +27,45 @@ SCAN_S = 2.0  # how often the session's process tree is noted while the driver l
 GRACE_S = 3.0
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first, then ppid, ...); None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def start_ticks(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat); None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def running(pid: int, ticks: int | None) -> bool:
     """Whether the process that started at `ticks` is still there and not a zombie (which is already dead)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z" and int(fields[19]) == ticks
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z" and int(fields[19]) == ticks
 
 
 def session_processes(session: str, spare: int) -> list[int]:
     """Pids of the processes whose command line names `session`, and of every process below them (Ray's
     workers rename themselves `ray::...`, so only their raylet names the session), except `spare`."""
-    named, parent = set(), {}
+    named, children = set(), {}
     for entry in Path("/proc").glob("[0-9]*"):
+        pid, fields = int(entry.name), stat_fields(int(entry.name))
         try:
             command = (entry / "cmdline").read_bytes()
-            parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
         if session.encode() in command:
-            named.add(int(entry.name))
+            named.add(pid)
     found, frontier = set(named), list(named)
     while frontier:
-        current = frontier.pop()
-        children = [pid for pid, ppid in parent.items() if ppid == current and pid not in found]
-        found.update(children)
-        frontier += children
+        below = [pid for pid in children.get(frontier.pop(), []) if pid not in found]
+        found.update(below)
+        frontier += below
     return sorted(found - {spare})
 
 
