@@ -8,18 +8,22 @@ point) imports only from here; the modules behind these names may move without b
   its hooks: `loss`, `predict`, `build_head`, `build_model`, `training_step` (given a `TrainingBatch`),
   `state_dict`/`load_state_dict`, `sampler_name`/`sampler_options`, `on_epoch_start`, `after_step`, and
   `fit_classifier` for decoupled methods). `LTModel`: a network as a feature part plus a head.
+- `multi_expert_model`, `MultiExpertModel`: experts sharing a CIFAR ResNet's early layers (RIDE, SADE).
 - `mixup`, `MixedBatch`, `beta_draw`: mixed images and labels, drawn from the epoch's generator.
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
   shared backbone.
 - `Sampler`, `register_sampler`: a method's own training sampler.
 - `log_prior`, `logit_adjusted_loss`, `effective_number_weights`, `per_class_weighted_mean`, `focal_terms`:
   loss arithmetic shared by several papers.
+- `UnlabeledImages`: a split's images without labels, as augmented view pairs, for a transductive method's
+  `adapt_unlabeled` (set `transductive = True`).
 - `LtbenchError`: raise it for bad input; the CLI prints its one-line message.
 """
 
 from harness.core.errors import LtbenchError
 from harness.data.samplers import Sampler, register_sampler
 from harness.models.base import LTModel
+from harness.models.experts import MultiExpertModel, multi_expert_model
 from harness.plugins.losses import (
     effective_number_weights,
     focal_terms,
@@ -38,6 +42,7 @@ from harness.plugins.method import (
 )
 from harness.plugins.mixing import MixedBatch, beta_draw, mixup
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
+from harness.training.test_time import UnlabeledImages
 
 __all__ = [
     "LTModel",
@@ -45,6 +50,7 @@ __all__ = [
     "Method",
     "MethodContext",
     "MixedBatch",
+    "MultiExpertModel",
     "NoParams",
     "RetrainParams",
     "Sampler",
@@ -52,6 +58,7 @@ __all__ = [
     "StageTwoResult",
     "TauSearchParams",
     "TrainingBatch",
+    "UnlabeledImages",
     "beta_draw",
     "check_bn_mode",
     "effective_number_weights",
@@ -59,6 +66,7 @@ __all__ = [
     "log_prior",
     "logit_adjusted_loss",
     "mixup",
+    "multi_expert_model",
     "param",
     "per_class_weighted_mean",
     "register_method",

@@ -16,6 +16,8 @@ from methods import (  # noqa: F401  (registration)
     mislas,
     mixup,
     ncm,
+    ride,
+    sade,
     tau_norm,
     wb,
 )

@@ -15,11 +15,11 @@ from harness.core.registry import Registry
 
 
 class LTModel(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int) -> None:
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, head: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.feature_dim = feature_dim
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = nn.Linear(feature_dim, num_classes) if head is None else head
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

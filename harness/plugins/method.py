@@ -50,6 +50,7 @@ from harness.models.base import LTModel
 
 if TYPE_CHECKING:
     from harness.training.decoupled import StageTwo
+    from harness.training.test_time import UnlabeledImages
 
 T = TypeVar("T")
 
@@ -123,6 +124,9 @@ class Method:
     # True for methods whose layers learn statistics from each training batch (Channel Whitening): an epoch then
     # drops its last partial batch, as a DataLoader's drop_last does, instead of learning from a few images
     full_batches: ClassVar[bool] = False
+    # True for transductive methods: after training they may learn from a split's unlabeled images
+    # (`adapt_unlabeled`, SADE's test-time aggregation); `ltbench methods`, the leaderboard and the tables say so
+    transductive: ClassVar[bool] = False
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         self.params = params
@@ -181,6 +185,17 @@ class Method:
         For constraints kept by projection (e.g. a max-norm ball); a decoupled method passes its own callable
         to `StageTwo.train_head(after_step=...)` instead.
         """
+
+    def unlabeled_split(self) -> str | None:
+        """The split ("test" or "val") whose unlabeled images `adapt_unlabeled` learns from in this run, or None
+        for no adaptation (transductive methods only; the default: the test split, as such papers do)."""
+        return "test" if self.transductive else None
+
+    def adapt_unlabeled(self, model: nn.Module, images: UnlabeledImages) -> dict[str, float]:
+        """Called once after end-to-end training, before the final evaluation, for a transductive method: learn
+        from `images` (views of the split's images, never their labels; see `harness.training.test_time`) and
+        change `model` in place. Returns scalars to log with the trial's metrics (e.g. learned weights)."""
+        return {}
 
     # -- decoupled hook -------------------------------------------------------------------------------
     def fit_classifier(self, stage: StageTwo) -> StageTwoResult:

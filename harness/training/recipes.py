@@ -215,6 +215,13 @@ RECIPES.register(
 # MiSLAS's stage one (dvlab-research/MiSLAS train_stage1.py, config/cifar*/*_stage1_mixup.yaml): ResNet-32,
 # 200 epochs, batch 128, lr 0.1, wd 2e-4, 5 warm-up epochs, lr x0.1 after epoch 160 and x0.01 after 180.
 RECIPES.register("mislas-cifar", RECIPES.get("cifar-lt").override(step_gamma=0.1))
+# RIDE (frank-xwang/RIDE-LongTailRecognition @ ab8be5c, configs/config_imbalance_cifar100_ride.json, train.py's
+# CustomLR stepped once per epoch): 200 epochs, batch 128, SGD lr 0.1 with Nesterov momentum 0.9, wd 5e-4,
+# lr·(e+1)/5 for the first five epochs, x0.01 from epoch 160 and x0.0001 from 180.
+RECIPES.register("ride-cifar", RECIPES.get("cifar-lt").override(weight_decay=5e-4, nesterov=True))
+# SADE (Vanint/SADE-AgnosticLT @ cba11b8, configs/config_cifar100_ir*_sade.json): RIDE's, with gamma 0.1
+# (x0.1 from epoch 160, x0.01 from 180).
+RECIPES.register("sade-cifar", RECIPES.get("ride-cifar").override(step_gamma=0.1))
 
 # Fields that say how a trial executes rather than what it trains: a named stage-1 recipe takes them from the
 # trial that names it, so `--set recipe.precision=fp32` or `recipe.eval_every` reach its backbone too.

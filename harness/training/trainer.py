@@ -51,6 +51,7 @@ from harness.training.method_step import method_step, owns_step
 from harness.training.optim import make_optimizer, make_scheduler, parameter_groups
 from harness.training.precision import memory_format, resolve_precision
 from harness.training.recipes import Recipe
+from harness.training.test_time import adapt_on_unlabeled
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -229,8 +230,12 @@ def end_to_end_steps(
         attempts = checkpoint.get("attempts", [])
     attempts = [*attempts, attempt(node, start_epoch)]
 
+    adapted: dict[str, Any] = {}  # a transductive method's adaptation: its extras and the split it read
+
     def evaluate_final() -> dict[str, dict[str, Any]]:
-        """Validation and test, capturing the classifier's test-set inputs for `analysis.npz` on the way."""
+        """Validation and test, capturing the classifier's test-set inputs for `analysis.npz` on the way; a
+        transductive method first adapts on its split's unlabeled images (`harness.training.test_time`)."""
+        adapted.update(adapt_on_unlabeled(method, model, setup.splits, cfg.seed))
         linear = final_linear(model.head)
         hook = linear.register_forward_pre_hook(moments.hook) if linear is not None else None
         try:
@@ -301,8 +306,12 @@ def end_to_end_steps(
         checkpoint = load_checkpoint(checkpoint_path, fall_back=False)
         save_checkpoint(checkpoint_path, {**checkpoint, "model": model.state_dict(), "kept": kept.state(False)})
         files.push(CHECKPOINT_FILE)
-    effective = {"kept_epoch": kept.epoch(recipe.epochs), "step": step_record(engine_step)}
-    extras = {"kept_epoch": float(kept.epoch(recipe.epochs))}
+    effective = {
+        "kept_epoch": kept.epoch(recipe.epochs),
+        "step": step_record(engine_step),
+        **adapted.get("effective", {}),
+    }
+    extras = {"kept_epoch": float(kept.epoch(recipe.epochs)), **adapted.get("extras", {})}
     return TrainedClassifier(
         evaluation, history, model.head, moments, extras=extras, effective=effective, attempts=attempts
     )
