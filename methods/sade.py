@@ -34,7 +34,7 @@ Differences from the official code:
   `RandomRotation(15)`;
 - the test-time views: the official policy is random crop (padding 4), colour jitter (0.4, 0.4, 0.4, 0.1) with
   p 0.8, grayscale with p 0.2, Gaussian blur (σ in [0.1, 2]) with p 0.2 and a horizontal flip; ltbench draws
-  crop + flip views (`view_policy`), each image's draws from a generator seeded from the trial's seed; colour
+  crop (padding 4) + flip views (`view_policy`, an augmentation policy), each image's draws from a generator seeded from the trial's seed; colour
   jitter, grayscale and blur are not applied (they await the device augmentation policies);
 - the official test-time loop runs the whole model forward on every step (the network frozen by its optimiser
   holding only θ); ltbench computes the experts' logits of both views without gradient and optimises θ on
@@ -114,7 +114,7 @@ class SADE(Method):
         tt_weight_decay: float = param(5e-4, "test-time weight decay of the aggregation weights")
         tt_batch: int = param(128, "test-time batch size")
         tt_stop_below: float = param(0.05, "stop after an epoch in which an expert's weight falls below this")
-        view_policy: str = param("crop-flip", "augmentation of the two test-time views")
+        view_policy: str = param("crop:4+flip", "policy of the two test-time views (harness augmentation ops)")
 
         def __post_init__(self) -> None:
             if self.aggregate_on not in AGGREGATE_ON:
