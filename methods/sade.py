@@ -33,9 +33,10 @@ Differences from the official code:
 - training augmentation is ltbench's random crop (padding 4) and flip; the official loader adds
   `RandomRotation(15)`;
 - the test-time views: the official policy is random crop (padding 4), colour jitter (0.4, 0.4, 0.4, 0.1) with
-  p 0.8, grayscale with p 0.2, Gaussian blur (σ in [0.1, 2]) with p 0.2 and a horizontal flip; ltbench draws
-  crop (padding 4) + flip views (`view_policy`, an augmentation policy), each image's draws from a generator seeded from the trial's seed; colour
-  jitter, grayscale and blur are not applied (they await the device augmentation policies);
+  p 0.8, grayscale with p 0.2, Gaussian blur (σ in [0.1, 2]) with p 0.2 and a horizontal flip; ltbench's
+  default `view_policy` is crop (padding 4) + flip (an augmentation policy of `harness.data.augment`), each
+  image's draws from a generator seeded from the trial's seed: colour jitter, grayscale and blur are not
+  applied (`view_policy` can add the ops the augmentation registry offers; it has no Gaussian blur);
 - the official test-time loop runs the whole model forward on every step (the network frozen by its optimiser
   holding only θ); ltbench computes the experts' logits of both views without gradient and optimises θ on
   them, which gives the same gradient for θ;

@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CACHE_ENV = "LTBENCH_CACHE"
 ENTRY_POINT_GROUP = "ltbench.methods"  # = harness.plugins.loading.ENTRY_POINT_GROUP (that module imports torch)
 HARNESS_DIR = Path(__file__).resolve().parents[1]
@@ -40,6 +40,7 @@ class MethodInfo:
     kind: str  # "end to end" or "stage two on the shared <stage1> backbone"
     sampler: str
     params: list[ParamInfo] = field(default_factory=list)
+    transductive: bool = False  # learns from a split's unlabeled (test) images after training (SADE)
 
 
 def cache_path() -> Path:
@@ -98,8 +99,10 @@ def _build() -> tuple[list[MethodInfo], list[list[Any]]]:
         params = param_spec(method)
         sampler = next((p.default for p in params if p.name == "sampler"), method.sampler)
         kind = f"stage two on the shared {method.stage1} backbone" if method.stage1 else "end to end"
+        if method.transductive:
+            kind += "; TRANSDUCTIVE: adapts on a split's unlabeled images (the test set by default)"
         infos = [ParamInfo(p.name, p.type, repr(p.default), p.help) for p in params]
-        methods.append(MethodInfo(name, method.description, kind, str(sampler), infos))
+        methods.append(MethodInfo(name, method.description, kind, str(sampler), infos, bool(method.transductive)))
         for obj in (method, method.Params):
             files.add(inspect.getsourcefile(obj) or "")
     # the harness and the built-in methods: a default may come from any module they import

@@ -8,7 +8,8 @@ table's cells (the `config` column of the runs frame: what MLflow logged for eac
 Without finished runs, the suite's own trial configurations stand in for them, and the note says so.
 
 Also said beside the table, from the same configuration: the precision a run trained in where it is not the
-official codes' fp32 (bf16 autocast), and the end-to-end epoch each `ce` run kept under `keep: best-val`.
+official codes' fp32 (bf16 autocast), the end-to-end epoch each `ce` run kept under `keep: best-val`, and a
+transductive method's runs (`ran.transductive`: the split whose unlabeled images it learned from).
 """
 
 from __future__ import annotations
@@ -116,7 +117,23 @@ def departure_notes(
             if precision != FP32 and not any(p.covers(dataset) and "recipe.precision" in p.settings for p in protocols):
                 notes.append(f"{name}: precision {shown(precision)}; the official codes train in fp32.")
     notes += kept_epoch_notes(cells)
+    notes += transductive_notes(cells)
     return notes
+
+
+def transductive_notes(cells: list[Cell]) -> list[str]:
+    """'† Row / column: transductive, ...' for cells whose runs learned from a split's unlabeled images after
+    training (`ran.transductive`, e.g. SADE's test-time aggregation on the test images)."""
+    notes = []
+    for cell in cells:
+        split = cell.config.get("ran.transductive") if cell.status == "ok" and isinstance(cell.config, dict) else None
+        if split:
+            where = f"{cell.row.label} / {DATASET_NAMES.get(cell.column.dataset, cell.column.dataset)}"
+            notes.append(
+                f"† {where}: transductive: after training it learned from the unlabeled {split} images "
+                f"(their labels unused) before it was evaluated."
+            )
+    return list(dict.fromkeys(notes))
 
 
 def kept_epoch_notes(cells: list[Cell]) -> list[str]:

@@ -5,6 +5,9 @@ configuration of the same suite never mix into its table. Every expected dataset
 even when none of its seeds finished (its cells then read "missing"), and every trial that is not FINISHED
 is listed with its status and failure reason: nothing is dropped silently.
 
+A transductive method's row (one whose runs learned from a split's unlabeled images after training, SADE's
+test-time aggregation; recorded by the run as `ran.transductive`) is marked † and the legend says which split.
+
 Methods appear in the report order (`naming.METHOD_ORDER`), variants labelled as a reader writes them
 (`tau-norm (τ = 1)`); the best value of each column within a dataset x ratio is bold, and the number of
 seeds is said once when every row has the same.
@@ -82,7 +85,7 @@ def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
     if done.empty:
         table = pd.DataFrame(
             {c: pd.Series(dtype=object if c in ("dataset", "method", "variant") else float) for c in columns + ["n"]}
-        )
+        ).assign(transductive=pd.Series(dtype=object))
     else:
         rows = result_rows(done)
         rows = rows.assign(imbalance_ratio=rows.imbalance_ratio.fillna(NATIVE))
@@ -91,11 +94,17 @@ def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
         table = grouped[list(SHOWN)].agg(["mean", "std"])
         table.columns = [f"{SHOWN[c]}_{stat}" for c, stat in table.columns]
         table["n"] = grouped.size()
+        # a transductive method's runs name the split whose unlabeled images they learned from (SADE)
+        splits = rows.config.map(lambda c: c.get("ran.transductive", "") if isinstance(c, dict) else "")
+        table["transductive"] = splits.groupby([rows[c] for c in GROUP + ["variant"]]).agg(
+            lambda s: ",".join(sorted({v for v in s if v}))
+        )
         table = table.reset_index()
     mains = groups.assign(variant="").merge(table, on=GROUP + ["variant"], how="left")
     variants = table[table.variant != ""].merge(groups, on=GROUP, how="inner")
     board = pd.concat([mains, variants], ignore_index=True)
     board["n"] = board["n"].fillna(0).astype(int)
+    board["transductive"] = board.get("transductive", pd.Series("", index=board.index)).fillna("")
     rank = board.method.map(lambda m: method_sort_key(m)[0])
     board = (
         board.assign(_rank=rank)
@@ -104,7 +113,7 @@ def _aggregate(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
         .reset_index(drop=True)
     )
     board["imbalance_ratio"] = board.imbalance_ratio.replace(NATIVE, np.nan)
-    return board[columns + ["n", "expected"]]
+    return board[columns + ["n", "expected", "transductive"]]
 
 
 def leaderboard(runs: pd.DataFrame, trials: list[TrialConfig]) -> pd.DataFrame:
@@ -149,7 +158,8 @@ def _cells(board: pd.DataFrame, with_n: bool, mark_best: bool = True) -> list[li
     out = []
     best = _best(board) if mark_best else pd.DataFrame(False, index=board.index, columns=list(SHOWN.values()))
     for index, row in board.iterrows():
-        cells = [row.dataset, _ratio_text(row.imbalance_ratio), setting_label(row.method, "", row.get("variant", ""))]
+        label = setting_label(row.method, "", row.get("variant", "")) + (" †" if row.get("transductive") else "")
+        cells = [row.dataset, _ratio_text(row.imbalance_ratio), label]
         if row.n == 0:
             cells += [MISSING] * len(SHOWN)
         else:
@@ -160,6 +170,21 @@ def _cells(board: pd.DataFrame, with_n: bool, mark_best: bool = True) -> list[li
             cells.append(f"{row.n}/{row.expected}")
         out.append(cells)
     return out
+
+
+def transductive_legend(board: pd.DataFrame) -> list[str]:
+    """The legend of the † marker, from the runs' own record of the split they adapted on (`ran.transductive`)."""
+    marked = board[board.transductive != ""] if "transductive" in board else board.iloc[0:0]
+    if marked.empty:
+        return []
+    which = "; ".join(
+        f"{method} on the {split} split"
+        for method, split in dict(zip(marked.method, marked.transductive, strict=True)).items()
+    )
+    return [
+        f"†: transductive: after training the method learned from a split's unlabeled images (labels unused) "
+        f"before its evaluation ({which})."
+    ]
 
 
 def _seeds_sentence(once: str | None) -> str:
@@ -196,6 +221,7 @@ def markdown(
     ]
     if made_with:
         lines += [made_with, ""]
+    lines += [f"{note}\n" for note in transductive_legend(board)]
     header = ["dataset", "ratio", "method", *SHOWN.values()] + (["n"] if once is None else [])
     align = "lll" + "r" * (len(header) - 3)
     lines.append(markdown_table(header, _cells(board, once is None), align))
@@ -228,6 +254,7 @@ def latex(
         f"Test accuracy (%), mean ± std over seeds. {_seeds_sentence(once)} Bold: the best of its column at "
         "that dataset and ratio. n/a: empty shot bucket; missing: no seed finished."
     ]
+    notes += transductive_legend(board)
     if unfinished:
         notes.append(
             f"{unfinished} of {len(status)} trials not finished (FAILED, RUNNING or MISSING); "

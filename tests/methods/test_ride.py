@@ -16,8 +16,19 @@ from methods.ride import RIDE, diversity_temperature_weights, ride_loss
 COUNTS = [500.0, 200.0, 90.0, 40.0, 12.0, 5.0]
 
 
-def official_ride_loss(output_logits, logits, target, cls_num_list, epoch, reweight_epoch=160, s=30, max_m=0.5,
-                       base_diversity_temperature=1.0, additional_diversity_factor=-0.45, reweight_factor=0.05):
+def official_ride_loss(
+    output_logits,
+    logits,
+    target,
+    cls_num_list,
+    epoch,
+    reweight_epoch=160,
+    s=30,
+    max_m=0.5,
+    base_diversity_temperature=1.0,
+    additional_diversity_factor=-0.45,
+    reweight_factor=0.05,
+):
     """Transcribed from frank-xwang/RIDE-LongTailRecognition @ ab8be5c, model/loss.py RIDELoss (__init__,
     _hook_before_epoch(epoch) with the trainer's 1-based epoch, get_final_output, forward), CPU tensors."""
     m_list = 1.0 / np.sqrt(np.sqrt(cls_num_list))
@@ -51,8 +62,11 @@ def official_ride_loss(output_logits, logits, target, cls_num_list, epoch, rewei
             diversity_temperature = temperature_mean = base_diversity_temperature
         output_dist = F.log_softmax(logits_item / diversity_temperature, dim=1)
         mean_output_dist = F.softmax(output_logits / diversity_temperature, dim=1)
-        loss += additional_diversity_factor * temperature_mean * temperature_mean * F.kl_div(
-            output_dist, mean_output_dist, reduction="batchmean"
+        loss += (
+            additional_diversity_factor
+            * temperature_mean
+            * temperature_mean
+            * F.kl_div(output_dist, mean_output_dist, reduction="batchmean")
         )
     return loss
 

@@ -78,3 +78,30 @@ def test_sade_is_transductive_and_aggregate_on_chooses_the_split() -> None:
     assert SADE(parse_params(SADE, {"aggregate_on": "none"}), context).unlabeled_split() is None
     with pytest.raises(LtbenchError, match="aggregate_on"):
         parse_params(SADE, {"aggregate_on": "train"})
+
+
+def test_ltbench_methods_and_the_leaderboard_flag_it(tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    from harness.plugins.catalogue import method_catalogue
+    from harness.reports.leaderboard import _cells, transductive_legend
+
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path))
+    listed = {m.name: m for m in method_catalogue()}
+    assert listed["sade"].transductive and "TRANSDUCTIVE" in listed["sade"].kind
+    assert not listed["ride"].transductive and "TRANSDUCTIVE" not in listed["ride"].kind
+    metrics = {
+        f"{name}_{stat}": 50.0 for name in ("All", "Many", "Medium", "Few", "MeanClass") for stat in ("mean", "std")
+    }
+    board = pd.DataFrame(
+        [
+            {"dataset": "cifar100-lt", "imbalance_ratio": 100.0, "method": "ride", "variant": "", "n": 1,
+             "expected": 1, "transductive": "", **metrics},
+            {"dataset": "cifar100-lt", "imbalance_ratio": 100.0, "method": "sade", "variant": "", "n": 1,
+             "expected": 1, "transductive": "test", **metrics},
+        ]
+    )  # fmt: skip
+    labels = [row[2] for row in _cells(board, with_n=False)]
+    assert labels == ["ride", "sade †"]
+    assert "sade on the test split" in transductive_legend(board)[0]
+    assert transductive_legend(board[board.method == "ride"]) == []

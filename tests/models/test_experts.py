@@ -33,7 +33,9 @@ def test_each_expert_has_distinct_later_stages_and_head_at_the_official_widths()
     model = experts()
     branches, heads = model.backbone.branches, model.head.heads
     assert len(branches) == len(heads) == 3
-    params = [{id(p) for p in b.parameters()} | {id(p) for p in h.parameters()} for b, h in zip(branches, heads)]
+    params = [
+        {id(p) for p in b.parameters()} | {id(p) for p in h.parameters()} for b, h in zip(branches, heads, strict=True)
+    ]
     assert not (params[0] & params[1]) and not (params[1] & params[2]) and not (params[0] & params[2])
     assert not torch.equal(branches[0].stages[0].conv1.weight, branches[1].stages[0].conv1.weight)
     widths = [m.out_channels for m in branches[0].stages.modules() if isinstance(m, nn.Conv2d)]

@@ -60,7 +60,7 @@ def test_views_carry_no_labels_and_replay_exactly() -> None:
     first = list(unlabeled.view_pairs(4, "crop:2+flip", epoch=0))
     again = list(unlabeled.view_pairs(4, "crop:2+flip", epoch=0))
     assert [len(pair) for pair in first] == [2, 2, 2] and [v.shape[0] for v, _ in first] == [4, 4, 2]
-    assert all(torch.equal(a, b) for pa, pb in zip(first, again) for a, b in zip(pa, pb))
+    assert all(torch.equal(a, b) for pa, pb in zip(first, again, strict=True) for a, b in zip(pa, pb, strict=True))
     assert not all(torch.equal(v1, v2) for v1, v2 in first)  # two views of an image differ
     assert not hasattr(unlabeled, "labels")
 
