@@ -101,6 +101,8 @@ class SADE(Method):
     name = "sade"
     description = "SADE: forward / uniform / inverse-prior experts, aggregated on unlabeled test images (Zhang et al.)"
     transductive: ClassVar[bool] = True
+    # three experts at 3/4 width after a shared first stage: 0.11 GMACs against ResNet-32's 0.07 (SADE's README)
+    step_cost: ClassVar[float] = 1.6
 
     @dataclass(frozen=True)
     class Params:
