@@ -20,9 +20,10 @@ of each image, maximise the mean cosine similarity of softmax(ẑ(view 1)) and s
 only (the network frozen, BatchNorm in eval mode), SGD lr 0.1 Nesterov momentum 0.9 wd 5e-4, batch 128,
 shuffled, 5 epochs, stopping after an epoch in which an expert's weight (rounded to 2 decimals) falls below
 0.05. Then every split is predicted by argmax ẑ with the learned weights. This uses the test images
-(transductive, without their labels): `aggregate_on: val` learns the weights on the validation split's images
-instead, `aggregate_on: none` keeps the plain mean of the experts (no adaptation). The learned weights are
-logged as `aggregation_weight_<e>`.
+(transductive, without their labels): `aggregate_on: val` learns the weights on the images of ltbench's
+validation split instead (held out from the training images, so no test image is used; a different class
+distribution from the test set's), `aggregate_on: none` keeps the plain mean of the experts (no adaptation).
+The learned weights are logged as `aggregation_weight_<e>`.
 
 Official code: Vanint/SADE-AgnosticLT @ cba11b8 (`model/loss.py`, `model/ldam_drw_resnets/
 expert_resnet_cifar.py`, `configs/config_cifar100_ir100_sade.json`: 200 epochs, batch 128, SGD lr 0.1 Nesterov
