@@ -18,11 +18,12 @@ point) imports only from here; the modules behind these names may move without b
 - `log_prior`, `logit_adjusted_loss`, `effective_number_weights`, `per_class_weighted_mean`, `focal_terms`:
   loss arithmetic shared by several papers.
 - `UnlabeledImages`: a split's images without labels, as augmented view pairs, for a transductive method's
-  `adapt_unlabeled` (set `transductive = True`).
+  `adapt_unlabeled` (set `transductive = True`); `check_policy`: validate an augmentation policy string early.
 - `LtbenchError`: raise it for bad input; the CLI prints its one-line message.
 """
 
 from harness.core.errors import LtbenchError
+from harness.data.augment import check_policy
 from harness.data.samplers import Sampler, register_sampler
 from harness.models.base import LTModel
 from harness.models.experts import MultiExpertModel, multi_expert_model
@@ -64,6 +65,7 @@ __all__ = [
     "TrainingBatch",
     "UnlabeledImages",
     "beta_draw",
+    "check_policy",
     "check_bn_mode",
     "effective_number_weights",
     "focal_terms",

@@ -61,6 +61,7 @@ from harness.api import (
     MultiExpertModel,
     TrainingBatch,
     UnlabeledImages,
+    check_policy,
     multi_expert_model,
     param,
     register_method,
@@ -127,6 +128,7 @@ class SADE(Method):
                 raise ValueError("need width_factor > 0, scale > 0, tt_epochs >= 0 and tt_lr > 0")
             if self.tt_batch < 1 or self.tt_weight_decay < 0:
                 raise ValueError("need tt_batch >= 1 and tt_weight_decay >= 0")
+            check_policy(self.view_policy)  # a bad policy fails when the suite is built, not after training
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         super().__init__(params, context)

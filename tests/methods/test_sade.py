@@ -78,6 +78,8 @@ def test_sade_is_transductive_and_aggregate_on_chooses_the_split() -> None:
     assert SADE(parse_params(SADE, {"aggregate_on": "none"}), context).unlabeled_split() is None
     with pytest.raises(LtbenchError, match="aggregate_on"):
         parse_params(SADE, {"aggregate_on": "train"})
+    with pytest.raises(LtbenchError, match="augmentation"):
+        parse_params(SADE, {"view_policy": "crop:4+nosuchop"})
 
 
 def test_ltbench_methods_and_the_leaderboard_flag_it(tmp_path, monkeypatch) -> None:
