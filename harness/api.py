@@ -8,7 +8,8 @@ point) imports only from here; the modules behind these names may move without b
   its hooks: `loss`, `predict`, `build_head`, `build_model`, `training_step` (given a `TrainingBatch`),
   `state_dict`/`load_state_dict`, `sampler_name`/`sampler_options`, `on_epoch_start`, `after_step`, and
   `fit_classifier` for decoupled methods). `LTModel`: a network as a feature part plus a head.
-- `mixup`, `MixedBatch`, `beta_draw`: mixed images and labels, drawn from the epoch's generator.
+- `mixup`, `cutmix`, `MixedBatch`, `beta_draw`, `cutmix_box`, `paste_box`, `CutBox`: mixed images and labels
+  (mixup, CutMix and its box), drawn from the epoch's generator.
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
   shared backbone.
 - `Sampler`, `register_sampler`: a method's own training sampler.
@@ -36,10 +37,11 @@ from harness.plugins.method import (
     param,
     register_method,
 )
-from harness.plugins.mixing import MixedBatch, beta_draw, mixup
+from harness.plugins.mixing import CutBox, MixedBatch, beta_draw, cutmix, cutmix_box, mixup, paste_box
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
 
 __all__ = [
+    "CutBox",
     "LTModel",
     "LtbenchError",
     "Method",
@@ -54,12 +56,15 @@ __all__ = [
     "TrainingBatch",
     "beta_draw",
     "check_bn_mode",
+    "cutmix",
+    "cutmix_box",
     "effective_number_weights",
     "focal_terms",
     "log_prior",
     "logit_adjusted_loss",
     "mixup",
     "param",
+    "paste_box",
     "per_class_weighted_mean",
     "register_method",
     "register_sampler",
