@@ -200,8 +200,9 @@ register_sampler(RESAMPLER)(ResampleSampler)
 class GLMC(Method):
     name = "glmc"
     description = "GLMC: mixup/CutMix with a re-sampled batch, mixture consistency, cumulative re-weighting (Du et al.)"
-    views = ("crop:4+flip",)  # the second crop-flip view of each image (the official TwoCropTransform)
+    views = ("crop:4+flip",)  # the second view of each image (the official TwoCropTransform); see `second_view`
     paired_sampler = RESAMPLER
+    step_cost = 2.0  # two forward and backward passes (the global and the local mix) per training image
 
     @dataclass(frozen=True)
     class Params:
@@ -210,6 +211,7 @@ class GLMC(Method):
         resample_weighting: float = param(0.0, "q of the paired sampler's image weights n^-q (0: uniform)")
         mix_alpha: float = param(1.0, "α of λ ~ Beta(α, α), shared by mixup and CutMix (official: 1)")
         hidden_dim: int = param(128, "width of the projection and prediction heads (official: 128 on CIFAR)")
+        second_view: str = param("crop:4+flip", "augmentation policy of each image's second view (the first's)")
 
         def __post_init__(self) -> None:
             if self.contrast_weight < 0 or self.mix_alpha < 0 or self.hidden_dim < 1:
@@ -218,9 +220,11 @@ class GLMC(Method):
     def __init__(self, params: Any, context: MethodContext) -> None:
         super().__init__(params, context)
         self.weights = class_weights(context.class_counts, params.label_weighting)
+        # the engine reads the views off the method: the second view is the dataset's crop and flip (pad 2 on
+        # Fashion-MNIST-LT, which quick-modern sets), as the official TwoCropTransform applies one transform twice
+        self.views = (params.second_view,)  # type: ignore[misc]
 
     def paired_sampler_options(self) -> dict[str, Any]:
-        """The paired sampler's q."""
         return {"q": self.params.resample_weighting}
 
     def build_model(self, model: LTModel) -> LTModel:

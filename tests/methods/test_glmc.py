@@ -4,15 +4,19 @@ the cumulative weight per epoch, the re-weighted sampler, the model's heads and 
 from __future__ import annotations
 
 import contextlib
-from types import SimpleNamespace
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.api import CutBox, MethodContext, beta_draw, cutmix, cutmix_box, paste_box
+from harness.api import CutBox, MethodContext, PairedBatch, TrainingBatch, beta_draw, cutmix, cutmix_box, paste_box
+from harness.experiment.suite import build_suite
 from harness.models import build_model
+from harness.records.storage import Storage
+from harness.training.trainer import run_trial
 from methods.glmc import (
     GLMC,
     GLMCModel,
@@ -23,6 +27,7 @@ from methods.glmc import (
     glmc_loss,
     glmc_mix,
 )
+from tests.conftest import write_tiny_suite
 
 COUNTS = [500, 120, 30, 5]
 
@@ -226,17 +231,15 @@ def test_model_predicts_with_the_rebalanced_head() -> None:
     assert out.logits.shape == (3, 5) and out.z.shape == (3, 128) and out.p.shape == (3, 128)
 
 
-def fake_batch(model: GLMCModel, epoch: int, seed: int = 0) -> SimpleNamespace:
+def fake_batch(model: GLMCModel, epoch: int, seed: int = 0) -> TrainingBatch:
     """What the engine hands `training_step`: a batch, its second view, the paired batch with its view."""
     generator = torch.Generator().manual_seed(seed)
     images = [torch.randn(8, 1, 28, 28, generator=generator) for _ in range(4)]
     targets = [torch.randint(0, 5, (8,), generator=generator) for _ in range(2)]
-    paired = SimpleNamespace(images=images[2], targets=targets[1], views=(images[3],))
-    return SimpleNamespace(
-        model=model, images=images[0], targets=targets[0], views=(images[1],), paired=paired,
-        generator=torch.Generator().manual_seed(seed + 1), epoch=epoch, num_epochs=10,
-        autocast=contextlib.nullcontext,
-    )  # fmt: skip
+    paired = PairedBatch(images[2], targets[1], (images[3],))
+    step_generator = torch.Generator().manual_seed(seed + 1)
+    return TrainingBatch(model, images[0], targets[0], step_generator, epoch, 10, contextlib.nullcontext,
+                         (images[1],), paired)  # fmt: skip
 
 
 def test_training_step_is_the_official_loss_and_the_rebalanced_head_starts_idle() -> None:
@@ -259,3 +262,49 @@ def test_training_step_is_the_official_loss_and_the_rebalanced_head_starts_idle(
     model.zero_grad()
     method.training_step(fake_batch(model, epoch=5)).backward()
     assert model.head.weight.grad.abs().sum() > 0
+
+
+class RecordedGLMC(GLMC):
+    """GLMC recording the batches the engine hands it."""
+
+    batches: list[TrainingBatch] = []
+
+    def training_step(self, batch: TrainingBatch) -> torch.Tensor:
+        type(self).batches.append(batch)
+        return super().training_step(batch)
+
+
+def glmc_trial(tmp_path: Path, root: Path, **params: object):
+    recipe = {"base": "quick", "epochs": 3, "batch_size": 32, "eval_every": 1}
+    suite = write_tiny_suite(tmp_path / "s.yaml", root, methods=["glmc"], seeds=[0], recipe=recipe,
+                             method_params={"glmc": {"second_view": "crop:2+flip", **params}})  # fmt: skip
+    return build_suite(str(suite)).trials[0]
+
+
+def test_a_glmc_trial_gets_its_views_and_paired_stream_and_resumes_exactly(
+    tmp_path: Path, fake_fashion_root: Path
+) -> None:
+    cfg = glmc_trial(tmp_path, fake_fashion_root, resample_weighting=1.0)
+    RecordedGLMC.batches = []
+    straight = run_trial(cfg, Storage.open(tmp_path / "a"), RecordedGLMC)
+    batch = RecordedGLMC.batches[0]
+    assert len(batch.views) == 1 and batch.views[0].shape == batch.images.shape == batch.paired.images.shape
+    assert batch.paired.views[0].shape == batch.images.shape
+    # q = 1: the paired stream is class-balanced (the official WeightedRandomSampler with weights 1/n)
+    main = torch.cat([b.targets for b in RecordedGLMC.batches])
+    paired = torch.cat([b.paired.targets for b in RecordedGLMC.batches])
+    assert torch.bincount(paired).min() > torch.bincount(main).min()
+    assert all(np.isfinite(h["train_loss"]) for h in straight["history"])
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_two(row: dict) -> None:
+        if row["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_trial(cfg, Storage.open(tmp_path / "b"), GLMC, report=crash_after_two)
+    resumed = run_trial(cfg, Storage.open(tmp_path / "b"), GLMC)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
