@@ -37,8 +37,12 @@ Differences from the official code:
   which with equal lengths is the same pairing);
 - the epoch kept is the last (recipe `keep`); the official code reports its best test epoch;
 - the lr follows the cosine per step (the official CosineAnnealingLR steps once after each epoch);
+- CIFAR-10-LT images are normalised with ltbench's CIFAR statistics (std 0.2023, 0.1994, 0.2010, LDAM-DRW's),
+  the official code with CIFAR-10's own (std 0.2470, 0.2435, 0.2616); on CIFAR-100-LT both use ltbench's;
 - class weights w use max(n_j, 1), so a class with no training image (possible only on tiny data) gets a finite
   weight; the official code divides by zero there.
+Both views are the engine's crop and flip on the device (`second_view`: pad 4 as on CIFAR; a dataset with another
+pad, Fashion-MNIST-LT's 2, sets its own, as quick-modern does).
 """
 
 from __future__ import annotations
