@@ -10,8 +10,9 @@ point) imports only from here; the modules behind these names may move without b
   `fit_classifier` for decoupled methods; `views` and `paired_sampler` ask for extra augmented views of each
   image and a second sampler's batch, handed to `training_step` as `TrainingBatch.views` / `.paired`, a
   `PairedBatch`). `LTModel`: a network as a feature part plus a head.
+- `mixup`, `cutmix`, `MixedBatch`, `beta_draw`, `cutmix_box`, `paste_box`, `CutBox`: mixed images and labels
+  (mixup, CutMix and its box), drawn from the epoch's generator.
 - `multi_expert_model`, `MultiExpertModel`: experts sharing a CIFAR ResNet's early layers (RIDE, SADE).
-- `mixup`, `MixedBatch`, `beta_draw`: mixed images and labels, drawn from the epoch's generator.
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
   shared backbone.
 - `Sampler`, `register_sampler`: a method's own training sampler.
@@ -44,11 +45,12 @@ from harness.plugins.method import (
     param,
     register_method,
 )
-from harness.plugins.mixing import MixedBatch, beta_draw, mixup
+from harness.plugins.mixing import CutBox, MixedBatch, beta_draw, cutmix, cutmix_box, mixup, paste_box
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
 from harness.training.test_time import UnlabeledImages
 
 __all__ = [
+    "CutBox",
     "LTModel",
     "LtbenchError",
     "Method",
@@ -67,6 +69,8 @@ __all__ = [
     "beta_draw",
     "check_policy",
     "check_bn_mode",
+    "cutmix",
+    "cutmix_box",
     "effective_number_weights",
     "focal_terms",
     "log_prior",
@@ -74,6 +78,7 @@ __all__ = [
     "mixup",
     "multi_expert_model",
     "param",
+    "paste_box",
     "per_class_weighted_mean",
     "register_method",
     "register_sampler",
