@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.core.trial import flatten
 from harness.experiment.suite import build_suite
+from harness.reports.formatting import TRANSDUCTIVE_MARK
 from harness.reports.table_spec import DATASET_NAMES, FIELD_NAMES, Cell, Protocol
 
 FP32 = "fp32"
@@ -121,17 +122,26 @@ def departure_notes(
     return notes
 
 
+def _adapted_on(cell: Cell) -> str | None:
+    return cell.config.get("ran.transductive") if cell.status == "ok" and isinstance(cell.config, dict) else None
+
+
+def transductive_mark(cells: list[Cell]) -> str:
+    """' ‡' after a row's label when any of its cells' runs were transductive, else ''."""
+    return f" {TRANSDUCTIVE_MARK}" if any(_adapted_on(c) for c in cells) else ""
+
+
 def transductive_notes(cells: list[Cell]) -> list[str]:
-    """'† Row / column: transductive, ...' for cells whose runs learned from a split's unlabeled images after
+    """'‡ Row / column: transductive, ...' for cells whose runs learned from a split's unlabeled images after
     training (`ran.transductive`, e.g. SADE's test-time aggregation on the test images)."""
     notes = []
     for cell in cells:
-        split = cell.config.get("ran.transductive") if cell.status == "ok" and isinstance(cell.config, dict) else None
+        split = _adapted_on(cell)
         if split:
             where = f"{cell.row.label} / {DATASET_NAMES.get(cell.column.dataset, cell.column.dataset)}"
             notes.append(
-                f"† {where}: transductive: after training it learned from the unlabeled {split} images "
-                f"(their labels unused) before it was evaluated."
+                f"{TRANSDUCTIVE_MARK} {where}: transductive: after training it learned from the unlabeled {split} "
+                f"images (their labels unused) before it was evaluated."
             )
     return list(dict.fromkeys(notes))
 

@@ -11,6 +11,9 @@ import re
 from collections.abc import Sequence
 
 MISSING = "missing"  # no finished run behind the cell
+# marks a row whose runs were transductive (learned from a split's unlabeled images, `ran.transductive`); the
+# tables' † already marks a published number the paper chose on the test set
+TRANSDUCTIVE_MARK = "‡"
 NOT_PUBLISHED = "n/p"  # the paper has no number for this cell
 UNAVAILABLE = "unavailable"  # the paper's table could not be retrieved at all
 NO_VALUE = "—"  # a difference that cannot be computed

@@ -6,7 +6,7 @@ even when none of its seeds finished (its cells then read "missing"), and every 
 is listed with its status and failure reason: nothing is dropped silently.
 
 A transductive method's row (one whose runs learned from a split's unlabeled images after training, SADE's
-test-time aggregation; recorded by the run as `ran.transductive`) is marked † and the legend says which split.
+test-time aggregation; recorded by the run as `ran.transductive`) is marked ‡ and the legend says which split.
 
 Methods appear in the report order (`naming.METHOD_ORDER`), variants labelled as a reader writes them
 (`tau-norm (τ = 1)`); the best value of each column within a dataset x ratio is bold, and the number of
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.core.trial import TrialConfig, ratio_label
-from harness.reports.formatting import MISSING, Best, latex_table, markdown_table, mean_std
+from harness.reports.formatting import MISSING, TRANSDUCTIVE_MARK, Best, latex_table, markdown_table, mean_std
 from harness.reports.made_with import made_with_text
 from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
@@ -158,7 +158,9 @@ def _cells(board: pd.DataFrame, with_n: bool, mark_best: bool = True) -> list[li
     out = []
     best = _best(board) if mark_best else pd.DataFrame(False, index=board.index, columns=list(SHOWN.values()))
     for index, row in board.iterrows():
-        label = setting_label(row.method, "", row.get("variant", "")) + (" †" if row.get("transductive") else "")
+        label = setting_label(row.method, "", row.get("variant", "")) + (
+            f" {TRANSDUCTIVE_MARK}" if row.get("transductive") else ""
+        )
         cells = [row.dataset, _ratio_text(row.imbalance_ratio), label]
         if row.n == 0:
             cells += [MISSING] * len(SHOWN)
@@ -173,7 +175,7 @@ def _cells(board: pd.DataFrame, with_n: bool, mark_best: bool = True) -> list[li
 
 
 def transductive_legend(board: pd.DataFrame) -> list[str]:
-    """The legend of the † marker, from the runs' own record of the split they adapted on (`ran.transductive`)."""
+    """The legend of the ‡ marker, from the runs' own record of the split they adapted on (`ran.transductive`)."""
     marked = board[board.transductive != ""] if "transductive" in board else board.iloc[0:0]
     if marked.empty:
         return []
@@ -182,8 +184,8 @@ def transductive_legend(board: pd.DataFrame) -> list[str]:
         for method, split in dict(zip(marked.method, marked.transductive, strict=True)).items()
     )
     return [
-        f"†: transductive: after training the method learned from a split's unlabeled images (labels unused) "
-        f"before its evaluation ({which})."
+        f"{TRANSDUCTIVE_MARK}: transductive: after training the method learned from a split's unlabeled images "
+        f"(labels unused) before its evaluation ({which})."
     ]
 
 

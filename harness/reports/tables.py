@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.reports.departures import transductive_mark
 from harness.reports.formatting import (
     NO_VALUE,
     Best,
@@ -56,7 +57,7 @@ def _rows(spec: TableSpec, grid: list[list[Cell]]) -> list[list[str]]:
     n, best = table_seeds(grid), best_cells(grid)
     out = []
     for i, cells in enumerate(grid):
-        row = [cells[0].row.label] if cells else []
+        row = [cells[0].row.label + transductive_mark(cells)] if cells else []
         for j, c in enumerate(cells):
             ours = Best(c.ours(n)) if (i, j) in best else c.ours(n)
             if spec.published == "none":

@@ -104,17 +104,18 @@ def test_ltbench_methods_and_the_leaderboard_flag_it(tmp_path, monkeypatch) -> N
         ]
     )  # fmt: skip
     labels = [row[2] for row in _cells(board, with_n=False)]
-    assert labels == ["ride", "sade †"]
+    assert labels == ["ride", "sade ‡"]
     assert "sade on the test split" in transductive_legend(board)[0]
     assert transductive_legend(board[board.method == "ride"]) == []
 
 
 def test_the_paper_tables_note_a_transductive_cell_from_its_runs_configuration() -> None:
-    from harness.reports.departures import transductive_notes
+    from harness.reports.departures import transductive_mark, transductive_notes
     from harness.reports.table_spec import Cell, Column, Row
 
     column = Column("CIFAR-100-LT r=100", "cifar100-lt", 100.0, "top1")
     adapted = Cell(Row("SADE", "sade"), column, status="ok", config={"ran.transductive": "test"})
     plain = Cell(Row("RIDE", "ride"), column, status="ok", config={"model": "resnet32"})
     notes = transductive_notes([adapted, plain])
-    assert len(notes) == 1 and notes[0].startswith("† SADE / ") and "unlabeled test images" in notes[0]
+    assert len(notes) == 1 and notes[0].startswith("‡ SADE / ") and "unlabeled test images" in notes[0]
+    assert transductive_mark([plain, adapted]) == " ‡" and transductive_mark([plain]) == ""
