@@ -18,6 +18,7 @@ from methods import (  # noqa: F401  (registration)
     mixup,
     ncm,
     ride,
+    ride_ea,
     sade,
     tau_norm,
     wb,

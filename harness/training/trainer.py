@@ -30,7 +30,7 @@ from harness.data.base import ArraySplit
 from harness.data.pipeline import TensorBatches, WithViews, make_batches
 from harness.data.samplers import make_sampler
 from harness.models import LTModel, build_model
-from harness.plugins.method import Method, MethodContext, parse_params
+from harness.plugins.method import METHODS, Method, MethodContext, parse_params
 from harness.records.artifacts import ANALYSIS_FILE, CHECKPOINT_FILE, MANIFEST_FILE, RESULT_FILE
 from harness.records.provenance import device_name, package_versions, resolve_device
 from harness.records.storage import Storage, TrialFiles
@@ -116,6 +116,9 @@ class TrialSetup:
             model.head = head
         if method.stage1 is None:  # a decoupled trial loads its stage-1 method's network as that built it
             model = own_model(method, model)
+        elif method.stage1 in METHODS:  # ... so it builds that network too (the backbone trial's default params)
+            stage1 = METHODS.get(method.stage1)
+            model = own_model(stage1(parse_params(stage1, {}), context), model)
         workers = max(0, int(cfg.resources.get("cpu", 1)) - 1)
         recipe = recipe_of(cfg)
         nhwc = recipe.channels_last
