@@ -13,14 +13,19 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.core.trial import ratio_label
+from harness.reports.layouts_experts import RIDE, SADE
 from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
-from harness.reports.table_spec import METRIC_NAMES, Column, Protocol, Row, TableSpec, column_label
-
-VALIDATION_ONLY = (
-    "Every choice ltbench makes (a stage-two epoch, τ*, a post-hoc τ, the end-to-end epoch a `keep: best-val` "
-    "recipe keeps) is made on its validation split and never on the test set."
+from harness.reports.table_spec import (
+    METRIC_NAMES,
+    VALIDATION_ONLY,
+    Column,
+    Protocol,
+    Row,
+    TableSpec,
+    column_label,
 )
+
 FP32 = {"recipe.precision": "fp32"}  # every official code trains in fp32
 
 
@@ -345,7 +350,7 @@ GLMC_UPDATED = TableSpec(
     departures=GLMC_DEPARTURES,
     protocols=(GLMC_PROTOCOL,),
 )
-PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS, GLMC, GLMC_UPDATED)
+PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS, GLMC, GLMC_UPDATED, RIDE, SADE)
 
 
 # -- grids of every method ----------------------------------------------------------------------------------

@@ -50,6 +50,13 @@ FIELD_NAMES = {
 }
 
 
+# the sentence every paper table says about choices (layouts' `departures`)
+VALIDATION_ONLY = (
+    "Every choice ltbench makes (a stage-two epoch, τ*, a post-hoc τ, the end-to-end epoch a `keep: best-val` "
+    "recipe keeps) is made on its validation split and never on the test set."
+)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """What a paper (or its official code, `source`) ran on `datasets` (empty: every dataset of the table):

@@ -15,7 +15,7 @@ from tests.conftest import write_tiny_suite
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow
 
-MODERN = ["mixup", "mislas", "glmc", "ride", "sade"]
+MODERN = ["mixup", "mislas", "glmc", "ride", "ride-ea", "sade"]
 
 
 def test_each_new_method_trains_an_epoch_through_ray_tune(tmp_path: Path, fake_fashion_root: Path) -> None:
@@ -26,7 +26,7 @@ def test_each_new_method_trains_an_epoch_through_ray_tune(tmp_path: Path, fake_f
         methods=MODERN,
         seeds=[0],
         recipe={"base": "quick", "epochs": 1, "batch_size": 32, "eval_every": 1},
-        method_params={"mislas": {"epochs": 1}},
+        method_params={"mislas": {"epochs": 1}, "ride-ea": {"epochs": 1, "batch_size": 32}},
     )
     done = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", str(suite_file), "--results-dir", str(results)],

@@ -1,0 +1,51 @@
+"""The paper layouts of the multi-expert methods (RIDE, SADE) for `ltbench tables`, beside `layouts.py`'s.
+
+RIDE's reads the model zoo's CIFAR-100-LT row (3 experts, with the expert-assignment router: `ride-ea`) and
+shows the row without the router (`ride`) beside it; SADE's reads the README's CIFAR-100-LT r=100 number (with
+its transductive test-time aggregation, which the table's ‡ and notes say from the runs' configuration).
+"""
+
+from __future__ import annotations
+
+from harness.reports.table_spec import VALIDATION_ONLY, Column, Row, TableSpec, column_label
+
+RIDE = TableSpec(
+    name="wang2021_ride",
+    title="Wang et al. 2021 (RIDE), official model zoo: accuracy (%), ResNet-32, 3 experts, CIFAR-100-LT r = 100",
+    suite="paper-ride",
+    rows=(Row("RIDE (3 experts, without EA)", "ride"), Row("RIDE (3 experts)", "ride-ea")),
+    columns=tuple(
+        Column(f"{column_label('cifar100-lt', 100.0)} {name}", "cifar100-lt", 100.0, metric)
+        for name, metric in (("All", "top1"), ("Many", "many_acc"), ("Medium", "medium_acc"), ("Few", "few_acc"))
+    ),
+    paper="wang2021",
+    notes=(
+        "RIDE (3 experts) is the `ride-ea` stage two: the expert-assignment router trained on the frozen `ride` "
+        "experts, which the model zoo's row uses; the row without EA (every expert on every image) has no "
+        "published number. ltbench computes every expert and combines those the router picks: the same "
+        "predictions, without the saving in computation.",
+    ),
+    departures=(
+        VALIDATION_ONLY + " The official code reports its best test epoch.",
+        "Training images are randomly cropped and flipped; the official CIFAR loader also rotates them by up to "
+        "15 degrees. The router trains with plain SGD momentum (the official: Nesterov).",
+    ),
+)
+SADE = TableSpec(
+    name="zhang2022_sade",
+    title="Zhang et al. 2022 (SADE), official README: top-1 accuracy (%), ResNet-32, uniform test set",
+    suite="paper-sade",
+    rows=(Row("SADE", "sade"),),
+    columns=tuple(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+    paper="zhang2022",
+    notes=(
+        "SADE is transductive: after training it learns its experts' aggregation weights on the unlabeled test "
+        "images (5 epochs of prediction-stability maximisation), as the paper does.",
+    ),
+    departures=(
+        VALIDATION_ONLY + " The official code reports its best test epoch.",
+        "Training images are randomly cropped and flipped (the official loader also rotates them by up to 15 "
+        "degrees); the test-time views are crop + flip (the official views add colour jitter, grayscale and "
+        "Gaussian blur).",
+    ),
+)
