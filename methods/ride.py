@@ -21,10 +21,9 @@ Official code: frank-xwang/RIDE-LongTailRecognition @ ab8be5c (`model/loss.py` R
 reduce_dimension, use_norm; 200 epochs, batch 128, SGD lr 0.1 Nesterov momentum 0.9, wd 5e-4, lr·(e+1)/5 for
 the first five epochs, x0.01 at 160 and again at 180, per epoch: the recipe `ride-cifar`).
 
-Not implemented: the expert-assignment router ("EA", the optional second stage that decides per image how many
-experts to run, to save compute) and the distillation variant: every image is scored by all E experts, which
-is RIDE "without EA" (the official README's published rows are with EA, so none is committed; see
-docs/modern-baselines.md).
+The expert-assignment router ("EA", the second stage that decides per image how many experts to run) is the
+decoupled method `ride-ea` on this method's frozen experts (`methods/ride_ea.py`); the model zoo's published
+CIFAR-100-LT row is with it. Not implemented: the distillation variant ("RIDE + Distill").
 
 Differences from the official code:
 - training augmentation is ltbench's random crop (padding 4) and horizontal flip; the official CIFAR loader

@@ -23,10 +23,8 @@ Official code: frank-xwang/RIDE-LongTailRecognition @ ab8be5c (`model/ldam_drw_r
 Differences from the official code:
 - ltbench's network computes every expert for every image and then combines the ones the router chose: the
   predictions are those of the official sequential routing, the saving in computation is not realised;
-- SGD without Nesterov momentum (stage two's optimiser); its cosine starts one epoch in (stage two's
-  `lr_shift` 1, as ltbench's other stage twos); the class-balanced sampler draws a class uniformly, then one of
-  its images, N draws an epoch cut to whole batches (the official `BalancedSampler` walks each class's
-  shuffled list and keeps the last partial batch);
+- SGD without Nesterov momentum (stage two's optimiser); the class-balanced sampler draws a class uniformly,
+  then one of its images, N draws an epoch (the official `BalancedSampler` walks each class's shuffled list);
 - training images are cropped and flipped, not also rotated (`RandomRotation(15)`);
 - the official code keeps the best test epoch; ltbench the last.
 """
@@ -148,6 +146,8 @@ class RIDEExpertAssignment(Method):
             augment=True,
             parameters=head.router_parameters(),
             bn="eval",
+            drop_last=False,  # the official loader keeps the last partial batch
+            lr_shift=0,  # its CosineAnnealingLR steps after each epoch: the first epoch at the full lr
         )
         trained.eval()
         used = []
