@@ -116,7 +116,10 @@ def test_warp_equals_torchvision_affine_and_rotate(shape, fill) -> None:  # noqa
     thetas = torch.tensor([m for m, _ in cases], dtype=torch.float32).view(-1, 2, 3)
     ours = K.warp(x, thetas, fill=fill)
     theirs = torch.stack(
-        [torchvision_affine(img, kw, None if fill is None else [fill] * c) for img, (_, kw) in zip(x, cases)]
+        [
+            torchvision_affine(img, kw, None if fill is None else [fill] * c)
+            for img, (_, kw) in zip(x, cases, strict=True)
+        ]
     )
     assert torch.equal(ours, theirs)
 
@@ -130,7 +133,7 @@ def test_resized_crop_is_torchvisions_within_one_level(shape) -> None:  # noqa: 
     theirs = torch.stack(
         [
             tvf.resized_crop(img, *map(int, box), [h, w], InterpolationMode.BILINEAR, antialias=True)
-            for img, box in zip(x, boxes)
+            for img, box in zip(x, boxes, strict=True)
         ]
     )
     # the same interpolation, float operations in another order: a value at a rounding half may differ by one
