@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import torch
 
+import harness.data.augment_kernels as K
 from harness.core.errors import LtbenchError
-from harness.data import augment_kernels as K
 from harness.data.augment import register_op
 
 OPS = (

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from harness.data import augment_kernels as K
+import harness.data.augment_kernels as K
 from harness.data.augment import register_op
 
 
