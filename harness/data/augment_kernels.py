@@ -13,6 +13,7 @@ Python floats (as torchvision does) once per distinct parameter in the batch, ne
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as nnf
@@ -191,7 +192,25 @@ def inverse_affine(
     return m
 
 
-IDENTITY = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+def by_group(
+    images: torch.Tensor,
+    groups: torch.Tensor,
+    params: torch.Tensor,
+    transform: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Each image through its group's transform, each group's images as one sub-batch: images sorted by group
+    (CPU `groups` (B,) int64), `transform(group, sub_batch, its params on the device, its rows on the CPU)` per
+    non-empty group, put back in place. `params` (B,) float64 on the CPU travel to the device with the sort order
+    in one copy. Each image is computed once, by its own op, rather than every op on the whole batch."""
+    order = torch.argsort(groups, stable=True)
+    counts = torch.bincount(groups, minlength=int(groups.max()) + 1 if len(groups) else 1).tolist()
+    moved = torch.stack((order.double(), params.double()[order])).to(images.device)
+    index = moved[0].long()
+    pieces = images.index_select(0, index).split(counts)
+    piece_params = moved[1].split(counts)
+    rows = order.split(counts)
+    done = [transform(g, piece, piece_params[g], rows[g]) if counts[g] else piece for g, piece in enumerate(pieces)]
+    return torch.empty_like(images).index_copy_(0, index, torch.cat(done))
 
 
 def warp(images: torch.Tensor, thetas: torch.Tensor, mode: str = "nearest", fill: float | None = None) -> torch.Tensor:

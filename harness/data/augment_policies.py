@@ -151,43 +151,36 @@ TORCHVISION = Geometry(fill=None, shear_mode="nearest", whole_pixel_translate=Tr
 OFFICIAL = Geometry(fill=128.0, shear_mode="bicubic", whole_pixel_translate=False)
 
 
+COLOUR = {
+    "Identity": lambda x, _v: x,
+    "Brightness": lambda x, v: K.brightness(x, 1.0 + v),
+    "Color": lambda x, v: K.saturation(x, 1.0 + v),
+    "Contrast": lambda x, v: K.contrast(x, 1.0 + v),
+    "Sharpness": lambda x, v: K.sharpness(x, 1.0 + v),
+    "Posterize": lambda x, v: K.posterize(x, v.long()),
+    "Solarize": lambda x, v: K.solarize(x, v),
+    "AutoContrast": lambda x, _v: K.autocontrast(x),
+    "Equalize": lambda x, _v: K.equalize(x),
+    "Invert": lambda x, _v: K.invert(x),
+}
+
+
 def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Each image through its own sub-op `OPS[ops[b]]` at signed magnitude `values[b]` (CPU tensors (B,))."""
+    """Each image through its own sub-op `OPS[ops[b]]` at signed magnitude `values[b]` (CPU tensors (B,)); the
+    images of one sub-op go through it together."""
     h, w = images.shape[2:]
-    out = images
-    present = {OPS[i] for i in ops.unique().tolist()}
-    modes: dict[str, list[str]] = {"nearest": ["TranslateX", "TranslateY", "Rotate"]}
-    modes.setdefault(geometry.shear_mode, []).extend(["ShearX", "ShearY"])
-    for mode, names in modes.items():
-        chosen = torch.zeros(len(ops), dtype=torch.bool)
-        for name in present.intersection(names):
-            chosen |= ops == OP_INDEX[name]
-        if not chosen.any():
-            continue
-        # one matrix per distinct (op, magnitude) in the batch, never one per image
-        pairs, where = torch.unique(
-            torch.stack((ops[chosen].double(), values[chosen].double()), 1), dim=0, return_inverse=True
-        )
-        table = torch.tensor([geometry.theta(OPS[int(o)], v, h, w) for o, v in pairs.tolist()], dtype=torch.float32)
-        thetas = torch.tensor(K.IDENTITY).repeat(len(ops), 1)
-        thetas[chosen] = table[where]
-        warped = K.warp(images, thetas.view(-1, 2, 3), mode, geometry.fill)
-        out = torch.where(K.column(chosen, images, torch.bool), warped, out)
-    colour = {
-        "Brightness": lambda: K.brightness(images, 1.0 + values),
-        "Color": lambda: K.saturation(images, 1.0 + values),
-        "Contrast": lambda: K.contrast(images, 1.0 + values),
-        "Sharpness": lambda: K.sharpness(images, 1.0 + values),
-        "Posterize": lambda: K.posterize(images, values.clamp(0, 8).long()),
-        "Solarize": lambda: K.solarize(images, values),
-        "AutoContrast": lambda: K.autocontrast(images),
-        "Equalize": lambda: K.equalize(images),
-        "Invert": lambda: K.invert(images),
-    }
-    for name, make in colour.items():
-        if name in present:
-            out = torch.where(K.column(ops == OP_INDEX[name], images, torch.bool), make(), out)
-    return out
+
+    def run(op: int, piece: torch.Tensor, v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        name = OPS[op]
+        if name not in GEOMETRIC:
+            return COLOUR[name](piece, v)
+        # one matrix per distinct magnitude in the batch (a handful), never one per image
+        distinct, where = torch.unique(values[rows], return_inverse=True)
+        table = torch.tensor([geometry.theta(name, m, h, w) for m in distinct.tolist()], dtype=torch.float32)
+        mode = geometry.shear_mode if name.startswith("Shear") else "nearest"
+        return K.warp(piece, table[where].view(-1, 2, 3), mode, geometry.fill)
+
+    return K.by_group(images, ops, values, run)
 
 
 def policy_plan(

@@ -103,6 +103,9 @@ def jitter_ranges(b: float, c: float, s: float, hue: float) -> list[tuple[float,
     return [*factors, (-hue, hue) if hue > 0 else None]
 
 
+KERNELS = (K.brightness, K.contrast, K.saturation, K.hue)  # ColorJitter's fn_idx 0..3
+
+
 @register_op(
     "color-jitter",
     (0.4, 0.4, 0.4, 0.1, 0.8),
@@ -113,17 +116,19 @@ def color_jitter(
 ) -> torch.Tensor:
     ranges = jitter_ranges(b, c, s, hue)
     apply, order, factors = jitter_draws(len(images), ranges, p, generator)
-    kernels = (K.brightness, K.contrast, K.saturation, K.hue)
-    out = images
+    kernels = [fn if r is not None else None for fn, r in zip(KERNELS, ranges, strict=True)]
+    rows = torch.arange(len(images))
     for slot in range(4):
-        step = out
-        for fn_id, fn in enumerate(kernels):
-            chosen = apply & (order[:, slot] == fn_id)
-            if ranges[fn_id] is None or not chosen.any():
-                continue
-            step = torch.where(K.column(chosen, images, torch.bool), fn(out, factors[:, fn_id]), step)
-        out = step
-    return out
+        fn_id = order[:, slot]
+        # group 4: an image not jittered, or whose adjustment in this slot is switched off
+        off = ~apply | torch.tensor([k is None for k in kernels])[fn_id]
+        groups = torch.where(off, 4, fn_id)
+
+        def run(g: int, piece: torch.Tensor, factor: torch.Tensor, _rows: torch.Tensor) -> torch.Tensor:
+            return piece if g == 4 else kernels[g](piece, factor)
+
+        images = K.by_group(images, groups, factors[rows, fn_id], run)
+    return images
 
 
 @register_op("grayscale", (0.2,), "grayscale:P, RandomGrayscale(p=P): the luma in every channel")
