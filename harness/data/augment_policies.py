@@ -24,8 +24,9 @@ view; GLMC's CIFAR loader in that commit does not use it (random crop and flip o
 
 Each image's draws come from the op's generator as CPU tensors in a fixed order: AutoAugment draws every
 image's sub-policy, then the two probabilities, then the two signs; RandAugment every image's N op indices, then
-its N signs. An op that no image of the batch draws is not computed; the others are computed on the whole batch
-and selected per image (`torch.where`), the geometric ones all in one affine warp.
+its N signs. Then, for each of the (two or N) steps, the images are grouped by the sub-op they drew and each
+group goes through its sub-op as one sub-batch (`augment_kernels.by_group`: one copy of the order and the
+magnitudes to the device); an affine sub-op builds one matrix per distinct magnitude, never one per image.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from dataclasses import dataclass
 import torch
 
 import harness.data.augment_kernels as K
-from harness.core.errors import LtbenchError
 from harness.data.augment import register_op
 
 OPS = (
@@ -242,10 +242,19 @@ def randaugment_plan(batch: int, n: int, m: int, generator: torch.Generator) -> 
     return ops, torch.where(signs == 1, -m, m)
 
 
-@register_op("randaugment", (2.0, 9.0), "randaugment:N:M, torchvision's RandAugment: N ops at bin M of 31")
+def randaugment_problem(n: float, m: float) -> str | None:
+    if 0 <= m <= 30 and m == int(m) and n >= 0 and n == int(n):
+        return None
+    return f"needs whole numbers N >= 0 and 0 <= M <= 30, got {n:g}:{m:g}"
+
+
+@register_op(
+    "randaugment",
+    (2.0, 9.0),
+    "randaugment:N:M, torchvision's RandAugment: N ops at bin M of 31",
+    check=randaugment_problem,
+)
 def randaugment(images: torch.Tensor, generator: torch.Generator, n: float, m: float) -> torch.Tensor:
-    if not (0 <= m <= 30 and m == int(m) and n >= 0 and n == int(n)):
-        raise LtbenchError(f"randaugment:N:M needs whole numbers N >= 0 and 0 <= M <= 30, got {n}:{m}")
     ops, bins = randaugment_plan(len(images), int(n), int(m), generator)
     values = signed_values(ops, bins, torchvision_magnitudes(31, *images.shape[2:]))
     return run_plan(images, ops, values, TORCHVISION)

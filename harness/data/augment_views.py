@@ -32,7 +32,16 @@ import harness.data.augment_kernels as K
 from harness.data.augment import register_op
 
 
-@register_op("cutout", (16.0,), "cutout:L, one black square hole of side L (centre uniform, clipped at the borders)")
+def probability_problem(p: float) -> str | None:
+    return None if 0 <= p <= 1 else f"a probability must be in [0, 1], got {p:g}"
+
+
+@register_op(
+    "cutout",
+    (16.0,),
+    "cutout:L, one black square hole of side L (centre uniform, clipped at the borders)",
+    check=lambda length: None if length >= 0 else f"the side must be >= 0, got {length:g}",
+)
 def cutout(images: torch.Tensor, generator: torch.Generator, length: float) -> torch.Tensor:
     h, w = images.shape[2:]
     half = int(length) // 2
@@ -79,7 +88,10 @@ def crop_boxes(batch: int, h: int, w: int, scale: tuple[float, float], generator
 
 
 @register_op(
-    "resized-crop", (0.08, 1.0), "resized-crop:SMIN:SMAX, RandomResizedCrop to the image size, area in [SMIN, SMAX]"
+    "resized-crop",
+    (0.08, 1.0),
+    "resized-crop:SMIN:SMAX, RandomResizedCrop to the image size, area in [SMIN, SMAX]",
+    check=lambda lo, hi: None if 0 < lo <= hi <= 1 else f"needs 0 < SMIN <= SMAX <= 1, got {lo:g}:{hi:g}",
 )
 def random_resized_crop(images: torch.Tensor, generator: torch.Generator, smin: float, smax: float) -> torch.Tensor:
     h, w = images.shape[2:]
@@ -110,6 +122,10 @@ KERNELS = (K.brightness, K.contrast, K.saturation, K.hue)  # ColorJitter's fn_id
     "color-jitter",
     (0.4, 0.4, 0.4, 0.1, 0.8),
     "color-jitter:B:C:S:H:P, RandomApply([ColorJitter(B, C, S, H)], p=P), the four in a random order per image",
+    check=lambda b, c, s, hue, p: (
+        (None if min(b, c, s) >= 0 and 0 <= hue <= 0.5 else "needs B, C, S >= 0 and 0 <= H <= 0.5")
+        or probability_problem(p)
+    ),
 )
 def color_jitter(
     images: torch.Tensor, generator: torch.Generator, b: float, c: float, s: float, hue: float, p: float
@@ -131,7 +147,9 @@ def color_jitter(
     return images
 
 
-@register_op("grayscale", (0.2,), "grayscale:P, RandomGrayscale(p=P): the luma in every channel")
+@register_op(
+    "grayscale", (0.2,), "grayscale:P, RandomGrayscale(p=P): the luma in every channel", check=probability_problem
+)
 def random_grayscale(images: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
     grey = (torch.rand(len(images), generator=generator) < p).to(images.device)
     return torch.where(grey[:, None, None, None], K.luma(images).expand_as(images), images)

@@ -19,7 +19,7 @@ from torchvision.transforms import InterpolationMode
 import harness.data.augment_kernels as K
 import harness.data.augment_policies as P
 from harness.core.errors import LtbenchError
-from harness.data.augment import apply_policy
+from harness.data.augment import apply_policy, check_policy
 
 
 def images(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -109,9 +109,22 @@ def test_the_same_generator_state_replays_the_same_views_and_another_seed_differ
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_randaugment_rejects_a_magnitude_outside_its_31_bins() -> None:
-    with pytest.raises(LtbenchError, match="0 <= M <= 30"):
-        apply_policy("randaugment:2:31", images(2, 3, 8, 8), torch.Generator())
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [
+        ("randaugment:2:31", "0 <= M <= 30"),
+        ("randaugment:1.5", "whole numbers"),
+        ("crop+cutout:-1", "side must be >= 0"),
+        ("resized-crop:0.5:0.2", "SMIN <= SMAX"),
+        ("color-jitter:0.4:0.4:0.4:0.6", "H <= 0.5"),
+        ("color-jitter:0.4:0.4:0.4:0.1:2", "probability"),
+        ("grayscale:-0.1", "probability"),
+        ("autoaugment:3", "at most 0 argument"),
+    ],
+)
+def test_bad_arguments_are_refused_when_the_policy_is_checked(policy: str, says: str) -> None:
+    with pytest.raises(LtbenchError, match=says):
+        check_policy(policy)
 
 
 def test_cutout_is_the_official_cutout_on_the_same_centres() -> None:
