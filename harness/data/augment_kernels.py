@@ -239,6 +239,43 @@ def warp(images: torch.Tensor, thetas: torch.Tensor, mode: str = "nearest", fill
     return torch.round(out).clamp(0, 255).to(torch.uint8)
 
 
+def cubic(v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor, v4: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """PIL's cubic through four samples at offset d in [0, 1) from v2 (its `BICUBIC` macro: the a = −1 kernel),
+    in its order of float64 operations."""
+    p2 = -v1 + v3
+    p3 = 2 * (v1 - v2) + v3 - v4
+    p4 = -v1 + v2 - v3 + v4
+    return v2 + d * (p2 + d * (p3 + d * p4))
+
+
+def pil_bicubic_affine(images: torch.Tensor, coeffs: torch.Tensor, fill: float) -> torch.Tensor:
+    """PIL's `Image.transform(size, AFFINE, coeffs, BICUBIC, fillcolor=fill)` per image (`coeffs` (B, 6) float64
+    on the device: output pixel (x, y) samples the input at (a·(x+½) + b·(y+½) + c, d·(x+½) + e·(y+½) + f)),
+    transcribing libImaging/Geometry.c: a sample outside the image is the fill, else PIL's cubic (a = −1, not
+    torch's −0.75) over the 4×4 neighbours clamped to the image, in float64, clipped and truncated to uint8."""
+    b, c, h, w = images.shape
+    dev = images.device
+    a = coeffs.to(dev, torch.float64).view(b, 6, 1, 1)
+    ys = (torch.arange(h, device=dev, dtype=torch.float64) + 0.5).view(1, h, 1)
+    xs = (torch.arange(w, device=dev, dtype=torch.float64) + 0.5).view(1, 1, w)
+    xin = a[:, 0] * xs + a[:, 1] * ys + a[:, 2]
+    yin = a[:, 3] * xs + a[:, 4] * ys + a[:, 5]
+    inside = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
+    xin, yin = xin - 0.5, yin - 0.5
+    x0, y0 = torch.floor(xin), torch.floor(yin)
+    dx, dy = (xin - x0)[:, None], (yin - y0)[:, None]
+    cols = [(x0.long() - 1 + k).clamp(0, w - 1) for k in range(4)]
+    rows = [(y0.long() - 1 + k).clamp(0, h - 1) for k in range(4)]
+    flat = images.double().reshape(b, c, h * w)
+
+    def at(r: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        return flat.gather(2, (r * w + col).view(b, 1, h * w).expand(b, c, -1)).view(b, c, h, w)
+
+    lines = [cubic(*(at(r, col) for col in cols), dx) for r in rows]
+    v = cubic(*lines, dy).clamp(0, 255).to(torch.uint8)
+    return torch.where(inside[:, None], v, torch.tensor(fill, device=dev).to(torch.uint8))
+
+
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Each image's box (top, left, height, width; (B, 4) int64 on the CPU, inside the image) resized back to the
     image size, bilinear with align_corners=False and the source index clamped to the box, as torch's interpolate

@@ -14,8 +14,8 @@ magnitude bins are torchvision's, but it differs in ways that change images:
   - the outside of a shear, translation or rotation is gray (128, 128, 128), not black;
   - a rotation always turns counter-clockwise (`img.rotate(magnitude)`, no random sign);
   - a translation moves by 150/331·bin/9 of the image size in fractional pixels (nearest), not truncated;
-  - a shear is resampled bicubic (here torch's bicubic, a = −0.75; PIL's uses a = −0.5, so a sheared pixel
-    may differ from PIL's by a few levels);
+  - a shear is resampled bicubic, PIL's (its a = −1 kernel over edge-clamped neighbours, transcribed in
+    `augment_kernels.pil_bicubic_affine`), not nearest;
   - solarize thresholds are linspace(256, 0, 10), not linspace(255, 0, 10);
   - a sub-op runs when random() < p (torchvision: rand <= p; the same in distribution).
 Its colour operations are computed with torchvision's tensor arithmetic; PIL's own differ by at most a level or
@@ -128,7 +128,8 @@ def official_magnitudes(h: int, w: int) -> dict[str, list[float]]:
 @dataclass(frozen=True)
 class Geometry:
     """How a policy's geometric sub-ops resample: the outside's fill (None: black, torchvision's zero padding),
-    the shear's interpolation, whether translations are truncated to whole pixels, whether rotations are signed."""
+    the shear's resampling (torchvision's nearest warp, or PIL's bicubic transform), whether translations are
+    truncated to whole pixels."""
 
     fill: float | None
     shear_mode: str
@@ -148,7 +149,7 @@ class Geometry:
 
 
 TORCHVISION = Geometry(fill=None, shear_mode="nearest", whole_pixel_translate=True)
-OFFICIAL = Geometry(fill=128.0, shear_mode="bicubic", whole_pixel_translate=False)
+OFFICIAL = Geometry(fill=128.0, shear_mode="pil-bicubic", whole_pixel_translate=False)
 
 
 COLOUR = {
@@ -174,6 +175,12 @@ def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, 
         name = OPS[op]
         if name not in GEOMETRIC:
             return COLOUR[name](piece, v)
+        if name.startswith("Shear") and geometry.shear_mode == "pil-bicubic":
+            # PIL's (1, m, 0, 0, 1, 0) for ShearX, (1, 0, 0, m, 1, 0) for ShearY
+            coeffs = torch.zeros(len(v), 6, dtype=torch.float64, device=v.device)
+            coeffs[:, 0] = coeffs[:, 4] = 1.0
+            coeffs[:, 1 if name == "ShearX" else 3] = v
+            return K.pil_bicubic_affine(piece, coeffs, geometry.fill or 0.0)
         # one matrix per distinct magnitude in the batch (a handful), never one per image
         distinct, where = torch.unique(values[rows], return_inverse=True)
         table = torch.tensor([geometry.theta(name, m, h, w) for m in distinct.tolist()], dtype=torch.float32)
