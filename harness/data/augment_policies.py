@@ -17,11 +17,12 @@ magnitude bins are torchvision's, but it differs in ways that change images:
   - a shear is resampled bicubic, PIL's (its a = −1 kernel over edge-clamped neighbours, transcribed in
     `augment_kernels.pil_bicubic_affine`), not nearest;
   - solarize thresholds are linspace(256, 0, 10), not linspace(255, 0, 10);
-  - a sub-op runs when random() < p (torchvision: rand <= p; the same in distribution).
-Its colour operations are computed with torchvision's tensor arithmetic: Color, Contrast, Sharpness and
-AutoContrast may differ from PIL's by one level (PIL's integer luma, its contrast mean rounded to an integer);
-every other sub-op equals PIL's image for image (tests/data/test_augment_official.py). PaCo applies it to CIFAR-100-LT's first
-view; GLMC's CIFAR loader in that commit does not use it (random crop and flip only).
+Left as torchvision's, the same in distribution: a sub-op runs when its uniform is <= p (official: random() < p),
+and the draws come from the generator, not Python's `random`. Its colour operations are torchvision's tensor
+arithmetic: Color, Contrast, Sharpness and AutoContrast may differ from PIL's by one level (PIL's integer luma,
+its contrast mean rounded to an integer); every other sub-op equals PIL's image for image
+(tests/data/test_augment_official.py). PaCo applies it to CIFAR-100-LT's first view; GLMC's CIFAR loader in
+that commit does not use it (random crop and flip only).
 
 Each image's draws come from the op's generator as CPU tensors in a fixed order: AutoAugment draws every
 image's sub-policy, then the two probabilities, then the two signs; RandAugment every image's N op indices, then
