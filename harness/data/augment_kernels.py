@@ -107,17 +107,19 @@ def autocontrast(images: torch.Tensor) -> torch.Tensor:
 
 
 def equalize(images: torch.Tensor) -> torch.Tensor:
-    """torchvision's equalize, all channels of all images at once: each channel's histogram (one bincount over
-    image·channel·value), its step = (pixels − the count of its highest value) // 255 and the look-up table
-    (cumsum + step // 2) // step shifted by one; a channel whose step is 0 is unchanged. Integer arithmetic only."""
+    """torchvision's equalize, all channels of all images at once: each channel's cumulative histogram (counts of
+    values <= v, by a search in the sorted values: deterministic on every device, unlike a scatter), its step =
+    (pixels − the count of its highest value) // 255 and the look-up table (cumsum + step // 2) // step shifted
+    by one; a channel whose step is 0 is unchanged. Integer arithmetic only."""
     b, c, h, w = images.shape
     flat = images.reshape(b * c, h * w).long()
-    offsets = torch.arange(b * c, device=images.device)[:, None] * 256
-    hist = torch.bincount((flat + offsets).reshape(-1), minlength=b * c * 256).view(b * c, 256)
+    levels = torch.arange(256, device=images.device).expand(b * c, 256).contiguous()
+    cumulative = torch.searchsorted(flat.sort(dim=1).values, levels, right=True)
+    hist = cumulative - nnf.pad(cumulative, (1, 0))[:, :-1]
     top = flat.amax(dim=1, keepdim=True)
     step = torch.div(h * w - hist.gather(1, top), 255, rounding_mode="floor")
     safe = step.clamp(min=1)
-    lut = torch.div(hist.cumsum(1) + torch.div(step, 2, rounding_mode="floor"), safe, rounding_mode="floor")
+    lut = torch.div(cumulative + torch.div(step, 2, rounding_mode="floor"), safe, rounding_mode="floor")
     lut = nnf.pad(lut, (1, 0))[:, :-1].clamp(0, 255)
     out = torch.where(step == 0, flat, lut.gather(1, flat))
     return out.to(torch.uint8).view(b, c, h, w)
@@ -227,7 +229,10 @@ def warp(images: torch.Tensor, thetas: torch.Tensor, mode: str = "nearest", fill
     base[..., 1].copy_(ys[:, None])
     base[..., 2].fill_(1)
     scaled = theta.transpose(1, 2) / torch.tensor([0.5 * w, 0.5 * h], device=images.device)
-    grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(scaled).view(b, h, w, 2)
+    # base · scaled as three products and two sums, each its own kernel: no TF32 matmul and no fused
+    # multiply-add on any device (a batched matmul would take TF32 on a GPU where that is switched on)
+    scaled = scaled.view(b, 1, 1, 3, 2)
+    grid = base[..., 0:1] * scaled[..., 0, :] + base[..., 1:2] * scaled[..., 1, :] + scaled[..., 2, :]
     x = images.float()
     if fill is not None:
         x = torch.cat((x, torch.ones_like(x[:, :1])), dim=1)
