@@ -281,6 +281,56 @@ def pil_bicubic_affine(images: torch.Tensor, coeffs: torch.Tensor, fill: float) 
     return torch.where(inside[:, None], v, torch.tensor(fill, device=dev).to(torch.uint8))
 
 
+PIL_BLUR_PASSES = 3  # ImageFilter.GaussianBlur: image.gaussian_blur(radius) with its default 3 passes
+
+
+def pil_box_radius(sigma: torch.Tensor) -> torch.Tensor:
+    """PIL's `_gaussian_blur_radius(sigma, 3)` (libImaging/BoxBlur.c): the extended box's float radius whose
+    3 passes have the Gaussian's variance, in the C code's float32 and float64 steps."""
+    s = sigma.to(torch.float32)
+    sigma2 = s * s / PIL_BLUR_PASSES
+    big_l = torch.sqrt(12.0 * sigma2.double() + 1.0).float()
+    small_l = torch.floor((big_l.double() - 1.0) / 2.0).float()
+    a = (2 * small_l + 1) * (small_l * (small_l + 1) - 3 * sigma2)
+    a = a / (6 * (sigma2 - (small_l + 1) * (small_l + 1)))
+    return small_l + a
+
+
+def pil_box_pass(lines: torch.Tensor, radius: torch.Tensor, ww: torch.Tensor, fw: torch.Tensor) -> torch.Tensor:
+    """One pass of PIL's `ImagingLineBoxBlur` over int64 lines (N, L), each its own integer radius r, weights ww
+    (of the 2r + 1 inner pixels) and fw (of the two next ones), the line extended by its edge pixels: the
+    weighted window sum in 24-bit fixed point, rounded. Prefix sums make every window one subtraction."""
+    n, length = lines.shape
+    reach = int(radius.max()) + 1
+    padded = lines[:, torch.arange(-reach, length + reach, device=lines.device).clamp(0, length - 1)]
+    sums = nnf.pad(padded.cumsum(1), (1, 0))
+    centre = torch.arange(length, device=lines.device) + reach
+    lo, hi = centre - radius[:, None], centre + radius[:, None] + 1
+    window = sums.gather(1, hi) - sums.gather(1, lo)
+    bulk = window * ww[:, None] + (padded.gather(1, lo - 1) + padded.gather(1, hi)) * fw[:, None]
+    return (bulk + (1 << 23)) >> 24
+
+
+def pil_gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """PIL's `ImageFilter.GaussianBlur(radius=sigma)` per image (`sigma` (B,) on the CPU): three extended box
+    passes along the rows, then three along the columns, integer arithmetic as libImaging/BoxBlur.c, so equal
+    to PIL's image for image."""
+    b, c, h, w = images.shape
+    radius = pil_box_radius(sigma)
+    r = radius.long()  # (int)floatRadius: the radius is >= 0
+    ww = ((1 << 24) / (radius * 2 + 1)).long()  # float32 division, truncated, as the C code
+    fw = ((1 << 24) - (r * 2 + 1) * ww) // 2
+    r, ww, fw = torch.stack((r, ww, fw)).to(images.device)
+    x = images.long()
+    for axis_len, lines_per_image in ((w, c * h), (h, c * w)):
+        rows = x.reshape(b * lines_per_image, axis_len)
+        params = [p.repeat_interleave(lines_per_image) for p in (r, ww, fw)]
+        for _ in range(PIL_BLUR_PASSES):
+            rows = pil_box_pass(rows, *params)
+        x = rows.view(b, c, -1, axis_len).transpose(2, 3)  # the next axis along the rows (PIL transposes)
+    return x.to(torch.uint8).contiguous()
+
+
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Each image's box (top, left, height, width; (B, 4) int64 on the CPU, inside the image) resized back to the
     image size, bilinear with align_corners=False and the source index clamped to the box, as torch's interpolate

@@ -1,5 +1,5 @@
 """Cutout and the SimCLR-style view ops as device ops: `cutout:L`, `resized-crop:SMIN:SMAX`,
-`color-jitter:B:C:S:H:P`, `grayscale:P`.
+`color-jitter:B:C:S:H:P`, `grayscale:P`, `blur:P:SMIN:SMAX`.
 
 - `cutout:L` is DeVries & Taylor's Cutout with one hole as PaCo's (and GLMC's copy of it) `Cutout(n_holes=1,
   length=L)`: a centre (y, x) uniform over the pixels, the square [y − L//2, y + L//2) × [x − L//2, x + L//2)
@@ -18,6 +18,10 @@
   and a hue shift uniform in [−H, H]; a 0 switches that adjustment off. On 1-channel images saturation and hue
   change nothing, as in torchvision.
 - `grayscale:P` is `RandomGrayscale(p=P)`: the ITU-R 601-2 luma in every channel; a 1-channel image is itself.
+- `blur:P:SMIN:SMAX` is the SimCLR blur of PaCo's second view (`RandomApply([moco.loader.GaussianBlur([SMIN,
+  SMAX])], p=P)`): σ uniform in [SMIN, SMAX], then PIL's `ImageFilter.GaussianBlur(radius=σ)`, three extended
+  box blurs each way in PIL's fixed-point arithmetic (`augment_kernels.pil_gaussian_blur`), equal to PIL's
+  image for image. torchvision's `GaussianBlur` (a sampled Gaussian kernel of a given size) is another filter.
 
 Each op draws all its images' parameters from the generator first, as CPU tensors, in the order written in it.
 """
@@ -153,3 +157,21 @@ def color_jitter(
 def random_grayscale(images: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
     grey = (torch.rand(len(images), generator=generator) < p).to(images.device)
     return torch.where(grey[:, None, None, None], K.luma(images).expand_as(images), images)
+
+
+@register_op(
+    "blur",
+    (0.5, 0.1, 2.0),
+    "blur:P:SMIN:SMAX, RandomApply([GaussianBlur(sigma uniform in [SMIN, SMAX])], p=P) with PIL's Gaussian blur",
+    check=lambda p, lo, hi: (
+        probability_problem(p) or (None if 0 < lo <= hi else f"needs 0 < SMIN <= SMAX, got {lo:g}:{hi:g}")
+    ),
+)
+def random_blur(images: torch.Tensor, generator: torch.Generator, p: float, lo: float, hi: float) -> torch.Tensor:
+    apply = torch.rand(len(images), generator=generator) < p
+    sigma = lo + (hi - lo) * torch.rand(len(images), generator=generator, dtype=torch.float64)
+
+    def run(g: int, piece: torch.Tensor, _sigma: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return K.pil_gaussian_blur(piece, sigma[rows]) if g == 1 else piece
+
+    return K.by_group(images, apply.long(), sigma, run)

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as tvf
+from PIL import ImageFilter
 from torchvision.transforms import InterpolationMode
 
 import harness.data.augment_kernels as K
@@ -217,3 +218,17 @@ def test_grayscale_is_torchvisions_rgb_to_grayscale(shape) -> None:  # noqa: ANN
     for i in range(20):
         theirs = tvf.rgb_to_grayscale(x[i], num_output_channels=shape[0]) if grey[i] else x[i]
         assert torch.equal(ours[i], theirs)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_blur_is_pils_gaussian_blur_on_the_same_sigmas(shape) -> None:  # noqa: ANN001
+    n = 12
+    x = images(n, *shape)
+    ours = apply_policy("blur:0.7:0.1:2", x, torch.Generator().manual_seed(8))
+    g = torch.Generator().manual_seed(8)  # the op's draws: applied (B,), then sigma (B,)
+    apply = torch.rand(n, generator=g) < 0.7
+    sigma = 0.1 + 1.9 * torch.rand(n, generator=g, dtype=torch.float64)
+    for i in range(n):
+        # moco.loader.GaussianBlur: x.filter(ImageFilter.GaussianBlur(radius=sigma)) on the PIL image
+        pil = tvf.to_pil_image(x[i]).filter(ImageFilter.GaussianBlur(radius=float(sigma[i])))
+        assert torch.equal(ours[i], tvf.pil_to_tensor(pil) if apply[i] else x[i]), i
