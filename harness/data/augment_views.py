@@ -23,6 +23,12 @@
   box blurs each way in PIL's fixed-point arithmetic (`augment_kernels.pil_gaussian_blur`), equal to PIL's
   image for image. torchvision's `GaussianBlur` (a sampled Gaussian kernel of a given size) is another filter.
 
+PaCo applies RandomResizedCrop and ColorJitter to PIL images, these ops follow torchvision's tensor path: on
+the same parameters PIL's path gives the same brightness, contrast and saturation within one level (its integer
+luma and rounded mean), the resized crop within one level (PIL's fixed-point resampling), and a hue shift up to
+~15 levels apart on a few pixels (PIL rounds the hue to 1/255 of a turn in its 8-bit HSV; about one level on
+average). The blur is PIL's own.
+
 Each op draws all its images' parameters from the generator first, as CPU tensors, in the order written in it.
 """
 
