@@ -108,7 +108,9 @@ def random_resized_crop(images: torch.Tensor, generator: torch.Generator, smin: 
     return K.resized_crop(images, crop_boxes(len(images), h, w, (smin, smax), generator))
 
 
-def jitter_draws(batch: int, ranges: list[tuple[float, float] | None], p: float, generator: torch.Generator):  # noqa: ANN201
+def jitter_draws(
+    batch: int, ranges: list[tuple[float, float] | None], p: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Whether each image is jittered (B,), its order of the four adjustments (B, 4) and its four factors
     (B, 4) float64: drawn in that order (the orders as argsort of uniforms, a uniform random permutation)."""
     apply = torch.rand(batch, generator=generator) < p
