@@ -337,7 +337,7 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     does for an upsampling (a box is never larger than the image, so antialiasing, torchvision's tensor default,
     changes nothing; the float operations differ in order, so a pixel may differ by one)."""
     b, c, h, w = images.shape
-    top, left, bh, bw = (boxes[:, k].to(images.device) for k in range(4))
+    top, left, bh, bw = boxes.to(images.device).unbind(1)  # one copy
 
     def axis(start: torch.Tensor, size: torch.Tensor, out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # torch's area_pixel_compute_source_index: (i + 0.5)·(in/out) − 0.5, clamped at 0; the upper
@@ -360,7 +360,7 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def paste_box(images: torch.Tensor, boxes: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """Each image with its box (y1, y2, x1, x2; (B, 4) on the CPU, half-open, possibly empty) set to `fill`."""
     h, w = images.shape[2:]
-    y1, y2, x1, x2 = (boxes[:, k].to(images.device).view(-1, 1, 1, 1) for k in range(4))
+    y1, y2, x1, x2 = (v.view(-1, 1, 1, 1) for v in boxes.to(images.device).unbind(1))  # one copy
     rows = torch.arange(h, device=images.device).view(1, 1, h, 1)
     cols = torch.arange(w, device=images.device).view(1, 1, 1, w)
     inside = (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
