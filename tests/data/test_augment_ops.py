@@ -232,3 +232,18 @@ def test_blur_is_pils_gaussian_blur_on_the_same_sigmas(shape) -> None:  # noqa: 
         # moco.loader.GaussianBlur: x.filter(ImageFilter.GaussianBlur(radius=sigma)) on the PIL image
         pil = tvf.to_pil_image(x[i]).filter(ImageFilter.GaussianBlur(radius=float(sigma[i])))
         assert torch.equal(ours[i], tvf.pil_to_tensor(pil) if apply[i] else x[i]), i
+
+
+@pytest.mark.parametrize(
+    "policy",
+    ["autoaugment", "cifar10-policy", "randaugment:2:9", "cutout:16", "resized-crop:0.2:1", "color-jitter", "blur"],
+)
+def test_an_op_draws_the_same_numbers_whatever_the_images(policy: str) -> None:
+    """What an op takes from the generator depends on the batch size only, so the ops after it (and the next
+    batch) draw the same numbers whatever the images were: a resumed epoch replays them."""
+    after = []
+    for seed in (0, 1):
+        g = torch.Generator().manual_seed(3)
+        apply_policy(policy, images(16, 3, 32, 32, seed=seed) // (seed + 1), g)
+        after.append(torch.rand(4, generator=g))
+    assert torch.equal(after[0], after[1])
