@@ -15,13 +15,13 @@ magnitude bins are torchvision's, but it differs in ways that change images:
   - a rotation always turns counter-clockwise (`img.rotate(magnitude)`, no random sign);
   - a translation moves by 150/331·bin/9 of the image size in fractional pixels (nearest), not truncated;
   - a shear is resampled bicubic, PIL's (its a = −1 kernel over edge-clamped neighbours, transcribed in
-    `augment_kernels.pil_bicubic_affine`), not nearest;
+    `augment_pil.bicubic_affine`), not nearest;
   - solarize thresholds are linspace(256, 0, 10), not linspace(255, 0, 10);
-Left as torchvision's, the same in distribution: a sub-op runs when its uniform is <= p (official: random() < p),
-and the draws come from the generator, not Python's `random`. Its colour operations are torchvision's tensor
-arithmetic: Color, Contrast, Sharpness and AutoContrast may differ from PIL's by one level (PIL's integer luma,
-its contrast mean rounded to an integer); every other sub-op equals PIL's image for image
-(tests/data/test_augment_official.py). PaCo applies it to CIFAR-100-LT's first view; GLMC's CIFAR loader in
+  - the colour enhancers are PIL's (its integer luma, its contrast mean rounded to an integer, its SMOOTH
+    filter and blend; `augment_pil`), which differ from torchvision's tensor ones by a level here and there.
+Every sub-op equals PIL's image for image (tests/data/test_augment_official.py). Left as torchvision's, the same
+in distribution: a sub-op runs when its uniform is <= p (official: random() < p), and the draws come from the
+generator, not Python's `random`. PaCo applies it to CIFAR-100-LT's first view; GLMC's CIFAR loader in
 that commit does not use it (random crop and flip only).
 
 Each image's draws come from the op's generator as CPU tensors in a fixed order: AutoAugment draws every
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 
 import harness.data.augment_kernels as K
+import harness.data.augment_pil as PIL
 from harness.data.augment import register_op
 
 OPS = (
@@ -129,13 +130,14 @@ def official_magnitudes(h: int, w: int) -> dict[str, list[float]]:
 
 @dataclass(frozen=True)
 class Geometry:
-    """How a policy's geometric sub-ops resample: the outside's fill (None: black, torchvision's zero padding),
-    the shear's resampling (torchvision's nearest warp, or PIL's bicubic transform), whether translations are
-    truncated to whole pixels."""
+    """How a policy's sub-ops compute: the outside's fill (None: black, torchvision's zero padding), the shear's
+    resampling (torchvision's nearest warp, or PIL's bicubic transform), whether translations are truncated to
+    whole pixels, and whether the colour enhancers are PIL's arithmetic or torchvision's."""
 
     fill: float | None
     shear_mode: str
     whole_pixel_translate: bool
+    pil_colour: bool = False  # Brightness, Color, Contrast, Sharpness, AutoContrast in PIL's arithmetic
 
     def theta(self, op: str, m: float, h: int, w: int) -> list[float]:
         """The inverse affine matrix of sub-op `op` at signed magnitude `m` (torchvision's conventions)."""
@@ -151,7 +153,7 @@ class Geometry:
 
 
 TORCHVISION = Geometry(fill=None, shear_mode="nearest", whole_pixel_translate=True)
-OFFICIAL = Geometry(fill=128.0, shear_mode="pil-bicubic", whole_pixel_translate=False)
+OFFICIAL = Geometry(fill=128.0, shear_mode="pil-bicubic", whole_pixel_translate=False, pil_colour=True)
 
 
 COLOUR = {
@@ -166,6 +168,15 @@ COLOUR = {
     "Equalize": lambda x, _v: K.equalize(x),
     "Invert": lambda x, _v: K.invert(x),
 }
+# the sub-ops whose PIL arithmetic differs from torchvision's tensor one (the others are the same integer maps)
+PIL_COLOUR = {
+    **COLOUR,
+    "Brightness": lambda x, v: PIL.brightness(x, 1.0 + v),
+    "Color": lambda x, v: PIL.color(x, 1.0 + v),
+    "Contrast": lambda x, v: PIL.contrast(x, 1.0 + v),
+    "Sharpness": lambda x, v: PIL.sharpness(x, 1.0 + v),
+    "AutoContrast": lambda x, _v: PIL.autocontrast(x),
+}
 
 
 def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -176,13 +187,13 @@ def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, 
     def run(op: int, piece: torch.Tensor, v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         name = OPS[op]
         if name not in GEOMETRIC:
-            return COLOUR[name](piece, v)
+            return (PIL_COLOUR if geometry.pil_colour else COLOUR)[name](piece, v)
         if name.startswith("Shear") and geometry.shear_mode == "pil-bicubic":
             # PIL's (1, m, 0, 0, 1, 0) for ShearX, (1, 0, 0, m, 1, 0) for ShearY
             coeffs = torch.zeros(len(v), 6, dtype=torch.float64, device=v.device)
             coeffs[:, 0] = coeffs[:, 4] = 1.0
             coeffs[:, 1 if name == "ShearX" else 3] = v
-            return K.pil_bicubic_affine(piece, coeffs, geometry.fill or 0.0)
+            return PIL.bicubic_affine(piece, coeffs, geometry.fill or 0.0)
         # one matrix per distinct magnitude in the batch (a handful), never one per image
         distinct, where = torch.unique(values[rows], return_inverse=True)
         table = torch.tensor([geometry.theta(name, m, h, w) for m in distinct.tolist()], dtype=torch.float32)

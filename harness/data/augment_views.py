@@ -20,7 +20,7 @@
 - `grayscale:P` is `RandomGrayscale(p=P)`: the ITU-R 601-2 luma in every channel; a 1-channel image is itself.
 - `blur:P:SMIN:SMAX` is the SimCLR blur of PaCo's second view (`RandomApply([moco.loader.GaussianBlur([SMIN,
   SMAX])], p=P)`): σ uniform in [SMIN, SMAX], then PIL's `ImageFilter.GaussianBlur(radius=σ)`, three extended
-  box blurs each way in PIL's fixed-point arithmetic (`augment_kernels.pil_gaussian_blur`), equal to PIL's
+  box blurs each way in PIL's fixed-point arithmetic (`augment_pil.gaussian_blur`), equal to PIL's
   image for image. torchvision's `GaussianBlur` (a sampled Gaussian kernel of a given size) is another filter.
 
 PaCo applies RandomResizedCrop and ColorJitter to PIL images, these ops follow torchvision's tensor path: on
@@ -39,6 +39,7 @@ import math
 import torch
 
 import harness.data.augment_kernels as K
+import harness.data.augment_pil as PIL
 from harness.data.augment import register_op
 
 
@@ -180,6 +181,6 @@ def random_blur(images: torch.Tensor, generator: torch.Generator, p: float, lo: 
     sigma = lo + (hi - lo) * torch.rand(len(images), generator=generator, dtype=torch.float64)
 
     def run(g: int, piece: torch.Tensor, _sigma: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return K.pil_gaussian_blur(piece, sigma[rows]) if g == 1 else piece
+        return PIL.gaussian_blur(piece, sigma[rows]) if g == 1 else piece
 
     return K.by_group(images, apply.long(), sigma, run)
