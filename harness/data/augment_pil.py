@@ -175,3 +175,65 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             rows = box_pass(rows, *params)
         x = rows.view(b, c, -1, axis_len).transpose(2, 3)  # the next axis along the rows (PIL transposes)
     return x.to(torch.uint8).contiguous()
+
+
+def round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """C's round() for x >= 0: halves go up (torch.round goes to even)."""
+    down = torch.floor(x)
+    return down + (x - down >= 0.5).to(x.dtype)
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """PIL's RGB → HSV (Convert.c `rgb2hsv_row`, after colorsys): 8-bit H, S, V (int64, (B, 3, H, W)), its
+    float32 and float64 steps as in the C code."""
+    r, g, b = images.long().unbind(dim=1)
+    maxc = torch.maximum(r, torch.maximum(g, b))
+    minc = torch.minimum(r, torch.minimum(g, b))
+    flat = maxc == minc
+    cr = torch.where(flat, 1, maxc - minc).float()
+    s = cr / maxc.clamp(min=1).float()
+    rc, gc, bc = ((maxc - r).float() / cr, (maxc - g).float() / cr, (maxc - b).float() / cr)
+    # h = bc − gc in float32; 2.0 + rc − bc and 4.0 + gc − rc in double, stored as float
+    h = torch.where(
+        r == maxc,
+        (bc - gc).double(),
+        torch.where(g == maxc, (2.0 + rc.double()) - bc.double(), (4.0 + gc.double()) - rc.double()),
+    ).float()
+    h = torch.fmod(h.double() / 6.0 + 1.0, 1.0).float()
+    uh = torch.where(flat, 0, torch.trunc(h.double() * 255.0).long().clamp(0, 255))
+    us = torch.where(flat, 0, torch.trunc(s.double() * 255.0).long().clamp(0, 255))
+    return torch.stack((uh, us, maxc), dim=1)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """PIL's HSV → RGB (Convert.c `hsv2rgb`) on 8-bit H, S, V (int64): uint8 (B, 3, H, W)."""
+    h, s, v = hsv.unbind(dim=1)
+    sector = torch.floor(h.double() * 6.0 / 255.0)
+    f = (h.double() * 6.0 / 255.0 - sector).float()
+    fs = (s.double() / 255.0).float()
+    vd = v.double()
+    p = round_half_away(vd * (1.0 - fs.double())).clamp(0, 255).long()
+    q = round_half_away(vd * (1.0 - (fs * f).double())).clamp(0, 255).long()
+    t = round_half_away(vd * (1.0 - fs.double() * (1.0 - f.double()))).clamp(0, 255).long()
+    choices = torch.stack(
+        (
+            torch.stack((v, q, p, p, t, v), dim=1),
+            torch.stack((t, v, v, q, p, p), dim=1),
+            torch.stack((p, p, t, v, v, q), dim=1),
+        ),
+        dim=1,
+    )  # (B, 3 channels, 6 sectors, H, W)
+    index = (sector.long() % 6)[:, None, None].expand(-1, 3, 1, -1, -1)
+    rgb = choices.gather(2, index).squeeze(2)
+    return torch.where((s == 0)[:, None], v[:, None].expand_as(rgb), rgb).to(torch.uint8)
+
+
+def hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_hue on a PIL image: to PIL's 8-bit HSV, H += int32(shift·255) as uint8 (wrapping),
+    back to RGB; a 1-channel image is unchanged."""
+    if images.shape[1] == 1:
+        return images
+    hsv = rgb_to_hsv(images)
+    step = torch.trunc(shift.double() * 255).long() % 256
+    h = (hsv[:, 0] + K.column(step, images, torch.long)[:, 0]) % 256
+    return hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), dim=1))

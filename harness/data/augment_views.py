@@ -1,5 +1,5 @@
 """Cutout and the SimCLR-style view ops as device ops: `cutout:L`, `resized-crop:SMIN:SMAX`,
-`color-jitter:B:C:S:H:P`, `grayscale:P`, `blur:P:SMIN:SMAX`.
+`color-jitter:B:C:S:H:P`, `color-jitter-pil:B:C:S:H:P`, `grayscale:P`, `blur:P:SMIN:SMAX`.
 
 - `cutout:L` is DeVries & Taylor's Cutout with one hole as PaCo's (and GLMC's copy of it) `Cutout(n_holes=1,
   length=L)`: a centre (y, x) uniform over the pixels, the square [y − L//2, y + L//2) × [x − L//2, x + L//2)
@@ -17,17 +17,20 @@
   adjustments in its own random order (torchvision's randperm), factors uniform in [max(0, 1 − B), 1 + B] etc.
   and a hue shift uniform in [−H, H]; a 0 switches that adjustment off. On 1-channel images saturation and hue
   change nothing, as in torchvision.
+- `color-jitter-pil:B:C:S:H:P` is the same on PIL images, which is how PaCo's second view jitters: the draws
+  of `color-jitter`, then PIL's enhancers (ImageEnhance.Brightness, Contrast, Color) and torchvision's PIL hue
+  (PIL's 8-bit HSV, the hue moved by int(H·255) mod 256), transcribed in `augment_pil`, equal to torchvision's
+  PIL path image by image.
 - `grayscale:P` is `RandomGrayscale(p=P)`: the ITU-R 601-2 luma in every channel; a 1-channel image is itself.
 - `blur:P:SMIN:SMAX` is the SimCLR blur of PaCo's second view (`RandomApply([moco.loader.GaussianBlur([SMIN,
   SMAX])], p=P)`): σ uniform in [SMIN, SMAX], then PIL's `ImageFilter.GaussianBlur(radius=σ)`, three extended
   box blurs each way in PIL's fixed-point arithmetic (`augment_pil.gaussian_blur`), equal to PIL's
   image for image. torchvision's `GaussianBlur` (a sampled Gaussian kernel of a given size) is another filter.
 
-PaCo applies RandomResizedCrop and ColorJitter to PIL images, these ops follow torchvision's tensor path: on
-the same parameters PIL's path gives the same brightness, contrast and saturation within one level (its integer
-luma and rounded mean), the resized crop within one level (PIL's fixed-point resampling), and a hue shift up to
-~15 levels apart on a few pixels (PIL rounds the hue to 1/255 of a turn in its 8-bit HSV; about one level on
-average). The blur is PIL's own.
+PaCo applies RandomResizedCrop and ColorJitter to PIL images. `color-jitter` follows torchvision's tensor path;
+on the same parameters the PIL path (`color-jitter-pil`) differs by a level in contrast and saturation (PIL's
+integer luma and rounded mean) and in hue by up to ~15 levels on a few pixels (its 8-bit HSV; about one level
+on average). `resized-crop` is the tensor path; PIL's fixed-point resize differs by at most one level.
 
 Each op draws all its images' parameters from the generator first, as CPU tensors, in the order written in it.
 """
@@ -128,36 +131,55 @@ def jitter_ranges(b: float, c: float, s: float, hue: float) -> list[tuple[float,
     return [*factors, (-hue, hue) if hue > 0 else None]
 
 
-KERNELS = (K.brightness, K.contrast, K.saturation, K.hue)  # ColorJitter's fn_idx 0..3
+KERNELS = (K.brightness, K.contrast, K.saturation, K.hue)  # ColorJitter's fn_idx 0..3, on tensors
+PIL_KERNELS = (PIL.brightness, PIL.contrast, PIL.color, PIL.hue)  # the same on PIL images
+
+
+def jitter_problem(b: float, c: float, s: float, hue: float, p: float) -> str | None:
+    if min(b, c, s) < 0 or not 0 <= hue <= 0.5:
+        return "needs B, C, S >= 0 and 0 <= H <= 0.5"
+    return probability_problem(p)
+
+
+def jitter(images: torch.Tensor, generator: torch.Generator, args: tuple[float, ...], kernels: tuple) -> torch.Tensor:
+    """RandomApply([ColorJitter(B, C, S, H)], p=P) with these four adjustments: each slot of each image's order
+    groups the images by the adjustment they take there."""
+    b, c, s, hue, p = args
+    ranges = jitter_ranges(b, c, s, hue)
+    apply, order, factors = jitter_draws(len(images), ranges, p, generator)
+    active = [fn if r is not None else None for fn, r in zip(kernels, ranges, strict=True)]
+    rows = torch.arange(len(images))
+    for slot in range(4):
+        fn_id = order[:, slot]
+        # group 4: an image not jittered, or whose adjustment in this slot is switched off
+        off = ~apply | torch.tensor([k is None for k in active])[fn_id]
+        groups = torch.where(off, 4, fn_id)
+
+        def run(g: int, piece: torch.Tensor, factor: torch.Tensor, _rows: torch.Tensor) -> torch.Tensor:
+            return piece if g == 4 else active[g](piece, factor)
+
+        images = K.by_group(images, groups, factors[rows, fn_id], run)
+    return images
 
 
 @register_op(
     "color-jitter",
     (0.4, 0.4, 0.4, 0.1, 0.8),
     "color-jitter:B:C:S:H:P, RandomApply([ColorJitter(B, C, S, H)], p=P), the four in a random order per image",
-    check=lambda b, c, s, hue, p: (
-        (None if min(b, c, s) >= 0 and 0 <= hue <= 0.5 else "needs B, C, S >= 0 and 0 <= H <= 0.5")
-        or probability_problem(p)
-    ),
+    check=jitter_problem,
 )
-def color_jitter(
-    images: torch.Tensor, generator: torch.Generator, b: float, c: float, s: float, hue: float, p: float
-) -> torch.Tensor:
-    ranges = jitter_ranges(b, c, s, hue)
-    apply, order, factors = jitter_draws(len(images), ranges, p, generator)
-    kernels = [fn if r is not None else None for fn, r in zip(KERNELS, ranges, strict=True)]
-    rows = torch.arange(len(images))
-    for slot in range(4):
-        fn_id = order[:, slot]
-        # group 4: an image not jittered, or whose adjustment in this slot is switched off
-        off = ~apply | torch.tensor([k is None for k in kernels])[fn_id]
-        groups = torch.where(off, 4, fn_id)
+def color_jitter(images: torch.Tensor, generator: torch.Generator, *args: float) -> torch.Tensor:
+    return jitter(images, generator, args, KERNELS)
 
-        def run(g: int, piece: torch.Tensor, factor: torch.Tensor, _rows: torch.Tensor) -> torch.Tensor:
-            return piece if g == 4 else kernels[g](piece, factor)
 
-        images = K.by_group(images, groups, factors[rows, fn_id], run)
-    return images
+@register_op(
+    "color-jitter-pil",
+    (0.4, 0.4, 0.4, 0.1, 0.8),
+    "color-jitter-pil:B:C:S:H:P, color-jitter as torchvision does it to PIL images (PaCo's second view)",
+    check=jitter_problem,
+)
+def color_jitter_pil(images: torch.Tensor, generator: torch.Generator, *args: float) -> torch.Tensor:
+    return jitter(images, generator, args, PIL_KERNELS)
 
 
 @register_op(

@@ -9,7 +9,14 @@ import torch
 from harness.data.augment import apply_policy
 
 # integer arithmetic, comparisons and float blends done op by op: the same on every device
-EXACT = ["crop:4+flip", "cutout:16", "color-jitter:0.4:0.4:0.4:0.1:1", "grayscale:0.5", "blur:1:0.1:2"]
+EXACT = [
+    "crop:4+flip",
+    "cutout:16",
+    "color-jitter:0.4:0.4:0.4:0.1:1",
+    "color-jitter-pil:0.4:0.4:0.4:0.1:1",
+    "grayscale:0.5",
+    "blur:1:0.1:2",
+]
 # a sampling grid or a bilinear resize: a GPU's float rounding may move a nearest sample at a tie or a
 # bilinear value by one level, on a handful of pixels
 NEAR = ["autoaugment", "cifar10-policy", "randaugment:2:9", "randaugment:3:30", "resized-crop:0.2:1"]

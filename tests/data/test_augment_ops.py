@@ -181,6 +181,7 @@ def test_resized_crop_is_torchvisions_within_one_level(shape, scale) -> None:  #
         assert (ours[i].int() - theirs.int()).abs().max() <= 1, (i, box)
 
 
+@pytest.mark.parametrize("pil", [False, True], ids=["tensor", "pil"])
 @pytest.mark.parametrize(
     ("shape", "args"),
     [
@@ -189,11 +190,14 @@ def test_resized_crop_is_torchvisions_within_one_level(shape, scale) -> None:  #
         (SHAPES[2], (0.0, 0.5, 0.0, 0.5, 1.0)),
     ],
 )
-def test_color_jitter_is_torchvisions_in_each_images_order(shape, args) -> None:  # noqa: ANN001
+def test_color_jitter_is_torchvisions_in_each_images_order(shape, args, pil: bool) -> None:  # noqa: ANN001
+    """`color-jitter` against torchvision's functions on the uint8 tensor, `color-jitter-pil` against the same
+    functions on the PIL image (torchvision's PIL path: ImageEnhance and its 8-bit HSV hue)."""
     n = 30
     x = images(n, *shape)
     b, c, s, hue, p = args
-    ours = apply_policy("color-jitter:" + ":".join(map(str, args)), x, torch.Generator().manual_seed(9))
+    name = "color-jitter-pil:" if pil else "color-jitter:"
+    ours = apply_policy(name + ":".join(map(str, args)), x, torch.Generator().manual_seed(9))
     g = torch.Generator().manual_seed(9)  # applied (B,), order (B, 4) as argsort of uniforms, factors (B, 4)
     apply = torch.rand(n, generator=g) < p
     order = torch.rand(n, 4, generator=g).argsort(1)
@@ -201,13 +205,13 @@ def test_color_jitter_is_torchvisions_in_each_images_order(shape, args) -> None:
     ranges = [(max(0.0, 1 - v), 1 + v) if v > 0 else None for v in (b, c, s)] + [(-hue, hue) if hue > 0 else None]
     adjust = [tvf.adjust_brightness, tvf.adjust_contrast, tvf.adjust_saturation, tvf.adjust_hue]
     for i in range(n):
-        img = x[i]
+        img = tvf.to_pil_image(x[i]) if pil else x[i]
         if apply[i]:
             for fn_id in order[i].tolist():  # ColorJitter.forward: each adjustment in the drawn order
                 if ranges[fn_id] is not None:
                     lo, hi = ranges[fn_id]
                     img = adjust[fn_id](img, float(lo + (hi - lo) * u[i, fn_id]))
-        assert torch.equal(ours[i], img), i
+        assert torch.equal(ours[i], tvf.pil_to_tensor(img) if pil else img), i
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -236,7 +240,16 @@ def test_blur_is_pils_gaussian_blur_on_the_same_sigmas(shape) -> None:  # noqa: 
 
 @pytest.mark.parametrize(
     "policy",
-    ["autoaugment", "cifar10-policy", "randaugment:2:9", "cutout:16", "resized-crop:0.2:1", "color-jitter", "blur"],
+    [
+        "autoaugment",
+        "cifar10-policy",
+        "randaugment:2:9",
+        "cutout:16",
+        "resized-crop:0.2:1",
+        "color-jitter",
+        "color-jitter-pil",
+        "blur",
+    ],
 )
 def test_an_op_draws_the_same_numbers_whatever_the_images(policy: str) -> None:
     """What an op takes from the generator depends on the batch size only, so the ops after it (and the next
