@@ -237,3 +237,49 @@ def hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     step = torch.trunc(shift.double() * 255).long() % 256
     h = (hsv[:, 0] + K.column(step, images, torch.long)[:, 0]) % 256
     return hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), dim=1))
+
+
+PRECISION_BITS = 22  # Resample.c: 32 − 8 − 2
+
+
+def upsample_taps(size: torch.Tensor, out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample.c's `precompute_coeffs` + `normalize_coeffs_8bpc` for a bilinear enlargement of a line of
+    `size[b]` pixels to `out` (never a reduction here, so the support is 1 and at most 3 taps): each output's
+    3 tap positions (B, out, 3) and their fixed-point weights, 0 past the taps PIL uses."""
+    scale = (size.double() / out)[:, None, None]
+    center = (torch.arange(out, dtype=torch.float64, device=size.device)[None, :, None] + 0.5) * scale
+    first = torch.trunc(center - 1.0 + 0.5).clamp(min=0)
+    count = torch.minimum(torch.trunc(center + 1.0 + 0.5), size.double()[:, None, None]) - first
+    taps = torch.arange(3, dtype=torch.float64, device=size.device)
+    x = ((taps + first) - center) + 0.5
+    weight = torch.where((taps < count) & (x.abs() < 1.0), 1.0 - x.abs(), 0.0)
+    total = weight.sum(-1, keepdim=True)
+    weight = torch.where(total != 0, weight / total, weight)
+    scaled = weight * (1 << PRECISION_BITS)
+    fixed = torch.where(weight < 0, torch.trunc(-0.5 + scaled), torch.trunc(0.5 + scaled)).long()
+    index = torch.minimum(taps.long() + first.long(), size[:, None, None] - 1)
+    return index, fixed
+
+
+def resample_rows(lines: torch.Tensor, start: torch.Tensor, index: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    """One `ImagingResampleHorizontal_8bpc` pass along the last axis of int64 images (B, C, R, L): output x of
+    image b sums lines[..., start[b] + index[b, x, t]] · fixed[b, x, t] from a half, shifted back and clipped."""
+    b, c, r, _ = lines.shape
+    out = index.shape[1]
+    where = (start[:, None, None] + index).view(b, 1, 1, out * 3).expand(b, c, r, -1)
+    picked = lines.gather(3, where).view(b, c, r, out, 3)
+    total = (picked * fixed.view(b, 1, 1, out, 3)).sum(-1) + (1 << (PRECISION_BITS - 1))
+    return (total >> PRECISION_BITS).clamp(0, 255)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """torchvision's `resized_crop` of a PIL image (crop, then `Image.resize(size, BILINEAR)`): each box (top,
+    left, height, width; (B, 4) on the CPU) enlarged back to the image size in Pillow's two fixed-point passes,
+    along the rows first (rounded to 8 bits between the passes, as PIL does)."""
+    b, c, h, w = images.shape
+    top, left, bh, bw = boxes.to(images.device).unbind(1)
+    col_index, col_fixed = upsample_taps(bw, w)
+    row_index, row_fixed = upsample_taps(bh, h)
+    across = resample_rows(images.long(), left, col_index, col_fixed)  # (B, C, H, W): every row, resized
+    down = resample_rows(across.transpose(2, 3), top, row_index, row_fixed)
+    return down.transpose(2, 3).to(torch.uint8).contiguous()

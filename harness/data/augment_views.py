@@ -1,5 +1,6 @@
 """Cutout and the SimCLR-style view ops as device ops: `cutout:L`, `resized-crop:SMIN:SMAX`,
-`color-jitter:B:C:S:H:P`, `color-jitter-pil:B:C:S:H:P`, `grayscale:P`, `blur:P:SMIN:SMAX`.
+`resized-crop-pil:SMIN:SMAX`, `color-jitter:B:C:S:H:P`, `color-jitter-pil:B:C:S:H:P`, `grayscale:P`,
+`blur:P:SMIN:SMAX`.
 
 - `cutout:L` is DeVries & Taylor's Cutout with one hole as PaCo's (and GLMC's copy of it) `Cutout(n_holes=1,
   length=L)`: a centre (y, x) uniform over the pixels, the square [y − L//2, y + L//2) × [x − L//2, x + L//2)
@@ -13,6 +14,9 @@
   to the image size (antialiasing, torchvision's tensor default, changes nothing on an upsampling). All 10 tries
   are drawn for every image, so the draws do not depend on which try fits; torchvision's randint offsets are
   drawn here as floor(uniform · range).
+- `resized-crop-pil:SMIN:SMAX` draws the same boxes and resizes them as PIL does (torchvision's PIL path,
+  PaCo's case): Pillow's two fixed-point bilinear passes, rows first, rounded between (`augment_pil`), equal
+  image by image; the tensor path differs from it by at most one level.
 - `color-jitter:B:C:S:H:P` is `RandomApply([ColorJitter(B, C, S, H)], p=P)`: each jittered image takes its four
   adjustments in its own random order (torchvision's randperm), factors uniform in [max(0, 1 − B), 1 + B] etc.
   and a hue shift uniform in [−H, H]; a 0 switches that adjustment off. On 1-channel images saturation and hue
@@ -30,7 +34,7 @@
 PaCo applies RandomResizedCrop and ColorJitter to PIL images. `color-jitter` follows torchvision's tensor path;
 on the same parameters the PIL path (`color-jitter-pil`) differs by a level in contrast and saturation (PIL's
 integer luma and rounded mean) and in hue by up to ~15 levels on a few pixels (its 8-bit HSV; about one level
-on average). `resized-crop` is the tensor path; PIL's fixed-point resize differs by at most one level.
+on average).
 
 Each op draws all its images' parameters from the generator first, as CPU tensors, in the order written in it.
 """
@@ -110,6 +114,17 @@ def crop_boxes(batch: int, h: int, w: int, scale: tuple[float, float], generator
 def random_resized_crop(images: torch.Tensor, generator: torch.Generator, smin: float, smax: float) -> torch.Tensor:
     h, w = images.shape[2:]
     return K.resized_crop(images, crop_boxes(len(images), h, w, (smin, smax), generator))
+
+
+@register_op(
+    "resized-crop-pil",
+    (0.08, 1.0),
+    "resized-crop-pil:SMIN:SMAX, resized-crop as torchvision does it to PIL images (PaCo's second view)",
+    check=lambda lo, hi: None if 0 < lo <= hi <= 1 else f"needs 0 < SMIN <= SMAX <= 1, got {lo:g}:{hi:g}",
+)
+def random_resized_crop_pil(images: torch.Tensor, generator: torch.Generator, smin: float, smax: float) -> torch.Tensor:
+    h, w = images.shape[2:]
+    return PIL.resized_crop(images, crop_boxes(len(images), h, w, (smin, smax), generator))
 
 
 def jitter_draws(

@@ -16,6 +16,7 @@ EXACT = [
     "color-jitter-pil:0.4:0.4:0.4:0.1:1",
     "grayscale:0.5",
     "blur:1:0.1:2",
+    "resized-crop-pil:0.2:1",
 ]
 # a sampling grid or a bilinear resize: a GPU's float rounding may move a nearest sample at a tie or a
 # bilinear value by one level, on a handful of pixels

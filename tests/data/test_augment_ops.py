@@ -162,13 +162,15 @@ def torchvision_box(h: int, w: int, scale: tuple[float, float], area: list[float
     return (h - bh) // 2, (w - bw) // 2, bh, bw
 
 
+@pytest.mark.parametrize("pil", [False, True], ids=["tensor", "pil"])
 @pytest.mark.parametrize(
     ("shape", "scale"), [(SHAPES[0], (0.08, 1.0)), (SHAPES[1], (0.2, 1.0)), (SHAPES[2], (0.95, 1.0))]
 )
-def test_resized_crop_is_torchvisions_within_one_level(shape, scale) -> None:  # noqa: ANN001
+def test_resized_crop_is_torchvisions(shape, scale, pil: bool) -> None:  # noqa: ANN001
     n, (c, h, w) = 30, shape
     x = images(n, c, h, w)
-    ours = apply_policy(f"resized-crop:{scale[0]}:{scale[1]}", x, torch.Generator().manual_seed(4))
+    name = "resized-crop-pil" if pil else "resized-crop"
+    ours = apply_policy(f"{name}:{scale[0]}:{scale[1]}", x, torch.Generator().manual_seed(4))
     g = torch.Generator().manual_seed(4)  # area fractions (B, 10), log ratios (B, 10), offsets (B, 2)
     area = scale[0] + (scale[1] - scale[0]) * torch.rand(n, 10, generator=g, dtype=torch.float64)
     lo, hi = math.log(3 / 4), math.log(4 / 3)
@@ -176,9 +178,14 @@ def test_resized_crop_is_torchvisions_within_one_level(shape, scale) -> None:  #
     off = torch.rand(n, 2, generator=g, dtype=torch.float64)
     for i in range(n):
         box = torchvision_box(h, w, scale, area[i].tolist(), logr[i].tolist(), off[i].tolist())
-        theirs = tvf.resized_crop(x[i], *box, [h, w], InterpolationMode.BILINEAR, antialias=True)
-        # interpolate's float operations in another order: a value at a rounding half may differ by one
-        assert (ours[i].int() - theirs.int()).abs().max() <= 1, (i, box)
+        if pil:  # Pillow's fixed-point resize, transcribed: equal
+            theirs = tvf.pil_to_tensor(
+                tvf.resized_crop(tvf.to_pil_image(x[i]), *box, [h, w], InterpolationMode.BILINEAR)
+            )
+            assert torch.equal(ours[i], theirs), (i, box)
+        else:  # interpolate's float operations in another order: a value at a rounding half may differ by one
+            theirs = tvf.resized_crop(x[i], *box, [h, w], InterpolationMode.BILINEAR, antialias=True)
+            assert (ours[i].int() - theirs.int()).abs().max() <= 1, (i, box)
 
 
 @pytest.mark.parametrize("pil", [False, True], ids=["tensor", "pil"])
@@ -246,6 +253,7 @@ def test_blur_is_pils_gaussian_blur_on_the_same_sigmas(shape) -> None:  # noqa: 
         "randaugment:2:9",
         "cutout:16",
         "resized-crop:0.2:1",
+        "resized-crop-pil:0.2:1",
         "color-jitter",
         "color-jitter-pil",
         "blur",
