@@ -1,6 +1,6 @@
 """Cutout and the SimCLR-style view ops as device ops: `cutout:L`, `resized-crop:SMIN:SMAX`,
 `resized-crop-pil:SMIN:SMAX`, `color-jitter:B:C:S:H:P`, `color-jitter-pil:B:C:S:H:P`, `grayscale:P`,
-`blur:P:SMIN:SMAX`.
+`grayscale-pil:P`, `blur:P:SMIN:SMAX`.
 
 - `cutout:L` is DeVries & Taylor's Cutout with one hole as PaCo's (and GLMC's copy of it) `Cutout(n_holes=1,
   length=L)`: a centre (y, x) uniform over the pixels, the square [y − L//2, y + L//2) × [x − L//2, x + L//2)
@@ -26,6 +26,7 @@
   (PIL's 8-bit HSV, the hue moved by int(H·255) mod 256), transcribed in `augment_pil`, equal to torchvision's
   PIL path image by image.
 - `grayscale:P` is `RandomGrayscale(p=P)`: the ITU-R 601-2 luma in every channel; a 1-channel image is itself.
+  `grayscale-pil:P` is the same on PIL images (PaCo's case): PIL's integer luma, which differs by a level.
 - `blur:P:SMIN:SMAX` is the SimCLR blur of PaCo's second view (`RandomApply([moco.loader.GaussianBlur([SMIN,
   SMAX])], p=P)`): σ uniform in [SMIN, SMAX], then PIL's `ImageFilter.GaussianBlur(radius=σ)`, three extended
   box blurs each way in PIL's fixed-point arithmetic (`augment_pil.gaussian_blur`), equal to PIL's
@@ -221,3 +222,14 @@ def random_blur(images: torch.Tensor, generator: torch.Generator, p: float, lo: 
         return PIL.gaussian_blur(piece, sigma[rows]) if g == 1 else piece
 
     return K.by_group(images, apply.long(), sigma, run)
+
+
+@register_op(
+    "grayscale-pil",
+    (0.2,),
+    "grayscale-pil:P, grayscale as torchvision does it to PIL images (PIL's integer luma)",
+    check=probability_problem,
+)
+def random_grayscale_pil(images: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+    grey = (torch.rand(len(images), generator=generator) < p).to(images.device)
+    return torch.where(grey[:, None, None, None], PIL.luma(images).expand_as(images), images)

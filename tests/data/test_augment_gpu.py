@@ -15,6 +15,7 @@ EXACT = [
     "color-jitter:0.4:0.4:0.4:0.1:1",
     "color-jitter-pil:0.4:0.4:0.4:0.1:1",
     "grayscale:0.5",
+    "grayscale-pil:0.5",
     "blur:1:0.1:2",
     "resized-crop-pil:0.2:1",
 ]

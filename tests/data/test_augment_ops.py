@@ -221,14 +221,16 @@ def test_color_jitter_is_torchvisions_in_each_images_order(shape, args, pil: boo
         assert torch.equal(ours[i], tvf.pil_to_tensor(img) if pil else img), i
 
 
+@pytest.mark.parametrize("pil", [False, True], ids=["tensor", "pil"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_grayscale_is_torchvisions_rgb_to_grayscale(shape) -> None:  # noqa: ANN001
+def test_grayscale_is_torchvisions_rgb_to_grayscale(shape, pil: bool) -> None:  # noqa: ANN001
     x = images(20, *shape)
-    ours = apply_policy("grayscale:0.5", x, torch.Generator().manual_seed(1))
+    ours = apply_policy("grayscale-pil:0.5" if pil else "grayscale:0.5", x, torch.Generator().manual_seed(1))
     grey = torch.rand(20, generator=torch.Generator().manual_seed(1)) < 0.5
     for i in range(20):
-        theirs = tvf.rgb_to_grayscale(x[i], num_output_channels=shape[0]) if grey[i] else x[i]
-        assert torch.equal(ours[i], theirs)
+        img = tvf.to_pil_image(x[i]) if pil else x[i]
+        out = tvf.rgb_to_grayscale(img, num_output_channels=shape[0]) if grey[i] else img
+        assert torch.equal(ours[i], tvf.pil_to_tensor(out) if pil else out)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
