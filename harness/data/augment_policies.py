@@ -129,7 +129,7 @@ def official_magnitudes(h: int, w: int) -> dict[str, list[float]]:
 
 
 @dataclass(frozen=True)
-class Geometry:
+class Style:
     """How a policy's sub-ops compute: the outside's fill (None: black, torchvision's zero padding), the shear's
     resampling (torchvision's nearest warp, or PIL's bicubic transform), whether translations are truncated to
     whole pixels, and whether the colour enhancers are PIL's arithmetic or torchvision's."""
@@ -152,8 +152,8 @@ class Geometry:
         return K.inverse_affine(-m, (0.0, 0.0), (0.0, 0.0), (0.0, 0.0))  # Rotate: F.rotate negates the angle
 
 
-TORCHVISION = Geometry(fill=None, shear_mode="nearest", whole_pixel_translate=True)
-OFFICIAL = Geometry(fill=128.0, shear_mode="pil-bicubic", whole_pixel_translate=False, pil_colour=True)
+TORCHVISION = Style(fill=None, shear_mode="nearest", whole_pixel_translate=True)
+OFFICIAL = Style(fill=128.0, shear_mode="pil-bicubic", whole_pixel_translate=False, pil_colour=True)
 
 
 COLOUR = {
@@ -179,7 +179,7 @@ PIL_COLOUR = {
 }
 
 
-def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, style: Style) -> torch.Tensor:
     """Each image through its own sub-op `OPS[ops[b]]` at signed magnitude `values[b]` (CPU tensors (B,)); the
     images of one sub-op go through it together."""
     h, w = images.shape[2:]
@@ -187,18 +187,18 @@ def apply_subops(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, 
     def run(op: int, piece: torch.Tensor, v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         name = OPS[op]
         if name not in GEOMETRIC:
-            return (PIL_COLOUR if geometry.pil_colour else COLOUR)[name](piece, v)
-        if name.startswith("Shear") and geometry.shear_mode == "pil-bicubic":
+            return (PIL_COLOUR if style.pil_colour else COLOUR)[name](piece, v)
+        if name.startswith("Shear") and style.shear_mode == "pil-bicubic":
             # PIL's (1, m, 0, 0, 1, 0) for ShearX, (1, 0, 0, m, 1, 0) for ShearY
             coeffs = torch.zeros(len(v), 6, dtype=torch.float64, device=v.device)
             coeffs[:, 0] = coeffs[:, 4] = 1.0
             coeffs[:, 1 if name == "ShearX" else 3] = v
-            return PIL.bicubic_affine(piece, coeffs, geometry.fill or 0.0)
+            return PIL.bicubic_affine(piece, coeffs, style.fill or 0.0)
         # one matrix per distinct magnitude in the batch (a handful), never one per image
         distinct, where = torch.unique(values[rows], return_inverse=True)
-        table = torch.tensor([geometry.theta(name, m, h, w) for m in distinct.tolist()], dtype=torch.float32)
-        mode = geometry.shear_mode if name.startswith("Shear") else "nearest"
-        return K.warp(piece, table[where].view(-1, 2, 3), mode, geometry.fill)
+        table = torch.tensor([style.theta(name, m, h, w) for m in distinct.tolist()], dtype=torch.float32)
+        mode = style.shear_mode if name.startswith("Shear") else "nearest"
+        return K.warp(piece, table[where].view(-1, 2, 3), mode, style.fill)
 
     return K.by_group(images, ops, values, run)
 
@@ -233,9 +233,9 @@ def signed_values(ops: torch.Tensor, signed_bins: torch.Tensor, magnitudes: dict
     return torch.where(signed & (signed_bins < 0), -value, value)
 
 
-def run_plan(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+def run_plan(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor, style: Style) -> torch.Tensor:
     for k in range(ops.shape[1]):
-        images = apply_subops(images, ops[:, k], values[:, k], geometry)
+        images = apply_subops(images, ops[:, k], values[:, k], style)
     return images
 
 
