@@ -6,8 +6,8 @@
   length=L)`: a centre (y, x) uniform over the pixels, the square [y − L//2, y + L//2) × [x − L//2, x + L//2)
   clipped at the borders set to 0 (an odd L gives a hole of side L − 1, as there). PaCo applies it after
   ToTensor and before Normalize, so its 0 is a black pixel, which is what 0 on these uint8 images is. DeVries &
-  Taylor's own code (uoguelph-mlrg/Cutout) applies it after Normalize, so there the hole is the dataset's mean
-  colour; ltbench's ops run before normalisation, so that variant is not offered.
+  Taylor's own code (uoguelph-mlrg/Cutout train.py at 287f934) applies it after Normalize, so there the hole is
+  the dataset's mean colour; ltbench's ops run before normalisation, so that variant is not offered.
 - `resized-crop:SMIN:SMAX` is torchvision's `RandomResizedCrop(size=image size, scale=(SMIN, SMAX),
   ratio=(3/4, 4/3))`, bilinear: up to 10 tries of an area fraction and a log-uniform aspect ratio per image, the
   first that fits, else the central crop of the image's own ratio clipped to the range; the box is resized back
