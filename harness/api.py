@@ -7,7 +7,9 @@ point) imports only from here; the modules behind these names may move without b
   define and register a method (see `Method` for
   its hooks: `loss`, `predict`, `build_head`, `build_model`, `training_step` (given a `TrainingBatch`),
   `state_dict`/`load_state_dict`, `sampler_name`/`sampler_options`, `on_epoch_start`, `after_step`, and
-  `fit_classifier` for decoupled methods). `LTModel`: a network as a feature part plus a head.
+  `fit_classifier` for decoupled methods; `views` and `paired_sampler` ask for extra augmented views of each
+  image and a second sampler's batch, handed to `training_step` as `TrainingBatch.views` / `.paired`, a
+  `PairedBatch`). `LTModel`: a network as a feature part plus a head.
 - `mixup`, `MixedBatch`, `beta_draw`: mixed images and labels, drawn from the epoch's generator.
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
   shared backbone.
@@ -31,6 +33,7 @@ from harness.plugins.method import (
     Method,
     MethodContext,
     NoParams,
+    PairedBatch,
     StageTwoResult,
     TrainingBatch,
     param,
@@ -46,6 +49,7 @@ __all__ = [
     "MethodContext",
     "MixedBatch",
     "NoParams",
+    "PairedBatch",
     "RetrainParams",
     "Sampler",
     "StageTwo",

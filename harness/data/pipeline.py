@@ -11,12 +11,24 @@ reach the device as uint8 too.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
+from harness.data.augment import apply_policy
 from harness.data.base import ArraySplit, FileSplit, LTData, Split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ViewedImages:
+    """A training batch's images with the extra views a method asked for (`Method.views`), and the batch its
+    second sampler drew beside it (`Method.paired_sampler`): what `viewed_batches` yields in place of images."""
+
+    images: torch.Tensor  # the standard view (the dataset's crop and flip), normalised
+    views: tuple[torch.Tensor, ...]  # one normalised view per policy, of the same images
+    paired: tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]] | None = None  # images, targets, views
 
 
 def draw_crop_flip(batch: int, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -126,6 +138,34 @@ class TensorBatches:
                 images = apply_crop_flip(images, chunk[1:], self.pad)
             yield self.normalise(images), self.labels.index_select(0, idx)
 
+    def viewed_batches(
+        self,
+        indices: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        views: tuple[str, ...],
+        paired: torch.Tensor | None = None,
+    ) -> Iterator[tuple[ViewedImages, torch.Tensor]]:
+        """`train_batches` with, for every batch, one view per policy of `views` made from the same
+        un-augmented images, and (when `paired` holds a second sampler's indices for the epoch) the batch of
+        those indices at the same position, augmented the same ways. The standard views' draws are made as in
+        `train_batches`; then, batch by batch, each view's, the paired batch's crop and flip, its views'."""
+        if paired is not None:  # the second stream walks beside the first, cycling if it is shorter
+            paired = paired.to("cpu", torch.int64).repeat(-(-len(indices) // max(len(paired), 1)))[: len(indices)]
+        standard = self.train_batches(indices, batch_size, generator)
+        starts = range(0, len(indices), batch_size)
+        for start, (images, labels) in zip(starts, standard, strict=True):
+            raw = self.images.index_select(0, indices[start : start + batch_size].to(self.device))
+            made = tuple(self.normalise(apply_policy(policy, raw, generator)) for policy in views)
+            second = None
+            if paired is not None:
+                idx = paired[start : start + batch_size].to(self.device)
+                raw = self.images.index_select(0, idx)
+                standard_view = random_crop_flip(raw, self.pad, self.flip, generator)
+                second_views = tuple(self.normalise(apply_policy(policy, raw, generator)) for policy in views)
+                second = (self.normalise(standard_view), self.labels.index_select(0, idx), second_views)
+            yield ViewedImages(images, made, second), labels
+
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(self.labels), batch_size):
             yield (
@@ -227,6 +267,21 @@ class FileBatches:
                 self.dataset, batch_size=batch_size, shuffle=False, **self.loader_kwargs
             )
         yield from self._iterate(self._eval_loader)
+
+
+@dataclass(frozen=True)
+class WithViews:
+    """The training batches of an epoch for a method that asks for views or a paired stream: a batch source
+    (`train_batches`) the epoch loop walks like any other, yielding `ViewedImages`."""
+
+    batches: TensorBatches
+    views: tuple[str, ...]
+    paired: torch.Tensor | None = None  # the second sampler's indices for this epoch
+
+    def train_batches(
+        self, indices: torch.Tensor, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[ViewedImages, torch.Tensor]]:
+        return self.batches.viewed_batches(indices, batch_size, generator, self.views, self.paired)
 
 
 def make_batches(

@@ -88,6 +88,16 @@ class StageTwoResult:
     test_flip: bool = False
 
 
+@dataclass(frozen=True)
+class PairedBatch:
+    """The batch a method's second sampler (`Method.paired_sampler`) drew beside the main one: its standard view,
+    targets, and one view per `Method.views` policy, each normalised like `TrainingBatch.images`."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    views: tuple[torch.Tensor, ...] = ()
+
+
 @dataclass
 class TrainingBatch:
     """One training batch as a method's `training_step` sees it.
@@ -104,6 +114,8 @@ class TrainingBatch:
     epoch: int  # counts from 0
     num_epochs: int
     autocast: Callable[[], AbstractContextManager[Any]]  # the trial's forward-pass precision (bf16 or a no-op)
+    views: tuple[torch.Tensor, ...] = ()  # one view of the same images per `Method.views` policy
+    paired: PairedBatch | None = None  # the second sampler's batch (`Method.paired_sampler`), else None
 
     def logits(self, images: torch.Tensor | None = None) -> torch.Tensor:
         """The model's float32 scores of `images` (default: the batch's), the forward pass under the precision."""
@@ -120,6 +132,13 @@ class Method:
     Params: ClassVar[type] = NoParams
     sampler: ClassVar[str] = "instance"
     stage1: ClassVar[str | None] = None  # None: end-to-end; else the method whose trained model this reuses
+    # Augmentation policies (`harness.data.augment`, e.g. "crop:4+flip+autoaugment+cutout:16") of extra views of
+    # every training image: made from the same un-augmented images as `TrainingBatch.images`, each with its own
+    # draws from the epoch's generator, handed to `training_step` as `TrainingBatch.views` (in-memory datasets)
+    views: ClassVar[tuple[str, ...]] = ()
+    # A second training sampler (a registered sampler name) whose batch of the same size accompanies every step
+    # as `TrainingBatch.paired` (GLMC's re-balanced stream); the epoch's length stays the main sampler's
+    paired_sampler: ClassVar[str | None] = None
     # True for methods whose layers learn statistics from each training batch (Channel Whitening): an epoch then
     # drops its last partial batch, as a DataLoader's drop_last does, instead of learning from a few images
     full_batches: ClassVar[bool] = False
@@ -200,6 +219,8 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise TypeError(f"{cls.__name__}.Params must be a dataclass")
     if cls.stage1 is not None and cls.fit_classifier is Method.fit_classifier:
         raise TypeError(f"{cls.__name__} is decoupled (stage1={cls.stage1!r}) and must define fit_classifier")
+    if (cls.views or cls.paired_sampler) and cls.training_step is Method.training_step:
+        raise TypeError(f"{cls.__name__} asks for views or a paired sampler, which only its own training_step sees")
     METHODS.register(cls.name, cls)
     return cls
 

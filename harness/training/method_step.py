@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.plugins.method import Method, TrainingBatch
+from harness.data.pipeline import ViewedImages
+from harness.plugins.method import Method, PairedBatch, TrainingBatch
 from harness.training.loop import Learner, StepFn, apply_update, training_step
 
 
@@ -23,8 +24,15 @@ def method_step(method: Method, epoch: int, num_epochs: int, generator: torch.Ge
     if not owns_step(method):
         return training_step
 
-    def step(learner: Learner, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        batch = TrainingBatch(learner.model, images, targets, generator, epoch, num_epochs, learner.precision.autocast)
+    def step(learner: Learner, images: torch.Tensor | ViewedImages, targets: torch.Tensor) -> torch.Tensor:
+        views: tuple[torch.Tensor, ...] = ()
+        paired = None
+        if isinstance(images, ViewedImages):  # the method asked for views or a paired stream
+            views = images.views
+            paired = PairedBatch(*images.paired) if images.paired is not None else None
+            images = images.images
+        autocast = learner.precision.autocast
+        batch = TrainingBatch(learner.model, images, targets, generator, epoch, num_epochs, autocast, views, paired)
         return apply_update(learner, method.training_step(batch))
 
     return step

@@ -21,11 +21,13 @@ from typing import Any
 
 import torch
 
+from harness.core.errors import LtbenchError
 from harness.core.files import atomic_write_json, previous_of
 from harness.core.trial import TrialConfig
 from harness.data import DATASETS, DataOptions, LTData
+from harness.data.augment import check_policy
 from harness.data.base import ArraySplit
-from harness.data.pipeline import make_batches
+from harness.data.pipeline import TensorBatches, WithViews, make_batches
 from harness.data.samplers import make_sampler
 from harness.models import LTModel, build_model
 from harness.plugins.method import Method, MethodContext, parse_params
@@ -67,6 +69,17 @@ def own_model(method: Method, model: LTModel) -> LTModel:
     if not isinstance(built, LTModel):
         raise TypeError(f"method {method.name!r}: build_model must return an LTModel (features, then a head)")
     return built
+
+
+def check_views(method: Method, train: object) -> None:
+    """A method's view policies name known ops, and its data is held in memory (where views are made)."""
+    for policy in method.views:
+        check_policy(policy)
+    if not isinstance(train, TensorBatches):
+        raise LtbenchError(
+            f"method {method.name!r} trains on extra views of each image, which ltbench makes for in-memory "
+            "datasets (CIFAR-LT, Fashion-MNIST-LT) only; pick one of those datasets"
+        )
 
 
 def recipe_of(cfg: TrialConfig) -> Recipe:
@@ -199,6 +212,14 @@ def end_to_end_steps(
         recipe.batch_size,
         **method.sampler_options(),
     )
+    paired_sampler = None
+    if method.paired_sampler is not None:
+        paired_sampler = make_sampler(
+            method.paired_sampler, setup.data.train.labels, setup.data.num_classes, recipe.batch_size
+        )
+    views_wanted = bool(method.views) or paired_sampler is not None
+    if views_wanted:
+        check_views(method, setup.splits["train"])
     # only a method that defines the hook pays a call per step
     after_step = None if type(method).after_step is Method.after_step else (lambda: method.after_step(model))
     # a method with batch-statistics layers drops the epoch's last partial batch (see `Method.full_batches`)
@@ -222,6 +243,8 @@ def end_to_end_steps(
         scheduler.load_state_dict(checkpoint["scheduler"])
         restore_rng_states(checkpoint["rng"])
         sampler.load_state_dict(checkpoint.get("sampler", {}))
+        if paired_sampler is not None:
+            paired_sampler.load_state_dict(checkpoint.get("paired_sampler", {}))
         kept = KeptEpoch.from_state(recipe.keep, checkpoint.get("kept"))
         if "method" in checkpoint:
             method.load_state_dict(checkpoint["method"])
@@ -251,7 +274,11 @@ def end_to_end_steps(
         # a method that owns its step gets it per epoch (its draws come from the epoch's generator); every
         # other method trains with the engine's step, eager or a CUDA-graph replay
         step = method_step(method, epoch, recipe.epochs, generator) if owns_step(method) else engine_step
-        loss = yield from epoch_steps(learner, setup.splits["train"], indices, recipe.batch_size, generator, step)
+        batches = setup.splits["train"]
+        if views_wanted:  # extra views of each image, and the second sampler's batch beside it
+            paired = None if paired_sampler is None else paired_sampler.epoch_indices(epoch, recipe.epochs, generator)
+            batches = WithViews(batches, method.views, paired)
+        loss = yield from epoch_steps(learner, batches, indices, recipe.batch_size, generator, step)
         if not math.isfinite(loss):
             raise TrialDiverged(f"training loss became {loss} in epoch {epoch + 1}")
         row: dict[str, Any] = {
@@ -287,6 +314,7 @@ def end_to_end_steps(
                 "history": history,
                 "attempts": attempts,
                 "sampler": sampler.state_dict(),
+                "paired_sampler": {} if paired_sampler is None else paired_sampler.state_dict(),
                 "kept": kept.state(),
                 "method": method.state_dict(),  # a queue, running counts: restored with the model on resume
             },

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data.pipeline import random_crop_flip
+from harness.data.base import ArraySplit
+from harness.data.pipeline import TensorBatches, random_crop_flip
 from harness.data.samplers import SAMPLERS, ClassPowerSampler, InstanceSampler, make_sampler
 
 
@@ -268,3 +269,48 @@ def test_unknown_augmentation_is_a_user_error():
 
     with pytest.raises(LtbenchError, match="augmentation"):
         build_suite("quick", ["data.augmentation=autoaugment"])
+
+
+# -- views and the paired stream (Method.views, Method.paired_sampler) -------------------------------------
+
+
+def _tensor_batches(n: int = 20) -> TensorBatches:
+    from types import SimpleNamespace
+
+    split = ArraySplit(_images(b=n).numpy(), np.arange(n) % 4)
+    return TensorBatches(split, SimpleNamespace(mean=(0.5,) * 3, std=(0.25,) * 3), torch.device("cpu"), 2, True)
+
+
+def test_each_view_is_its_policy_applied_to_the_batchs_unaugmented_images():
+    batches = _tensor_batches()
+    indices = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    got = list(batches.viewed_batches(indices, 3, _gen(), ("flip:1", "crop:0")))
+    assert [len(labels) for _, labels in got] == [3, 3, 2]
+    plain = list(batches.train_batches(indices, 3, _gen()))
+    for (viewed, labels), (standard, plain_labels), idx in zip(got, plain, indices.split(3), strict=True):
+        raw = batches.images.index_select(0, idx)
+        assert torch.equal(viewed.views[0], batches.normalise(raw.flip(3)))
+        assert torch.equal(viewed.views[1], batches.normalise(raw))  # crop:0 leaves the images as they are
+        assert torch.equal(viewed.images, standard) and torch.equal(labels, plain_labels)
+        assert viewed.paired is None
+
+
+def test_the_paired_stream_walks_beside_the_main_one_cycling_when_shorter():
+    batches = _tensor_batches()
+    indices, paired = torch.arange(7), torch.tensor([10, 11, 12])
+    got = list(batches.viewed_batches(indices, 3, _gen(), ("flip:1",), paired))
+    seen = torch.cat([viewed.paired[1] for viewed, _ in got])
+    assert torch.equal(seen, batches.labels[torch.tensor([10, 11, 12, 10, 11, 12, 10])])
+    first = got[0][0].paired
+    assert torch.equal(first[2][0], batches.normalise(batches.images[10:13].flip(3)))  # its views too
+
+
+def test_views_replay_from_the_same_generator_state():
+    batches = _tensor_batches()
+    indices = torch.arange(10)
+
+    def run(seed: int) -> list[torch.Tensor]:
+        return [v.views[0] for v, _ in batches.viewed_batches(indices, 4, _gen(seed), ("crop:2+flip",))]
+
+    assert all(torch.equal(a, b) for a, b in zip(run(1), run(1), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(run(1), run(2), strict=True))

@@ -96,3 +96,60 @@ def test_a_network_that_is_not_features_plus_head_is_refused(tmp_path: Path, fak
     bare = type("Bare", (Method,), {"name": "ce", "build_model": lambda self, model: torch.nn.Linear(1, 1)})
     with pytest.raises(TypeError, match="build_model must return an LTModel"):
         TrialSetup.build(tiny_trial(tmp_path, fake_fashion_root), bare)
+
+
+class TwoViewsCE(Method):
+    """Cross-entropy on the standard view, a flipped-and-cropped view and the class-balanced paired batch: a
+    resume that replayed any draw of the views or of the second stream differently would train differently."""
+
+    name = "ce"
+    description = "test method"
+    views = ("crop:2+flip", "flip:1")
+    paired_sampler = "class-balanced"
+    batches: list[TrainingBatch] = []
+
+    def training_step(self, batch: TrainingBatch) -> torch.Tensor:
+        type(self).batches.append(batch)
+        assert batch.paired is not None
+        loss = F.cross_entropy(batch.logits(), batch.targets)
+        loss = loss + sum(F.cross_entropy(batch.logits(view), batch.targets) for view in batch.views)
+        return loss + F.cross_entropy(batch.logits(batch.paired.images), batch.paired.targets)
+
+
+def test_views_and_a_paired_stream_resume_exactly(tmp_path: Path, fake_fashion_root: Path) -> None:
+    cfg = tiny_trial(tmp_path, fake_fashion_root)
+    straight = run_trial(cfg, Storage.open(tmp_path / "a"), TwoViewsCE)
+
+    def crash_after_two(row: dict) -> None:
+        if row["epoch"] == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_trial(cfg, Storage.open(tmp_path / "b"), TwoViewsCE, report=crash_after_two)
+    resumed = run_trial(cfg, Storage.open(tmp_path / "b"), TwoViewsCE)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
+
+
+def test_each_view_is_its_policy_of_the_same_images_and_the_paired_batch_is_balanced(
+    tmp_path: Path, fake_fashion_root: Path
+) -> None:
+    TwoViewsCE.batches = []
+    run_trial(tiny_trial(tmp_path, fake_fashion_root), Storage.open(tmp_path / "a"), TwoViewsCE)
+    batch = TwoViewsCE.batches[0]
+    first, mirrored = batch.views
+    assert len(first) == len(mirrored) == len(batch.images) == len(batch.paired.images) == 32
+    # "flip:1" mirrors the un-augmented images; the standard view is cropped and only sometimes mirrored
+    assert not torch.equal(mirrored, batch.images)
+    assert torch.equal(mirrored.flip(3).flip(3), mirrored)
+    # the second stream is the class-balanced sampler's, not the instance order's: far more rare classes
+    paired = torch.cat([b.paired.targets for b in TwoViewsCE.batches[:3]])
+    main = torch.cat([b.targets for b in TwoViewsCE.batches[:3]])
+    assert torch.bincount(paired).min() > 0 and len(paired.unique()) >= len(main.unique())
+
+
+def test_a_method_asking_for_views_must_own_its_step() -> None:
+    from harness.plugins.method import register_method
+
+    with pytest.raises(TypeError, match="only its own training_step sees"):
+        register_method(type("Viewer", (Method,), {"name": "viewer-test", "description": "x", "views": ("flip",)}))
