@@ -279,7 +279,45 @@ MISLAS = TableSpec(
         "int(N / batch) class-aware batches (the official loop: ceil(N / batch) + 1).",
     ),
 )
-PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS)
+PACO = TableSpec(
+    name="cui2021_paco",
+    title="Cui et al. 2021 (PaCo): top-1 accuracy (%), ResNet-32, CIFAR-100-LT",
+    suite="paper-paco",
+    rows=(Row("PaCo", "paco"),),
+    columns=tuple(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+    published="unavailable",
+    notes=(
+        "The paper's CIFAR-100-LT table could not be read from its text here and the official README lists no "
+        "CIFAR-LT numbers, so the published column is marked unavailable rather than filled from memory or from "
+        "other papers' citations.",
+    ),
+    departures=(
+        VALIDATION_ONLY + " The official code logs the best test epoch.",
+        "The two views are made on the device by ltbench's augmentation ops from the epoch's generator (the "
+        "official code: PIL transforms); the warm-up's last epoch runs at lr (the official code's epoch 10 at "
+        "1.1·lr); the log-prior is of ltbench's training counts, after its validation split.",
+    ),
+    protocols=(
+        Protocol(
+            "PaCo's code (dvlab-research/Parametric-Contrastive-Learning PaCo/LT/paco_cifar.py, sh/CIFAR100_*)",
+            {
+                "model": "resnet32",
+                "recipe.epochs": "400",
+                "recipe.batch_size": "128",
+                "recipe.lr": "0.05",
+                "recipe.weight_decay": "0.0005",
+                "recipe.milestones": "[321, 361]",
+                "recipe.step_gamma": "0.1",
+                "recipe.warmup_epochs": "10",
+                "recipe.lr_update": "per-epoch",
+                "recipe.keep": "best test epoch",
+                "data.selection": "random",
+                **FP32,
+            },
+        ),
+    ),
+)
+PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS, PACO)
 
 
 # -- grids of every method ----------------------------------------------------------------------------------
