@@ -31,8 +31,11 @@ Differences from the official code:
   scales epoch 10 (`epoch <= warmup_epochs`), to 1.1·lr;
 - the prior π is ltbench's training counts (after its validation split is set aside);
 - the views are made on the device by ltbench's augmentation ops (`views` below), each image's draws from the
-  epoch's generator, instead of PIL transforms with Python's and numpy's global generators; the normalisation is
-  the dataset's (the official code uses mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010));
+  epoch's generator, instead of PIL transforms with Python's and numpy's global generators. The query view's
+  `cifar10-policy` is the official PIL CIFAR10Policy (its shear resampled with torch's bicubic, a few levels
+  from PIL's; see harness/data/augment_policies.py), the key view's `gaussian-blur` is PIL's GaussianBlur pixel
+  for pixel; the normalisation is the dataset's (the official code: mean (0.4914, 0.4822, 0.4465), std
+  (0.2023, 0.1994, 0.2010));
 - the queue's initial keys and labels are drawn from the first epoch's generator (the official code: torch's
   global generator when the model is built);
 - the key encoder's batch is not shuffled across GPUs (MoCo's shuffle-BN): ltbench trains on one device, where
@@ -55,7 +58,7 @@ from torch import nn
 from harness.api import LtbenchError, LTModel, Method, TrainingBatch, param, register_method
 
 # the official query view (`augmentation_regular`) and key view (`augmentation_sim_cifar`), in their order
-QUERY_VIEW = "crop:4+flip+autoaugment+cutout:16"
+QUERY_VIEW = "crop:4+flip+cifar10-policy+cutout:16"
 KEY_VIEW = "resized-crop:0.2:1+flip+color-jitter:0.4:0.4:0.4:0.1:0.8+grayscale:0.2+gaussian-blur:0.5:0.1:2"
 
 
