@@ -31,8 +31,8 @@ test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: install
-	$(BIN)/ruff check harness methods tests
-	$(BIN)/ruff format --check harness methods tests
+	$(BIN)/ruff check harness methods tests notebooks
+	$(BIN)/ruff format --check harness methods tests notebooks
 
 clean:
 	rm -rf $(VENV) results/mlflow.db results/mlartifacts

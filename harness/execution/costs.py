@@ -9,8 +9,8 @@ grid search over cached logits. Every constant below is a named assumption, stat
 figure replaces a guessed one (`measured_images_per_s` reads `ltbench bench`'s on a GPU).
 
 What a trial costs, in training-image equivalents (one image through forward and backward = 1):
-  end to end:  epochs x training images, plus an evaluation pass over validation + test every `eval_every`
-               epochs (and after the last) at FORWARD_SHARE each;
+  end to end:  epochs x training images x the method's `step_cost` (views, experts), plus an evaluation
+               pass over validation + test every `eval_every` epochs (and after the last) at FORWARD_SHARE each;
   decoupled:   one forward pass over training, validation and test images (the frozen backbone's features),
                plus, per stage-two epoch, either a forward pass of the augmented training images through the
                backbone (`augment: true`; with `bn: train` also the validation images again, since features
@@ -111,7 +111,7 @@ def image_equivalents(cfg: TrialConfig) -> float:
     if method.stage1 is None:
         epochs = int(cfg.recipe["epochs"])
         evaluations = epochs // int(cfg.recipe.get("eval_every", 1)) + 1
-        return epochs * train + evaluations * (val + test) * FORWARD_SHARE
+        return epochs * train * method.step_cost + evaluations * (val + test) * FORWARD_SHARE
     params = parse_params(method, cfg.method_params)
     features = (train + val + test) * FORWARD_SHARE
     if getattr(params, "augment", False):

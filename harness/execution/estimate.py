@@ -40,9 +40,14 @@ def cost_lines(trials: list[TrialConfig], backbone_of: dict[str, str], bench_jso
     per_gpu = max(1, round(1 / share)) if share else 1
     gpu_hours = sum(job.cost for job in jobs) / per_gpu / 3600
     wall_hours = simulate(jobs, per_gpu, barrier=False).makespan / 3600
+    method_of = {cfg.key: cfg.method for cfg in trials}
+    by_method: dict[str, float] = {}
+    for job in jobs:
+        by_method[method_of[job.key]] = by_method.get(method_of[job.key], 0.0) + job.cost / per_gpu / 3600
     lines = [
         f"cost: {gpu_hours:.2f} GPU-hours; {wall_hours:.2f} h wall on one GPU holding {per_gpu} "
         f"trial{'s' if per_gpu > 1 else ''} at once",
+        "cost by method (GPU-hours): " + ", ".join(f"{m} {h:.2f}" for m, h in sorted(by_method.items())),
         f"cost: from {source}",
     ]
     if not share:

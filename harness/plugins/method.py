@@ -139,6 +139,10 @@ class Method:
     # A second training sampler (a registered sampler name) whose batch of the same size accompanies every step
     # as `TrainingBatch.paired` (GLMC's re-balanced stream); the epoch's length stays the main sampler's
     paired_sampler: ClassVar[str | None] = None
+    # The work of one training image in this method's step, in forward+backward passes of the dataset's model:
+    # 1 for one pass; more for several views, experts or a momentum encoder. Only the cost model reads it (the
+    # scheduler's order, the dry run's estimate), so a rough figure serves; say in the method where it comes from
+    step_cost: ClassVar[float] = 1.0
     # True for methods whose layers learn statistics from each training batch (Channel Whitening): an epoch then
     # drops its last partial batch, as a DataLoader's drop_last does, instead of learning from a few images
     full_batches: ClassVar[bool] = False

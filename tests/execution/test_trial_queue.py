@@ -105,3 +105,37 @@ def test_the_cost_model_follows_what_a_trial_computes() -> None:
     # cRT: 10 epochs of augmented images through the backbone; LWS: 5; tau-norm: a search on cached features
     assert image_equivalents(crt) > image_equivalents(lws) > image_equivalents(tau)
     assert trial_seconds(ce100) > 5 * trial_seconds(crt)  # a 200-epoch backbone dwarfs a stage two
+
+
+def test_a_method_whose_step_costs_more_passes_costs_that_much_more_training() -> None:
+    from dataclasses import replace
+
+    from harness.execution.costs import _sizes
+    from harness.plugins.loading import load_methods
+    from harness.plugins.method import METHODS
+
+    load_methods()
+    ce = build_suite("quick", ["seeds=[0]", "imbalance_ratios=[100]", "methods=[ce]"]).trials[0]
+    heavy = type("ThreeViews", (METHODS.get("ce"),), {"name": "three-views-test", "step_cost": 3.0})
+    METHODS.register(heavy.name, heavy)
+    try:
+        extra = image_equivalents(replace(ce, method=heavy.name)) - image_equivalents(ce)
+        assert extra == pytest.approx(2 * ce.recipe["epochs"] * _sizes(ce)[0])  # two more passes an image
+    finally:
+        METHODS.unregister(heavy.name)
+
+
+def test_the_dry_run_costs_each_method_and_the_parts_add_up() -> None:
+    import re
+    from pathlib import Path
+
+    from harness.execution.estimate import cost_lines
+    from harness.experiment.plan import make_plan
+
+    plan = make_plan(build_suite("cifar-lt-2023", ["seeds=[0]"]).trials)
+    lines = cost_lines(plan.trials, plan.backbone_of, Path("no-bench.json"))
+    total = float(re.match(r"cost: ([\d.]+) GPU-hours", lines[0]).group(1))
+    parts = dict(re.findall(r"(\w[\w-]*) ([\d.]+)", lines[1].split(": ", 1)[1]))
+    assert set(parts) == {t.method for t in plan.trials}
+    assert sum(map(float, parts.values())) == pytest.approx(total, abs=0.01 * len(parts))
+    assert float(parts["mixup"]) > 10 * float(parts["mislas"])  # a 200-epoch backbone against a stage two
