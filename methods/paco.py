@@ -133,6 +133,9 @@ class PaCo(Method):
     description = "PaCo: supervised contrast over a MoCo queue with the classifier as class centres (Cui et al.)"
     views = (QUERY_VIEW, KEY_VIEW)
     full_batches = True  # the official loader drops the last partial batch; BatchNorm in the projection
+    # the query's forward and backward (1), the key encoder's forward without backward (~1/3: a backward costs
+    # about two forwards), the views' AutoAugment and colour ops (a rough ~0.17)
+    step_cost = 1.5
 
     @dataclass(frozen=True)
     class Params:
