@@ -114,6 +114,7 @@ class KeyEncoder(nn.Module):
         self.projection = copy.deepcopy(model.projection)
         for p in self.parameters():
             p.requires_grad_(False)
+            p.grad = None
 
     @torch.no_grad()
     def momentum_update(self, model: PaCoModel, m: float) -> None:
@@ -192,7 +193,7 @@ class PaCo(Method):
             features,
             labels,
             logits,
-            self.log_prior.to(logits.device),
+            self.log_prior,
             alpha=p.alpha,
             beta=p.beta,
             gamma=p.gamma,
@@ -210,6 +211,7 @@ class PaCo(Method):
         if self.key_encoder is not None:
             return
         device = next(model.parameters()).device
+        self.log_prior = self.log_prior.to(device)
         self.key_encoder = KeyEncoder(model)
         if self._pending:
             self.key_encoder.load_state_dict(self._pending["key_encoder"])
