@@ -10,7 +10,8 @@ point) imports only from here; the modules behind these names may move without b
   `fit_classifier` for decoupled methods; `views` and `paired_sampler` ask for extra augmented views of each
   image and a second sampler's batch, handed to `training_step` as `TrainingBatch.views` / `.paired`, a
   `PairedBatch`). `LTModel`: a network as a feature part plus a head.
-- `mixup`, `MixedBatch`, `beta_draw`: mixed images and labels, drawn from the epoch's generator.
+- `mixup`, `cutmix`, `MixedBatch`, `beta_draw`, `cutmix_box`, `paste_box`, `CutBox`: mixed images and labels
+  (mixup, CutMix and its box), drawn from the epoch's generator.
 - `StageTwo`, `StageTwoResult`, `RetrainParams`, `TauSearchParams`, `check_bn_mode`: stage two on a frozen
   shared backbone.
 - `Sampler`, `register_sampler`: a method's own training sampler.
@@ -39,10 +40,11 @@ from harness.plugins.method import (
     param,
     register_method,
 )
-from harness.plugins.mixing import MixedBatch, beta_draw, mixup
+from harness.plugins.mixing import CutBox, MixedBatch, beta_draw, cutmix, cutmix_box, mixup, paste_box
 from harness.training.decoupled import RetrainParams, StageTwo, TauSearchParams, check_bn_mode
 
 __all__ = [
+    "CutBox",
     "LTModel",
     "LtbenchError",
     "Method",
@@ -58,12 +60,15 @@ __all__ = [
     "TrainingBatch",
     "beta_draw",
     "check_bn_mode",
+    "cutmix",
+    "cutmix_box",
     "effective_number_weights",
     "focal_terms",
     "log_prior",
     "logit_adjusted_loss",
     "mixup",
     "param",
+    "paste_box",
     "per_class_weighted_mean",
     "register_method",
     "register_sampler",

@@ -8,6 +8,7 @@ from methods import (  # noqa: F401  (registration)
     channel_whitening,
     crt,
     focal,
+    glmc,
     la,
     la_posthoc,
     ldam_drw,

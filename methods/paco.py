@@ -35,8 +35,8 @@ Differences from the official code:
   `cifar10-policy` is the official PIL CIFAR10Policy (its shear resampled with torch's bicubic, a few levels
   from PIL's; see harness/data/augment_policies.py), the key view's `gaussian-blur` is PIL's GaussianBlur pixel
   for pixel, its resized crop and colour jitter torchvision's tensor arithmetic (the official code runs them on
-  PIL images, whose resampling and colour rounding differ by a level or so); the normalisation is the dataset's (the official code: mean (0.4914, 0.4822, 0.4465), std
-  (0.2023, 0.1994, 0.2010));
+  PIL images, whose resampling and colour rounding differ by a level or so); the normalisation is the
+  dataset's (the official code: mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010));
 - the queue's initial keys and labels are drawn from the first epoch's generator (the official code: torch's
   global generator when the model is built);
 - the key encoder's batch is not shuffled across GPUs (MoCo's shuffle-BN): ltbench trains on one device, where

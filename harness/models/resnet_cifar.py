@@ -79,3 +79,9 @@ MODELS.register("resnet32", lambda num_classes, in_channels: cifar_resnet(32, nu
 MODELS.register(
     "resnet-small-gray", lambda num_classes, in_channels: cifar_resnet(8, num_classes, in_channels, (8, 16, 32))
 )
+# ResNet-32 at four times the width (64/128/256 channels, 256-d features, ~7.4 M parameters): GLMC's official
+# CIFAR "resnet32" (ynu-yangpeng/GLMC `ResNet_modify(BasicBlock_s, [5, 5, 5], nf=64)`), the same blocks and
+# option-A shortcuts as `resnet32`.
+MODELS.register(
+    "resnet32-x4", lambda num_classes, in_channels: cifar_resnet(32, num_classes, in_channels, (64, 128, 256))
+)

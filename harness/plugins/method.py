@@ -160,6 +160,10 @@ class Method:
         """Keyword options for the sampler (e.g. B3RS's group count)."""
         return {}
 
+    def paired_sampler_options(self) -> dict[str, Any]:
+        """Keyword options for the paired sampler (`paired_sampler`; e.g. GLMC's re-sampling power)."""
+        return {}
+
     def build_head(self, feature_dim: int, num_classes: int) -> nn.Module | None:
         """A replacement classifier head, or None for the plain linear head."""
         return None

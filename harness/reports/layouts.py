@@ -279,6 +279,73 @@ MISLAS = TableSpec(
         "int(N / batch) class-aware batches (the official loop: ceil(N / batch) + 1).",
     ),
 )
+# GLMC's official settings per cell (README "Training"); '' is glmc's defaults, the CIFAR-100-LT r=100 command
+GLMC_ROWS = (
+    Row("GLMC (CIFAR-10-LT r=100 and r=50 settings)", "glmc", "contrast_weight=1.0"),
+    Row("GLMC (CIFAR-10-LT r=10 settings)", "glmc", "contrast_weight=2.0,label_weighting=1.0,resample_weighting=0.2"),
+    Row("GLMC (CIFAR-100-LT r=100 settings)", "glmc"),
+    Row("GLMC (CIFAR-100-LT r=50 settings)", "glmc", "contrast_weight=6.0,resample_weighting=0.2"),
+    Row("GLMC (CIFAR-100-LT r=10 settings)", "glmc", "resample_weighting=0.2"),
+)
+GLMC_COLUMNS = tuple(
+    Column(column_label(d, r), d, r, "top1") for d in ("cifar10-lt", "cifar100-lt") for r in (100.0, 50.0, 10.0)
+)
+GLMC_NOTE = (
+    "GLMC's settings (re-sampling power, label weighting, consistency weight) are official per dataset and "
+    "ratio: each row is one setting, run on its own cells (`paper-glmc` and its extra runs)."
+)
+GLMC_DEPARTURES = (
+    VALIDATION_ONLY + " The official code reports its best test epoch.",
+    "The lr follows the cosine per step (the official CosineAnnealingLR steps once after each epoch); λ ~ Beta(1, "
+    "1) is drawn once per step from the epoch's generator (the official loop also draws an unused λ ~ Beta(0.5, "
+    "0.5)).",
+)
+GLMC_PROTOCOL = Protocol(
+    "GLMC's code (ynu-yangpeng/GLMC Trainer.py and README commands)",
+    {
+        "model": "resnet32-x4",
+        "recipe.epochs": "200",
+        "recipe.batch_size": "64",
+        "recipe.lr": "0.01",
+        "recipe.weight_decay": "0.005",
+        "recipe.schedule": "cosine",
+        "recipe.keep": "best test epoch",
+        "data.selection": "random",
+        **FP32,
+    },
+)
+GLMC = TableSpec(
+    name="du2023_glmc",
+    title="Du et al. 2023 (GLMC), official README: top-1 accuracy (%), ResNet-32 at 4x width",
+    suite="paper-glmc",
+    rows=GLMC_ROWS,
+    columns=GLMC_COLUMNS,
+    paper="du2023",
+    notes=(
+        GLMC_NOTE,
+        "Published: the README's GLMC results (CIFAR-100-LT as the paper; CIFAR-10-LT as corrected on 2023/5/15), "
+        "trained on LT subsets drawn with replacement (duplicate images); ltbench draws them without replacement, "
+        "as the code does since 2023/5/23, whose numbers are table du2023_glmc_updated.",
+    ),
+    departures=GLMC_DEPARTURES,
+    protocols=(GLMC_PROTOCOL,),
+)
+GLMC_UPDATED = TableSpec(
+    name="du2023_glmc_updated",
+    title="Du et al. 2023 (GLMC), README update of 2023/5/23 (LT images drawn without replacement): top-1 (%)",
+    suite="paper-glmc",
+    rows=GLMC_ROWS,
+    columns=GLMC_COLUMNS,
+    paper="du2023-update",
+    notes=(
+        GLMC_NOTE,
+        "Published: the README's GLMC(Updated) column, from the current code, which draws each class's images "
+        "without replacement (seed 3407): the images of ltbench's random selection with data_seed 3407.",
+    ),
+    departures=GLMC_DEPARTURES,
+    protocols=(GLMC_PROTOCOL,),
+)
+PACO_CODE = {"model": "resnet32", "recipe.epochs": "400", "recipe.batch_size": "128", "recipe.lr": "0.05"}
 PACO = TableSpec(
     name="cui2021_paco",
     title="Cui et al. 2021 (PaCo): top-1 accuracy (%), ResNet-32, CIFAR-100-LT",
@@ -286,38 +353,21 @@ PACO = TableSpec(
     rows=(Row("PaCo", "paco"),),
     columns=tuple(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
     published="unavailable",
-    notes=(
-        "The paper's CIFAR-100-LT table could not be read from its text here and the official README lists no "
-        "CIFAR-LT numbers, so the published column is marked unavailable rather than filled from memory or from "
-        "other papers' citations.",
-    ),
+    notes=("The official README lists no CIFAR-LT numbers and the paper's table could not be read as text.",),
     departures=(
         VALIDATION_ONLY + " The official code logs the best test epoch.",
-        "The two views are made on the device by ltbench's augmentation ops from the epoch's generator (the "
-        "official code: PIL transforms); the warm-up's last epoch runs at lr (the official code's epoch 10 at "
-        "1.1·lr); the log-prior is of ltbench's training counts, after its validation split.",
+        "The views are made on the device by ltbench's ops (the official code: PIL transforms); the warm-up's last "
+        "epoch runs at lr (the official epoch 10 at 1.1·lr); the log-prior is of ltbench's training counts.",
     ),
     protocols=(
         Protocol(
             "PaCo's code (dvlab-research/Parametric-Contrastive-Learning PaCo/LT/paco_cifar.py, sh/CIFAR100_*)",
-            {
-                "model": "resnet32",
-                "recipe.epochs": "400",
-                "recipe.batch_size": "128",
-                "recipe.lr": "0.05",
-                "recipe.weight_decay": "0.0005",
-                "recipe.milestones": "[321, 361]",
-                "recipe.step_gamma": "0.1",
-                "recipe.warmup_epochs": "10",
-                "recipe.lr_update": "per-epoch",
-                "recipe.keep": "best test epoch",
-                "data.selection": "random",
-                **FP32,
-            },
+            {**PACO_CODE, "recipe.weight_decay": "0.0005", "recipe.milestones": "[321, 361]", **FP32}
+            | {"recipe.warmup_epochs": "10", "recipe.keep": "best test epoch", "data.selection": "random"},
         ),
     ),
 )
-PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS, PACO)
+PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS, GLMC, GLMC_UPDATED, PACO)
 
 
 # -- grids of every method ----------------------------------------------------------------------------------

@@ -36,8 +36,8 @@ def style() -> Iterator[None]:
 # 22 colours picked greedily, farthest first by CIEDE2000, from an sRGB grid restricted to lightness L* 28-72
 # (none pale on white, none near black) and chroma >= 30, starting from seaborn's colour-blind blue; then, for
 # the 19th and 20th, the same search without the chroma bound (two neutral greys: no hue was left 20 away).
-# The first 20 (the 19 built-in methods and a plugin) are each at least ΔE00 20 from the others, all 22 at
-# least 19. Built-in methods take the colour of their place in METHOD_ORDER (so a method has one colour in
+# The first 20 are each at least ΔE00 20 from the others, all 22 at least 19 (the 20 built-in methods and two
+# plugins). Built-in methods take the colour of their place in METHOD_ORDER (so a method has one colour in
 # every report), plugins the rest.
 PALETTE = (
     "#0072b2", "#b4b400", "#ff0000", "#2d4b0f", "#f000ff", "#00c3b4", "#782d4b", "#693c0f", "#3c00e1",

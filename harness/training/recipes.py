@@ -215,6 +215,13 @@ RECIPES.register(
 # MiSLAS's stage one (dvlab-research/MiSLAS train_stage1.py, config/cifar*/*_stage1_mixup.yaml): ResNet-32,
 # 200 epochs, batch 128, lr 0.1, wd 2e-4, 5 warm-up epochs, lr x0.1 after epoch 160 and x0.01 after 180.
 RECIPES.register("mislas-cifar", RECIPES.get("cifar-lt").override(step_gamma=0.1))
+# GLMC's CIFAR-LT commands (ynu-yangpeng/GLMC @ 2c0261c README, Trainer.py): 200 epochs, batch 64, SGD lr 0.01
+# momentum 0.9, wd 5e-3, cosine to 0 with no warm-up (its CosineAnnealingLR steps after each epoch; here per
+# step); the code reports its best test epoch, ltbench the last.
+RECIPES.register(
+    "glmc-cifar",
+    Recipe(epochs=200, batch_size=64, lr=0.01, weight_decay=5e-3, schedule="cosine", eval_every=10, channels_last=True),
+)
 # PaCo's CIFAR-LT recipe (dvlab-research/Parametric-Contrastive-Learning @ fe56535, PaCo/LT/paco_cifar.py and
 # sh/CIFAR100_train_imb0.01.sh): 400 epochs, batch 128, SGD lr 0.05, momentum 0.9, wd 5e-4 on every parameter;
 # `adjust_learning_rate` sets the lr per epoch: lr·(e+1)/10 in the warm-up, x0.1 after epoch 320 (from index 321)

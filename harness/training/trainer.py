@@ -215,7 +215,11 @@ def end_to_end_steps(
     paired_sampler = None
     if method.paired_sampler is not None:
         paired_sampler = make_sampler(
-            method.paired_sampler, setup.data.train.labels, setup.data.num_classes, recipe.batch_size
+            method.paired_sampler,
+            setup.data.train.labels,
+            setup.data.num_classes,
+            recipe.batch_size,
+            **method.paired_sampler_options(),
         )
     views_wanted = bool(method.views) or paired_sampler is not None
     if views_wanted:

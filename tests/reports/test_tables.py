@@ -169,7 +169,7 @@ def test_write_tables_writes_every_table_in_three_formats(runs: pd.DataFrame, tm
     for name in names:
         for suffix in (".md", ".csv", ".tex"):
             assert (tmp_path / f"{name}{suffix}").is_file()
-    assert len(outcome.summary) == len(names) == 10
+    assert len(outcome.summary) == len(names) == 12
     assert "kang2020_imagenet_lt: 12 of 32 cells with ltbench runs, 32 with a published number" in outcome.summary
 
 
@@ -226,7 +226,7 @@ def test_a_paper_table_reads_only_its_own_suite_and_says_where_it_departs() -> N
     assert L.ALSHAMMARI.rows[-1].method == "wb" and L.ALSHAMMARI.suite == "paper-alshammari2022"
     suites = {spec.suite for spec in L.PAPER_TABLES}
     assert suites == {"paper-kang2020", "paper-menon2021", "paper-cao2019", "paper-alshammari2022", "paper-lort",
-                      "paper-zhang", "paper-mislas", "paper-paco"}  # fmt: skip
+                      "paper-zhang", "paper-mislas", "paper-glmc", "paper-paco"}  # fmt: skip
     assert all(spec.departures for spec in L.PAPER_TABLES)
 
 
@@ -325,6 +325,28 @@ def test_mislas_rows_read_the_runs_and_published_numbers_of_their_own_stage_two_
     c100 = frame.loc[("MiSLAS (CIFAR-100-LT settings)", "CIFAR-100-LT r=100")]
     assert (c100.published, c100.ltbench_mean) == ("47.0†", pytest.approx(45.0))
     assert frame.loc[("Stage-1 (mixup)", "CIFAR-100-LT r=100")].published == "39.5†"
+
+
+def test_glmc_rows_read_the_runs_of_their_setting_beside_the_readme_and_its_update() -> None:
+    """Each GLMC row is one official per-cell setting; the README's results and its update of 2023/5/23 (images
+    drawn without replacement, as ltbench) are two tables over the same runs."""
+    cifar10 = L.GLMC_ROWS[0].params
+    runs = synthetic_runs([
+        *(run_record("glmc", s, params=cifar10, acc=0.88, suite="paper-glmc", model="resnet32-x4") for s in (0, 1)),
+        *(run_record("glmc", s, dataset="cifar100-lt", acc=0.57, suite="paper-glmc", model="resnet32-x4")
+          for s in (0, 1)),
+    ])  # fmt: skip
+    paper = T.to_frame(L.GLMC, T.fill(L.GLMC, runs, PUBLISHED)).set_index(["row", "column"])
+    updated = T.to_frame(L.GLMC_UPDATED, T.fill(L.GLMC_UPDATED, runs, PUBLISHED)).set_index(["row", "column"])
+    c100 = ("GLMC (CIFAR-100-LT r=100 settings)", "CIFAR-100-LT r=100")
+    assert (paper.loc[c100].published, paper.loc[c100].ltbench_mean) == ("55.88†", pytest.approx(57.0))
+    assert updated.loc[c100].published == "57.97†"
+    c10 = ("GLMC (CIFAR-10-LT r=100 and r=50 settings)", "CIFAR-10-LT r=100")
+    assert (paper.loc[c10].published, paper.loc[c10].ltbench_mean, paper.loc[c10].n) == ("87.75†", 88.0, 2)
+    assert updated.loc[("GLMC (CIFAR-10-LT r=100 and r=50 settings)", "CIFAR-10-LT r=50")].published == "91.04†"
+    # a setting's row has no published number on the other settings' cells
+    assert paper.loc[("GLMC (CIFAR-100-LT r=10 settings)", "CIFAR-100-LT r=100")].published_value != 55.88
+    assert paper.loc[("GLMC (CIFAR-100-LT r=10 settings)", "CIFAR-100-LT r=10")].published == "70.74†"
 
 
 def test_paco_rows_read_paper_paco_runs_and_mark_the_published_column_unavailable() -> None:
