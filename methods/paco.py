@@ -33,9 +33,9 @@ Differences from the official code:
 - the views are made on the device by ltbench's augmentation ops (`views` below), each image's draws from the
   epoch's generator, instead of PIL transforms with Python's and numpy's global generators. The query view's
   `cifar10-policy` is the official PIL CIFAR10Policy (its shear resampled with torch's bicubic, a few levels
-  from PIL's; see harness/data/augment_policies.py), the key view's `gaussian-blur` is PIL's GaussianBlur pixel
-  for pixel, its resized crop and colour jitter torchvision's tensor arithmetic (the official code runs them on
-  PIL images, whose resampling and colour rounding differ by a level or so); the normalisation is the
+  from PIL's; see harness/data/augment_policies.py); in the key view `blur` and `color-jitter-pil` are PIL's
+  GaussianBlur and torchvision's PIL ColorJitter pixel for pixel, its resized crop and grayscale torchvision's
+  tensor arithmetic (the official code runs them on PIL images: a level or so apart); the normalisation is the
   dataset's (the official code: mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010));
 - the queue's initial keys and labels are drawn from the first epoch's generator (the official code: torch's
   global generator when the model is built);
@@ -60,7 +60,7 @@ from harness.api import LtbenchError, LTModel, Method, TrainingBatch, param, reg
 
 # the official query view (`augmentation_regular`) and key view (`augmentation_sim_cifar`), in their order
 QUERY_VIEW = "crop:4+flip+cifar10-policy+cutout:16"
-KEY_VIEW = "resized-crop:0.2:1+flip+color-jitter:0.4:0.4:0.4:0.1:0.8+grayscale:0.2+gaussian-blur:0.5:0.1:2"
+KEY_VIEW = "resized-crop:0.2:1+flip+color-jitter-pil:0.4:0.4:0.4:0.1:0.8+grayscale:0.2+blur:0.5:0.1:2"
 
 
 def paco_loss(

@@ -3,7 +3,7 @@
 Importing this package registers the built-in datasets in `DATASETS`.
 """
 
-from harness.data import augment_blur, cifar, fashion_mnist, imagenet_lt  # noqa: F401  (registration)
+from harness.data import cifar, fashion_mnist, imagenet_lt  # noqa: F401  (registration)
 from harness.data.base import DATASETS, DataOptions, LTData
 
 __all__ = ["DATASETS", "DataOptions", "LTData"]
