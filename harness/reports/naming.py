@@ -23,8 +23,8 @@ METHOD_ORDER = (
     "ncm", "crt", "tau-norm", "lws", "lort", "wb",
     # end-to-end channel whitening (Zhang et al.) and its ablation
     "cw", "cw-b3rs", "cw-b3rs-bet",
-    # today's strongest baselines (issue 20): mixup and MiSLAS on its mixup backbone, GLMC
-    "mixup", "mislas", "glmc",
+    # today's strongest baselines (issue 20): mixup and MiSLAS on its mixup backbone, GLMC, PaCo
+    "mixup", "mislas", "glmc", "paco",
 )  # fmt: skip
 
 VARIANT_LABELS = {"tau1": "τ = 1"}
