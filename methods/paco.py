@@ -31,11 +31,11 @@ Differences from the official code:
   scales epoch 10 (`epoch <= warmup_epochs`), to 1.1·lr;
 - the prior π is ltbench's training counts (after its validation split is set aside);
 - the views are made on the device by ltbench's augmentation ops (`views` below), each image's draws from the
-  epoch's generator, instead of PIL transforms with Python's and numpy's global generators. The query view's
-  `cifar10-policy` is the official PIL CIFAR10Policy (its shear resampled with torch's bicubic, a few levels
-  from PIL's; see harness/data/augment_policies.py); in the key view `blur` and `color-jitter-pil` are PIL's
-  GaussianBlur and torchvision's PIL ColorJitter pixel for pixel, its resized crop and grayscale torchvision's
-  tensor arithmetic (the official code runs them on PIL images: a level or so apart); the normalisation is the
+  epoch's generator, instead of PIL transforms with Python's and numpy's global generators (the same
+  distributions, other images than an official run with the same seed). The query view's `cifar10-policy` is
+  the official PIL CIFAR10Policy, and the key view's `-pil` ops and `blur` are torchvision's transforms on PIL
+  images and PIL's GaussianBlur, each transcribed and tested equal pixel for pixel (harness/data/augment_*.py,
+  tests/data/test_augment_official.py); the normalisation is the
   dataset's (the official code: mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010));
 - the queue's initial keys and labels are drawn from the first epoch's generator (the official code: torch's
   global generator when the model is built);
@@ -60,7 +60,7 @@ from harness.api import LtbenchError, LTModel, Method, TrainingBatch, param, reg
 
 # the official query view (`augmentation_regular`) and key view (`augmentation_sim_cifar`), in their order
 QUERY_VIEW = "crop:4+flip+cifar10-policy+cutout:16"
-KEY_VIEW = "resized-crop:0.2:1+flip+color-jitter-pil:0.4:0.4:0.4:0.1:0.8+grayscale:0.2+blur:0.5:0.1:2"
+KEY_VIEW = "resized-crop-pil:0.2:1+flip+color-jitter-pil:0.4:0.4:0.4:0.1:0.8+grayscale-pil:0.2+blur:0.5:0.1:2"
 
 
 def paco_loss(
