@@ -17,6 +17,7 @@ from methods import (  # noqa: F401  (registration)
     mislas,
     mixup,
     ncm,
+    paco,
     ride,
     ride_ea,
     sade,

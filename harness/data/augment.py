@@ -33,16 +33,20 @@ class OpSpec:
     fn: AugmentOp
     defaults: tuple[float, ...]
     help: str
+    check: Callable[..., str | None] | None = None  # the arguments' problem in words, or None when they are fine
 
 
 AUGMENT_OPS: Registry[OpSpec] = Registry("augmentation op")
 
 
-def register_op(name: str, defaults: tuple[float, ...], help: str) -> Callable[[AugmentOp], AugmentOp]:
-    """Decorator: register `fn(images, generator, *args)` as op `name` with its default arguments."""
+def register_op(
+    name: str, defaults: tuple[float, ...], help: str, check: Callable[..., str | None] | None = None
+) -> Callable[[AugmentOp], AugmentOp]:
+    """Decorator: register `fn(images, generator, *args)` as op `name` with its default arguments; `check(*args)`,
+    if given, says what is wrong with a policy's arguments (checked when the policy is parsed)."""
 
     def add(fn: AugmentOp) -> AugmentOp:
-        AUGMENT_OPS.register(name, OpSpec(fn, defaults, help))
+        AUGMENT_OPS.register(name, OpSpec(fn, defaults, help, check))
         return fn
 
     return add
@@ -67,7 +71,11 @@ def parse_policy(policy: str) -> list[tuple[OpSpec, tuple[float, ...]]]:
             raise LtbenchError(
                 f"augmentation op {name!r} in policy {policy!r}: arguments must be numbers ({spec.help})"
             ) from None
-        steps.append((spec, given + spec.defaults[len(given) :]))
+        args = given + spec.defaults[len(given) :]
+        problem = spec.check(*args) if spec.check else None
+        if problem:
+            raise LtbenchError(f"augmentation op {name!r} in policy {policy!r}: {problem} ({spec.help})")
+        steps.append((spec, args))
     return steps
 
 

@@ -23,8 +23,9 @@ METHOD_ORDER = (
     "ncm", "crt", "tau-norm", "lws", "lort", "wb",
     # end-to-end channel whitening (Zhang et al.) and its ablation
     "cw", "cw-b3rs", "cw-b3rs-bet",
-    # today's strongest baselines (issue 20): mixup and MiSLAS on its mixup backbone, GLMC, the multi-expert ones
-    "mixup", "mislas", "glmc", "ride", "ride-ea", "sade",
+    # today's strongest baselines (issue 20): mixup and MiSLAS on its mixup backbone, GLMC, PaCo, the multi-expert
+    # ones
+    "mixup", "mislas", "glmc", "paco", "ride", "ride-ea", "sade",
 )  # fmt: skip
 
 VARIANT_LABELS = {"tau1": "τ = 1"}

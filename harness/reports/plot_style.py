@@ -36,14 +36,15 @@ def style() -> Iterator[None]:
 # 22 colours picked greedily, farthest first by CIEDE2000, from an sRGB grid restricted to lightness L* 28-72
 # (none pale on white, none near black) and chroma >= 30, starting from seaborn's colour-blind blue; then, for
 # the 19th and 20th, the same search without the chroma bound (two neutral greys: no hue was left 20 away).
-# The first 20 are each at least ΔE00 20 from the others, all 22 at least 19; a 23rd (#484270) and a 24th
-# (#7262fe), each searched on a fine sRGB grid near the coarse grid's best, keep all 24 at least 19 apart: the
-# 23 built-in methods and a plugin. Built-in methods take the colour of their place in METHOD_ORDER (so a
-# method has one colour in every report), plugins the rest.
+# The first 20 are each at least ΔE00 20 from the others, all 22 at least 19; a 23rd (#484270), 24th (#7262fe)
+# and 25th (#a4bc92, L* 73.5), each searched on a fine sRGB grid near the coarse grid's best (L* 28-74), keep
+# all 25 at least 19 apart: the 24 built-in methods and a plugin. Built-in methods take the colour of their
+# place in METHOD_ORDER (so a method has one colour in every report), plugins the rest.
 PALETTE = (
     "#0072b2", "#b4b400", "#ff0000", "#2d4b0f", "#f000ff", "#00c3b4", "#782d4b", "#693c0f", "#3c00e1",
     "#ff9600", "#f096a5", "#a5a5f0", "#00962d", "#00b4f0", "#87783c", "#007869", "#f00069", "#966996",
     "#999999", "#595959", "#996659", "#a6001a", "#484270", "#7262fe",
+    "#a4bc92",
 )  # fmt: skip
 
 

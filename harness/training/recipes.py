@@ -222,6 +222,26 @@ RECIPES.register(
     "glmc-cifar",
     Recipe(epochs=200, batch_size=64, lr=0.01, weight_decay=5e-3, schedule="cosine", eval_every=10, channels_last=True),
 )
+# PaCo's CIFAR-LT recipe (dvlab-research/Parametric-Contrastive-Learning @ fe56535, PaCo/LT/paco_cifar.py and
+# sh/CIFAR100_train_imb0.01.sh): 400 epochs, batch 128, SGD lr 0.05, momentum 0.9, wd 5e-4 on every parameter;
+# `adjust_learning_rate` sets the lr per epoch: lr·(e+1)/10 in the warm-up, x0.1 after epoch 320 (from index 321)
+# and x0.01 after 360. (Its epoch 10 runs at 1.1·lr, `epoch <= warmup_epochs`; ltbench's warm-up ends at lr.)
+RECIPES.register(
+    "paco-cifar",
+    Recipe(
+        epochs=400,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        warmup_epochs=10,
+        schedule="step",
+        milestones=(321, 361),
+        step_gamma=0.1,
+        eval_every=10,
+        channels_last=True,
+        lr_update="per-epoch",
+    ),
+)
 # RIDE (frank-xwang/RIDE-LongTailRecognition @ ab8be5c, configs/config_imbalance_cifar100_ride.json, train.py's
 # CustomLR stepped once per epoch): 200 epochs, batch 128, SGD lr 0.1 with Nesterov momentum 0.9, wd 5e-4,
 # lr·(e+1)/5 for the first five epochs, x0.01 from epoch 160 and x0.0001 from 180.

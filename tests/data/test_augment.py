@@ -38,7 +38,7 @@ def test_flip_with_probability_one_mirrors_every_image() -> None:
     ("policy", "says"),
     [
         ("", "non-empty string"),
-        ("crop+blur", "unknown augmentation op 'blur'"),
+        ("crop+emboss", "unknown augmentation op 'emboss'"),
         ("crop:4:4", "takes at most 1 argument"),
         ("crop:four", "arguments must be numbers"),
     ],

@@ -7,7 +7,7 @@ import json
 from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite
 
-NEW_METHODS = {"mixup", "mislas", "glmc", "ride", "sade"}
+NEW_METHODS = {"mixup", "mislas", "glmc", "paco", "ride", "sade"}
 
 
 def test_quick_modern_runs_the_new_methods_beside_ce_and_la_on_the_quick_recipe() -> None:

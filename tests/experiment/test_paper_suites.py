@@ -12,7 +12,19 @@ from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite
 from harness.experiment.suite_files import builtin_suites
 
-PAPERS = ("kang2020", "menon2021", "cao2019", "alshammari2022", "lort", "zhang", "mislas", "glmc", "ride", "sade")
+PAPERS = (
+    "kang2020",
+    "menon2021",
+    "cao2019",
+    "alshammari2022",
+    "lort",
+    "zhang",
+    "mislas",
+    "glmc",
+    "paco",
+    "ride",
+    "sade",
+)
 
 
 def keys(suite: str, overrides: list[str] | None = None) -> set[str]:
@@ -37,6 +49,7 @@ def test_every_paper_has_a_builtin_suite_listed_by_ltbench_suites(capsys: pytest
         ("zhang", 2 * 3 * 7 * 3 + 7, 19),
         ("mislas", 2 * 2 * 3, 6),  # CIFAR-10/100 r=100 x (mixup, mislas) x 3 seeds; mislas on the mixup rows
         ("glmc", 3 * 3, 0),  # CIFAR-10-LT r=100, 50 and CIFAR-100-LT r=100 x 3 seeds, end to end
+        ("paco", 3 * 3, 0),  # CIFAR-100-LT r=100/50/10 x paco x 3 seeds, end to end
         ("ride", 2 * 3, 3),  # CIFAR-100-LT r=100 x (ride, ride-ea) x 3 seeds; ride-ea on the ride rows
         ("sade", 3 * 3, 0),  # CIFAR-100-LT r=100/50/10 x sade x 3 seeds, end to end
     ],

@@ -15,7 +15,7 @@ from tests.conftest import write_tiny_suite
 
 pytestmark = pytest.mark.integration  # Ray Tune and MLflow
 
-MODERN = ["mixup", "mislas", "glmc", "ride", "ride-ea", "sade"]
+MODERN = ["mixup", "mislas", "glmc", "paco", "ride", "ride-ea", "sade"]
 
 
 def test_each_new_method_trains_an_epoch_through_ray_tune(tmp_path: Path, fake_fashion_root: Path) -> None:

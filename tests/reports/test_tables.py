@@ -226,7 +226,8 @@ def test_a_paper_table_reads_only_its_own_suite_and_says_where_it_departs() -> N
     assert L.ALSHAMMARI.rows[-1].method == "wb" and L.ALSHAMMARI.suite == "paper-alshammari2022"
     suites = {spec.suite for spec in L.PAPER_TABLES}
     assert suites == {"paper-kang2020", "paper-menon2021", "paper-cao2019", "paper-alshammari2022", "paper-lort",
-                      "paper-zhang", "paper-mislas", "paper-glmc", "paper-ride", "paper-sade"}  # fmt: skip
+                      "paper-zhang", "paper-mislas", "paper-glmc", "paper-paco", "paper-ride",
+                      "paper-sade"}  # fmt: skip
     assert all(spec.departures for spec in L.PAPER_TABLES)
 
 
@@ -347,3 +348,14 @@ def test_glmc_rows_read_the_runs_of_their_setting_beside_the_readme_and_its_upda
     # a setting's row has no published number on the other settings' cells
     assert paper.loc[("GLMC (CIFAR-100-LT r=10 settings)", "CIFAR-100-LT r=100")].published_value != 55.88
     assert paper.loc[("GLMC (CIFAR-100-LT r=10 settings)", "CIFAR-100-LT r=10")].published == "70.74†"
+
+
+def test_paco_rows_read_paper_paco_runs_and_mark_the_published_column_unavailable() -> None:
+    runs = synthetic_runs([
+        *(run_record("paco", s, dataset="cifar100-lt", acc=0.50, suite="paper-paco") for s in (0, 1)),
+        *(run_record("paco", s, dataset="cifar100-lt", acc=0.10, suite="cifar-lt-2023") for s in (0, 1)),
+    ])  # fmt: skip
+    frame = T.to_frame(L.PACO, T.fill(L.PACO, runs, PUBLISHED)).set_index(["row", "column"])
+    cell = frame.loc[("PaCo", "CIFAR-100-LT r=100")]
+    assert (cell.published, cell.ltbench_mean, cell.n) == ("unavailable", pytest.approx(50.0), 2)
+    assert frame.loc[("PaCo", "CIFAR-100-LT r=10")].n == 0
