@@ -13,10 +13,11 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.core.trial import ratio_label
-from harness.reports.layouts_experts import RIDE, SADE
+from harness.reports.layouts_modern import PACO, RIDE, SADE
 from harness.reports.naming import method_sort_key, setting_label
 from harness.reports.runs import finished, result_rows
 from harness.reports.table_spec import (
+    FP32,
     METRIC_NAMES,
     VALIDATION_ONLY,
     Column,
@@ -25,8 +26,6 @@ from harness.reports.table_spec import (
     TableSpec,
     column_label,
 )
-
-FP32 = {"recipe.precision": "fp32"}  # every official code trains in fp32
 
 
 def menon_cifar_code(epochs: int, warmup: int, milestones: str, dataset: str) -> Protocol:
@@ -349,28 +348,6 @@ GLMC_UPDATED = TableSpec(
     ),
     departures=GLMC_DEPARTURES,
     protocols=(GLMC_PROTOCOL,),
-)
-PACO_CODE = {"model": "resnet32", "recipe.epochs": "400", "recipe.batch_size": "128", "recipe.lr": "0.05"}
-PACO = TableSpec(
-    name="cui2021_paco",
-    title="Cui et al. 2021 (PaCo): top-1 accuracy (%), ResNet-32, CIFAR-100-LT",
-    suite="paper-paco",
-    rows=(Row("PaCo", "paco"),),
-    columns=tuple(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
-    published="unavailable",
-    notes=("The official README lists no CIFAR-LT numbers and the paper's table could not be read as text.",),
-    departures=(
-        VALIDATION_ONLY + " The official code logs the best test epoch.",
-        "The views are made on the device by ltbench's ops (the official code: PIL transforms); the warm-up's last "
-        "epoch runs at lr (the official epoch 10 at 1.1·lr); the log-prior is of ltbench's training counts.",
-    ),
-    protocols=(
-        Protocol(
-            "PaCo's code (dvlab-research/Parametric-Contrastive-Learning PaCo/LT/paco_cifar.py, sh/CIFAR100_*)",
-            {**PACO_CODE, "recipe.weight_decay": "0.0005", "recipe.milestones": "[321, 361]", **FP32}
-            | {"recipe.warmup_epochs": "10", "recipe.keep": "best test epoch", "data.selection": "random"},
-        ),
-    ),
 )
 PAPER_TABLES = (KANG, MENON, CAO, ALSHAMMARI, LORT, ZHANG, MISLAS, GLMC, GLMC_UPDATED, PACO, RIDE, SADE)
 

@@ -50,6 +50,7 @@ FIELD_NAMES = {
 }
 
 
+FP32 = {"recipe.precision": "fp32"}  # every official code trains in fp32 (a protocol's setting)
 # the sentence every paper table says about choices (layouts' `departures`)
 VALIDATION_ONLY = (
     "Every choice ltbench makes (a stage-two epoch, τ*, a post-hoc τ, the end-to-end epoch a `keep: best-val` "

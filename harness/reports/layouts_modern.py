@@ -1,4 +1,4 @@
-"""The paper layouts of the multi-expert methods (RIDE, SADE) for `ltbench tables`, beside `layouts.py`'s.
+"""Paper layouts of issue 20's methods for `ltbench tables`, beside `layouts.py`'s: PaCo's, RIDE's and SADE's.
 
 RIDE's reads the model zoo's CIFAR-100-LT row (3 experts, with the expert-assignment router: `ride-ea`) and
 shows the row without the router (`ride`) beside it; SADE's reads the README's CIFAR-100-LT r=100 number (with
@@ -7,7 +7,30 @@ its transductive test-time aggregation, which the table's ‡ and notes say from
 
 from __future__ import annotations
 
-from harness.reports.table_spec import VALIDATION_ONLY, Column, Row, TableSpec, column_label
+from harness.reports.table_spec import FP32, VALIDATION_ONLY, Column, Protocol, Row, TableSpec, column_label
+
+PACO_CODE = {"model": "resnet32", "recipe.epochs": "400", "recipe.batch_size": "128", "recipe.lr": "0.05"}
+PACO = TableSpec(
+    name="cui2021_paco",
+    title="Cui et al. 2021 (PaCo): top-1 accuracy (%), ResNet-32, CIFAR-100-LT",
+    suite="paper-paco",
+    rows=(Row("PaCo", "paco"),),
+    columns=tuple(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
+    published="unavailable",
+    notes=("The official README lists no CIFAR-LT numbers and the paper's table could not be read as text.",),
+    departures=(
+        VALIDATION_ONLY + " The official code logs the best test epoch.",
+        "The views are made on the device by ltbench's ops (the official code: PIL transforms); the warm-up's last "
+        "epoch runs at lr (the official epoch 10 at 1.1·lr); the log-prior is of ltbench's training counts.",
+    ),
+    protocols=(
+        Protocol(
+            "PaCo's code (dvlab-research/Parametric-Contrastive-Learning PaCo/LT/paco_cifar.py, sh/CIFAR100_*)",
+            {**PACO_CODE, "recipe.weight_decay": "0.0005", "recipe.milestones": "[321, 361]", **FP32}
+            | {"recipe.warmup_epochs": "10", "recipe.keep": "best test epoch", "data.selection": "random"},
+        ),
+    ),
+)
 
 RIDE = TableSpec(
     name="wang2021_ride",
