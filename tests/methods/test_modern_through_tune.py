@@ -45,6 +45,6 @@ def test_each_new_method_trains_an_epoch_through_ray_tune(tmp_path: Path, fake_f
         assert run.info.status == "FINISHED" and 0 <= run.data.metrics["final/test_top1"] <= 100  # percent
     assert by_method["mislas"].data.metrics["final/chosen_epoch"] == 1  # stage two's one epoch, kept on val
     sade = by_method["sade"].data
-    assert sade.params["ran.transductive"] == "test"  # recorded for the reports' † marker and table notes
+    assert sade.params["ran.transductive"] == "test"  # recorded for the reports' ‡ marker and table notes
     weights = [sade.metrics[f"final/aggregation_weight_{e}"] for e in (1, 2, 3)]
     assert abs(sum(weights) - 1) < 1e-4
