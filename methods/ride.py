@@ -26,8 +26,10 @@ decoupled method `ride-ea` on this method's frozen experts (`methods/ride_ea.py`
 CIFAR-100-LT row is with it. Not implemented: the distillation variant ("RIDE + Distill").
 
 Differences from the official code:
-- training augmentation is ltbench's random crop (padding 4) and horizontal flip; the official CIFAR loader
-  adds `RandomRotation(15)`;
+- the training images are the official loader's transform (crop, flip, `RandomRotation(15)`: `train_view`)
+  made on the device from the epoch's generator (the same distributions, other draws than Python's and torch's
+  global generators; the rotation equal to torchvision's tensor rotation, the official code rotates PIL
+  images, nearest neighbour both); the engine's own crop-and-flip view of the batch goes unused;
 - the cosine classifier starts from uniform(-1, 1) rows, as the official one (its renormalisation changes no
   direction); margins and weights use ltbench's training counts (after the validation split is set aside);
 - the DRW epoch is scaled to the recipe's length as `ce-drw` does (exactly 160 on the 200-epoch recipe);
@@ -49,12 +51,16 @@ from harness.api import (
     MethodContext,
     MultiExpertModel,
     TrainingBatch,
+    check_policy,
     multi_expert_model,
     param,
     register_method,
 )
 from methods.ce_drw import DeferredReweighting, DRWParams
 from methods.ldam_drw import ldam_margins
+
+# the official CIFAR loader's training transform: RandomCrop(32, padding=4), RandomHorizontalFlip, RandomRotation(15)
+TRAIN_VIEW = "crop:4+flip+rotate:15"
 
 
 def diversity_temperature_weights(class_counts: torch.Tensor, reweight_factor: float) -> torch.Tensor:
@@ -106,6 +112,7 @@ class RIDEParams(DRWParams):
     diversity_factor: float = param(-0.45, "λ of the diversity KL term (negative: away from the ensemble)")
     diversity_temperature: float = param(1.0, "base temperature T0 of the diversity term")
     reweight_factor: float = param(0.05, "r of the per-class diversity temperatures after the DRW epoch")
+    train_view: str = param(TRAIN_VIEW, "policy of the training images (official: crop, flip, rotation)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +120,7 @@ class RIDEParams(DRWParams):
             raise ValueError("need num_experts >= 1, width_factor > 0, scale > 0 and max_margin >= 0")
         if self.diversity_temperature <= 0 or not 0 <= self.reweight_factor < 1:
             raise ValueError("need diversity_temperature > 0 and reweight_factor in [0, 1)")
+        check_policy(self.train_view)  # a bad policy fails when the suite is built, not in the trial
 
 
 @register_method
@@ -122,10 +130,12 @@ class RIDE(DeferredReweighting):
     Params = RIDEParams
     # three experts at 3/4 width after a shared first stage: 0.11 GMACs against ResNet-32's 0.07 (SADE's README)
     step_cost: ClassVar[float] = 1.6
+    views = (TRAIN_VIEW,)  # the training images as the official loader makes them; see `train_view`
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         super().__init__(params, context)
         self.margins = ldam_margins(context.class_counts, params.max_margin)
+        self.views = (params.train_view,)  # type: ignore[misc]
         self.temperature_weights = diversity_temperature_weights(context.class_counts, params.reweight_factor)
 
     def build_model(self, model: LTModel) -> LTModel | None:
@@ -144,7 +154,7 @@ class RIDE(DeferredReweighting):
         model = batch.model
         assert isinstance(model, MultiExpertModel)
         with batch.autocast():
-            logits = model.expert_logits(batch.images)
+            logits = model.expert_logits(batch.views[0])  # crop, flip and rotation (`train_view`)
         p = self.params
         weights = self.class_weights
         return ride_loss(

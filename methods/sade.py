@@ -31,13 +31,12 @@ momentum 0.9, wd 5e-4, lr·(e+1)/5 for five epochs, x0.1 at 160 and at 180, per 
 `sade-cifar`; `configs/test_time_cifar100_ir100_sade.json`: 5 test-time epochs).
 
 Differences from the official code:
-- training augmentation is ltbench's random crop (padding 4) and flip; the official loader adds
-  `RandomRotation(15)`;
-- the test-time views: the official policy is random crop (padding 4), colour jitter (0.4, 0.4, 0.4, 0.1) with
-  p 0.8, grayscale with p 0.2, Gaussian blur (σ in [0.1, 2]) with p 0.2 and a horizontal flip; ltbench's
-  default `view_policy` is crop (padding 4) + flip (an augmentation policy of `harness.data.augment`), each
-  image's draws from a generator seeded from the trial's seed: colour jitter, grayscale and blur are not
-  applied (`view_policy` can add the ops the augmentation registry offers; it has no Gaussian blur);
+- the training images (crop, flip, `RandomRotation(15)`: `train_view`) and the two test-time views of each
+  unlabeled image (crop, colour jitter, grayscale, Gaussian blur, flip: `view_policy`) are the official
+  transforms made on the device, each image's draws from the epoch's generator (training) or a generator seeded
+  from the trial's seed (test time) instead of Python's and torch's global ones; the colour jitter, grayscale
+  and blur are the PIL versions the official code runs (tested equal to them), the rotation torchvision's tensor
+  rotation (the official code rotates PIL images; nearest neighbour both);
 - the official test-time loop runs the whole model forward on every step (the network frozen by its optimiser
   holding only θ); ltbench computes the experts' logits of both views without gradient and optimises θ on
   them, which gives the same gradient for θ;
@@ -68,6 +67,11 @@ from harness.api import (
 )
 
 AGGREGATE_ON = ("test", "val", "none")
+# the official CIFAR loader's training transform: RandomCrop(32, padding=4), RandomHorizontalFlip, RandomRotation(15)
+TRAIN_VIEW = "crop:4+flip+rotate:15"
+# test_training_cifar.py's views: RandomCrop(32, 4), RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+# RandomGrayscale(0.2), RandomApply([GaussianBlur([0.1, 2])], p=0.2), RandomHorizontalFlip, on PIL images
+TEST_TIME_VIEW = "crop:4+color-jitter-pil:0.4:0.4:0.4:0.1:0.8+grayscale-pil:0.2+blur:0.2:0.1:2+flip"
 
 
 def inverse_prior(prior: torch.Tensor) -> torch.Tensor:
@@ -105,6 +109,7 @@ class SADE(Method):
     transductive: ClassVar[bool] = True
     # three experts at 3/4 width after a shared first stage: 0.11 GMACs against ResNet-32's 0.07 (SADE's README)
     step_cost: ClassVar[float] = 1.6
+    views = (TRAIN_VIEW,)  # the training images as the official loader makes them; see `train_view`
 
     @dataclass(frozen=True)
     class Params:
@@ -119,7 +124,8 @@ class SADE(Method):
         tt_weight_decay: float = param(5e-4, "test-time weight decay of the aggregation weights")
         tt_batch: int = param(128, "test-time batch size")
         tt_stop_below: float = param(0.05, "stop after an epoch in which an expert's weight falls below this")
-        view_policy: str = param("crop:4+flip", "policy of the two test-time views (harness augmentation ops)")
+        view_policy: str = param(TEST_TIME_VIEW, "policy of the two test-time views (harness augmentation ops)")
+        train_view: str = param(TRAIN_VIEW, "policy of the training images (official: crop, flip, rotation)")
 
         def __post_init__(self) -> None:
             if self.aggregate_on not in AGGREGATE_ON:
@@ -129,10 +135,12 @@ class SADE(Method):
             if self.tt_batch < 1 or self.tt_weight_decay < 0:
                 raise ValueError("need tt_batch >= 1 and tt_weight_decay >= 0")
             check_policy(self.view_policy)  # a bad policy fails when the suite is built, not after training
+            check_policy(self.train_view)
 
     def __init__(self, params: Any, context: MethodContext) -> None:
         super().__init__(params, context)
         self.prior = context.priors.float()
+        self.views = (params.train_view,)  # type: ignore[misc]
 
     def build_model(self, model: LTModel) -> LTModel | None:
         p = self.params
@@ -142,7 +150,7 @@ class SADE(Method):
         model = batch.model
         assert isinstance(model, MultiExpertModel)
         with batch.autocast():
-            logits = model.expert_logits(batch.images)
+            logits = model.expert_logits(batch.views[0])  # crop, flip and rotation (`train_view`)
         return diverse_expert_loss(logits.float(), batch.targets, self.prior, self.params.tau)
 
     def unlabeled_split(self) -> str | None:

@@ -233,3 +233,20 @@ def random_blur(images: torch.Tensor, generator: torch.Generator, p: float, lo: 
 def random_grayscale_pil(images: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
     grey = (torch.rand(len(images), generator=generator) < p).to(images.device)
     return torch.where(grey[:, None, None, None], PIL.luma(images).expand_as(images), images)
+
+
+@register_op(
+    "rotate",
+    (15.0,),
+    "rotate:D, torchvision's RandomRotation(D): an angle uniform in [-D, D], nearest neighbour, black outside",
+)
+def random_rotation(images: torch.Tensor, generator: torch.Generator, degrees: float) -> torch.Tensor:
+    """RandomRotation(D) of RIDE's and SADE's CIFAR training loaders (`expand` off, about the centre, fill 0):
+    each image's angle a ~ U(-D, D) from the generator, then torchvision's tensor rotation, whose inverse matrix
+    for a pure rotation by a is [cos a, -sin a, 0; sin a, cos a, 0] about the centre (`inverse_affine` at
+    angle -a, here for the whole batch at once)."""
+    angles = (torch.rand(len(images), generator=generator, dtype=torch.float64) * 2 - 1) * degrees
+    rot = torch.deg2rad(-angles)  # torchvision's F.rotate passes -angle to its inverse affine matrix
+    zero = torch.zeros_like(rot)
+    thetas = torch.stack((rot.cos(), rot.sin(), zero, -rot.sin(), rot.cos(), zero), dim=1).view(-1, 2, 3)
+    return K.warp(images, thetas.float(), "nearest")

@@ -270,3 +270,14 @@ def test_an_op_draws_the_same_numbers_whatever_the_images(policy: str) -> None:
         apply_policy(policy, images(16, 3, 32, 32, seed=seed) // (seed + 1), g)
         after.append(torch.rand(4, generator=g))
     assert torch.equal(after[0], after[1])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rotate_is_torchvisions_random_rotation_image_by_image(shape) -> None:  # noqa: ANN001
+    x = images(20, *shape)
+    ours = apply_policy("rotate:15", x, torch.Generator().manual_seed(4))
+    angles = (torch.rand(20, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2 - 1) * 15
+    for i, angle in enumerate(angles.tolist()):
+        theirs = tvf.rotate(x[i], angle, InterpolationMode.NEAREST, expand=False, fill=0)
+        assert torch.equal(ours[i], theirs), (i, angle)
+    assert not torch.equal(ours, x)

@@ -88,7 +88,8 @@ def step_loss(ride: RIDE, logits: torch.Tensor, targets: torch.Tensor) -> torch.
             return logits
 
     model = Fixed.__new__(Fixed)
-    batch = TrainingBatch(model, torch.zeros(len(targets)), targets, torch.Generator(), 0, 200, contextlib.nullcontext)
+    images = torch.zeros(len(targets))
+    batch = TrainingBatch(model, images, targets, torch.Generator(), 0, 200, contextlib.nullcontext, (images,))
     return ride.training_step(batch)
 
 
