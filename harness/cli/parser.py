@@ -18,6 +18,7 @@ from harness.cli.commands import (
     cmd_suites,
     cmd_tables,
     cmd_ui,
+    paper_suites,
 )
 from harness.core.trial import DEFAULT_MAX_RETRIES
 
@@ -103,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser(
         "reproduce", help="run a paper's suite (paper-PAPER), then write its table beside the published one"
     )
-    reproduce.add_argument("paper", help="kang2020, menon2021, cao2019, alshammari2022, lort or zhang")
+    papers = ", ".join(paper_suites())
+    reproduce.add_argument("paper", help=f"the paper whose built-in suite paper-PAPER runs: {papers}")
     run_args(reproduce)
     reproduce.set_defaults(func=cmd_reproduce)
 
