@@ -1,4 +1,5 @@
-"""(f) grouping: K trials in one process (`harness.training.group`), eager and captured, against one trial.
+"""(f) grouping: K trials in one process (`harness.training.group`), eager, captured and (on a GPU) eager with a
+CUDA stream per trial, against one trial.
 
 Each side trains K independent copies of the case's model (own optimiser, schedule, sampler generator and
 step), their steps interleaved by `run_group` exactly as a grouped worker runs them (its RNG swaps
@@ -10,10 +11,10 @@ a dense matmul timed here) and the peak memory per trial.
 
 On a CPU the section says whether grouping pays for the quick suite's model (K = 1, 2, 4, eager fp32):
 `--group-size auto` reads that answer (`harness.execution.grouping`). On a GPU it measures ResNet-32 at
-the cifar-lt recipe: K = 1, 2, 4, 8, 16, eager and captured (`harness.training.captured`), fp32 and bf16,
-and turns the fastest eager and captured figures into the cifar-lt suite's hours on one GPU (its training
-image equivalents from the cost model over the aggregate images/s: a bound that leaves out per-trial
-overheads and the wait of stage two on its backbone).
+the cifar-lt recipe: K = 1, 2, 4, 8, 16, eager, captured (`harness.training.captured`) and eager with each
+trial on its own CUDA stream ($LTBENCH_GROUP_STREAMS), fp32 and bf16, and turns the fastest of each into the
+cifar-lt suite's hours on one GPU (its training image equivalents from the cost model over the aggregate
+images/s: a bound that leaves out per-trial overheads and the wait of stage two on its backbone).
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ def group_loop(
     precision: Precision,
     k: int,
     captured: bool,
+    streams: bool = False,
 ) -> Callable[[], int]:
-    """One epoch of K trials per call, their steps interleaved by `run_group`; returns images trained."""
+    """One epoch of K trials per call, their steps interleaved by `run_group` (each trial on a CUDA stream of
+    its own when `streams`); returns images trained."""
     recipe, device = case.recipe, batches.device
     labels = batches.labels.cpu().numpy()
     full = (len(labels) // recipe.batch_size) * recipe.batch_size  # full batches: one graph shape
@@ -82,7 +85,7 @@ def group_loop(
             generator = epoch_generator(i, e)
             indices = sampler.epoch_indices(e, recipe.epochs, generator)[:full]
             steps[str(i)] = epoch_steps(learner, batches, indices, recipe.batch_size, generator, step)
-        run_group(steps, lambda key, loss: None, failed)
+        run_group(steps, lambda key, loss: None, failed, streams=streams)
         return k * full
 
     return epoch
@@ -102,8 +105,12 @@ def peak_memory_per_trial(
     return (torch.cuda.max_memory_allocated(batches.device) - base) / k / GIB
 
 
-def side(k: int, captured: bool, precision: str) -> str:
-    return f"K={k} {'captured' if captured else 'eager'} {precision}"
+# how a group steps: (name, captured step, a CUDA stream per trial); on a CPU only the first
+MODES = (("eager", False, False), ("captured", True, False), ("eager on streams", False, True))
+
+
+def side(k: int, mode: str, precision: str) -> str:
+    return f"K={k} {mode} {precision}"
 
 
 def measure(
@@ -113,7 +120,7 @@ def measure(
     cuda = device.type == "cuda"
     sizes = GROUP_SIZES["cuda" if cuda else "cpu"]
     precisions = ["fp32", "bf16"] if cuda and bf16_support(device)[0] else ["fp32"]
-    modes = [False, True] if cuda else [False]
+    modes = MODES if cuda else MODES[:1]
     split = case.head(images)
     recipe = case.recipe
     batches = TensorBatches(split, case.data, device, case.pad, case.flip, recipe.channels_last)
@@ -130,25 +137,28 @@ def measure(
             memory[name] = {k: peak_memory_per_trial(initial, batches, case, precision, k) for k in sizes}
         runs[f"bare {name}"] = bare_loop(initial, batches, case, device, name == "bf16")
         runs[f"matmul {name}"] = matmul(device, torch.bfloat16 if name == "bf16" else torch.float32, n)
-        for captured in modes:
+        for mode, captured, streams in modes:
             for k in sizes:
-                runs[side(k, captured, name)] = group_loop(initial, batches, case, precision, k, captured)
+                if streams and k == 1:
+                    continue  # a group of one steps on the default stream
+                runs[side(k, mode, name)] = group_loop(initial, batches, case, precision, k, captured, streams)
     samples = compare(runs, device, rounds, min_seconds)
     matmul_flop = 2.0 * n**3
 
     figures = []
     for name in precisions:
-        one = side(1, False, name)
-        for captured in modes:
+        one = side(1, "eager", name)
+        for mode, captured, streams in modes:
             for k in sizes:
-                this = side(k, captured, name)
-                if this == one:
+                this = side(k, mode, name)
+                if this == one or this not in samples:
                     continue
                 detail: dict[str, Any] = {
                     "model": case.model,
                     "device_type": device.type,
                     "group_size": k,
                     "step": "graph" if captured else "eager",
+                    "streams": "per trial" if streams else "default",
                     "precision": name,
                     "batch_size": recipe.batch_size,
                     "images": len(split),
@@ -170,7 +180,7 @@ def measure(
                         one,
                         case=f"{case.name}, {case.model}, {this}",
                         unit="images/s",
-                        value_name=f"{k} trials in one process, {'captured' if captured else 'eager'} steps",
+                        value_name=f"{k} trials in one process, {mode} steps",
                         baseline_name=f"one trial, eager, {name}",
                         detail=detail,
                     )
@@ -189,7 +199,8 @@ def _median_ratio(a: list[float], b: list[float]) -> float:
 
 def verdict(figures: list[Figure], model: str, device: torch.device) -> str:
     """Whether grouping pays here, in the words `--group-size auto` acts on."""
-    eager = [f for f in figures if f.detail["step"] == "eager"]
+    # on the default stream: per-trial streams are opt-in ($LTBENCH_GROUP_STREAMS), so auto must not count on them
+    eager = [f for f in figures if f.detail["step"] == "eager" and f.detail.get("streams") == "default"]
     if not eager:
         return "nothing measured"
     best = max(eager, key=lambda f: f.ratio)
@@ -210,24 +221,35 @@ def suite_hours(figures: list[Figure], samples: dict[str, list[float]], precisio
     work = sum(image_equivalents(t) for t in plan.trials)
     name = resolve_precision(trials[0].recipe.get("precision", "fp32"), torch.device("cuda")).name
     name = name if name in precisions else precisions[0]
-    one = statistics.median(samples[side(1, False, name)])
+    one = statistics.median(samples[side(1, "eager", name)])
     out = []
-    for step in ("eager", "graph"):
-        mine = [f for f in figures if f.detail["step"] == step and f.detail["precision"] == name]
+    for step, streams in (("eager", "default"), ("graph", "default"), ("eager", "per trial")):
+        mine = [
+            f
+            for f in figures
+            if f.detail["step"] == step and f.detail["streams"] == streams and f.detail["precision"] == name
+        ]
         if not mine:
             continue
         best = max(mine, key=lambda f: f.value)
         hours, baseline = work / best.value / 3600, work / one / 3600
         out.append(
             Figure(
-                case=f"{SUITE} on one GPU, {step}, K={best.detail['group_size']}, {name}",
+                case=f"{SUITE} on one GPU, {step}{' on streams' if streams != 'default' else ''}, "
+                f"K={best.detail['group_size']}, {name}",
                 value=hours,
                 baseline=baseline,
                 ratio=baseline / hours,
                 unit="hours",
                 value_name=f"{math.ceil(work):,} training-image equivalents / the group's images/s",
                 baseline_name="the same at one trial per process",
-                detail={"step": step, "group_size": best.detail["group_size"], "precision": name, "work": work},
+                detail={
+                    "step": step,
+                    "streams": streams,
+                    "group_size": best.detail["group_size"],
+                    "precision": name,
+                    "work": work,
+                },
             )
         )
     return out

@@ -396,6 +396,9 @@ def effective_settings(setup: TrialSetup, trained: TrainedClassifier) -> dict[st
             "allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         }
+        # a grouped trial may step on a stream of its own ($LTBENCH_GROUP_STREAMS, harness.training.group)
+        own = torch.cuda.current_stream(setup.device) != torch.cuda.default_stream(setup.device)
+        ran["cuda_stream"] = "own" if own else "default"
     return {**ran, **trained.effective}
 
 

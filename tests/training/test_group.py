@@ -150,3 +150,26 @@ def test_a_trial_that_diverges_in_a_group_fails_alone(tmp_path: Path, fake_fashi
     for cfg in (trials[0], trials[2]):  # the others are unaffected by the failure beside them
         alone = train(cfg, Storage.open(tmp_path / "alone"))
         assert recorded(grouped[cfg.key]) == recorded(alone) and losses(grouped[cfg.key]) == losses(alone)
+
+
+@pytest.mark.gpu
+def test_a_group_on_cuda_streams_of_its_own_gives_each_trial_its_solo_run(
+    tmp_path: Path, fake_fashion_root: Path
+) -> None:
+    """$LTBENCH_GROUP_STREAMS: each trial of the group steps on its own CUDA stream; its numbers stay its solo
+    run's (the same kernels in the same order on each stream: equal, or within 1e-5 where cuDNN differs)."""
+    trials = three_trials(tmp_path, fake_fashion_root)
+    methods = load_methods()
+    storage = Storage.open(tmp_path / "streams")
+    steps = {t.key: trial_steps(t, storage, methods.get(t.method)) for t in trials}
+    grouped, failures = {}, {}
+    run_group(steps, grouped.__setitem__, failures.__setitem__, streams=True)
+    assert failures == {}
+    for cfg in trials:
+        alone = train(cfg, Storage.open(tmp_path / "alone"))
+        assert grouped[cfg.key]["effective"]["cuda_stream"] == "own", cfg.method
+        assert alone["effective"]["cuda_stream"] == "default", cfg.method
+        torch.testing.assert_close(
+            torch.tensor(losses(grouped[cfg.key])), torch.tensor(losses(alone)), rtol=1e-5, atol=1e-6
+        )
+        assert grouped[cfg.key]["metrics"]["test_top1"] == pytest.approx(alone["metrics"]["test_top1"], abs=0.5)
