@@ -155,6 +155,9 @@ class DatasetSpec:
     folder: str = ""  # sub-folder name searched under the data roots
     how_to_get: str = ""
     fetchable: bool = True  # `ltbench data fetch` can get the files (ImageNet-LT's need a licence: by hand)
+    # held on the device as one uint8 tensor (ArraySplit), where a method's extra views and a transductive
+    # method's unlabeled views are made; False for datasets decoded from files by DataLoader workers
+    in_memory: bool = True
     class_names: tuple[str, ...] = ()  # by class id; empty when the dataset has too many to list here
 
     # -- where the files are -------------------------------------------------------------------------

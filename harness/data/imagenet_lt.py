@@ -32,6 +32,7 @@ class ImageNetLT(DatasetSpec):
     default_recipe = "imagenet-lt"
     val_per_class = 20  # the official split's
     fetchable = False
+    in_memory = False  # decoded from JPEG files by DataLoader workers
     how_to_get = (
         "Set data.root to the ILSVRC-2012 folder (holding train/ and val/) and put ImageNet_LT_train.txt, "
         "_val.txt and _test.txt (from facebookresearch/classifier-balancing) in it or in its ImageNet_LT/"

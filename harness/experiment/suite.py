@@ -182,6 +182,8 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     for params_of in method_params.values():
         for method, params in params_of.items():
             parse_params(methods.get(method), params)
+    for dataset in grid["datasets"]:
+        _check_views_in_memory(DATASETS.get(dataset), [methods.get(m) for m in grid["methods"]])
     if cfg["model"] is not None:
         MODELS.get(cfg["model"])
 
@@ -214,6 +216,20 @@ def build_suite(name_or_path: str, overrides: list[str] | None = None) -> Suite:
     return Suite(
         raw["name"], cfg["description"] or "", trials, raw, list(overrides or []), parse_group_size(cfg["group_size"])
     )
+
+
+def _check_views_in_memory(spec: Any, methods: list[Any]) -> None:
+    """Extra views of each image (a method's `views`, `paired_sampler`) and a transductive method's unlabeled
+    views are made on the device from in-memory datasets only: refused here, before anything runs."""
+    in_memory = sorted(name for name in DATASETS if DATASETS.get(name).in_memory)
+    for method in methods:
+        if spec.in_memory or not (method.views or method.paired_sampler or method.transductive):
+            continue
+        needs = "adapts on augmented views of unlabeled images" if method.transductive else "trains on extra views"
+        raise LtbenchError(
+            f"method {method.name!r} {needs}, which ltbench makes for in-memory datasets only "
+            f"({', '.join(in_memory)}), not for {spec.name} (read from files): drop one of the two from the suite"
+        )
 
 
 def _check_sections(cfg: dict[str, Any]) -> None:

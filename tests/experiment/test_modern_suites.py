@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from harness.core.errors import LtbenchError
 from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite
 
@@ -32,3 +35,10 @@ def test_cifar_lt_2023_is_the_cifar_lt_grid_for_the_new_methods() -> None:
     plan = make_plan(new.trials)
     assert {plan.backbones[k].method for k in plan.backbones} == {"mixup"}  # mislas on the grid's mixup rows
     assert len(plan.backbones) == 2 * 4 * 3
+
+
+@pytest.mark.parametrize(("method", "says"), [("paco", "trains on extra views"), ("sade", "unlabeled images")])
+def test_a_method_that_needs_views_on_a_file_dataset_is_refused_before_anything_runs(method: str, says: str) -> None:
+    with pytest.raises(LtbenchError, match=f"method '{method}' .*{says}.*not for imagenet-lt"):
+        build_suite("imagenet-lt", [f"methods=[ce,{method}]"])
+    assert build_suite("imagenet-lt", ["methods=[ce]"]).trials  # the plain method on the same data is fine
