@@ -1,6 +1,6 @@
 """Cutout and the SimCLR-style view ops as device ops: `cutout:L`, `resized-crop:SMIN:SMAX`,
 `resized-crop-pil:SMIN:SMAX`, `color-jitter:B:C:S:H:P`, `color-jitter-pil:B:C:S:H:P`, `grayscale:P`,
-`grayscale-pil:P`, `blur:P:SMIN:SMAX`.
+`grayscale-pil:P`, `blur:P:SMIN:SMAX`, and `rotate:D` (RIDE's and SADE's `RandomRotation(15)`, below).
 
 - `cutout:L` is DeVries & Taylor's Cutout with one hole as PaCo's (and GLMC's copy of it) `Cutout(n_holes=1,
   length=L)`: a centre (y, x) uniform over the pixels, the square [y − L//2, y + L//2) × [x − L//2, x + L//2)
