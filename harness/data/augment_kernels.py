@@ -152,6 +152,14 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     p = torch.clamp(v * (1.0 - s), 0.0, 1.0)
     q = torch.clamp(v * (1.0 - s * f), 0.0, 1.0)
     t = torch.clamp(v * (1.0 - s * (1.0 - f)), 0.0, 1.0)
+    return rgb_of_sector(sector, v, p, q, t)
+
+
+def rgb_of_sector(
+    sector: torch.Tensor, v: torch.Tensor, p: torch.Tensor, q: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """The HSV → RGB case table (B, 3, H, W): for hue sector 0-5 (int64, B x H x W) each channel is one of v, p,
+    q, t, as every HSV conversion defines it (torchvision's and PIL's alike)."""
     choices = torch.stack(
         (
             torch.stack((v, q, p, p, t, v), dim=1),

@@ -215,16 +215,7 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     p = round_half_away(vd * (1.0 - fs.double())).clamp(0, 255).long()
     q = round_half_away(vd * (1.0 - (fs * f).double())).clamp(0, 255).long()
     t = round_half_away(vd * (1.0 - fs.double() * (1.0 - f.double()))).clamp(0, 255).long()
-    choices = torch.stack(
-        (
-            torch.stack((v, q, p, p, t, v), dim=1),
-            torch.stack((t, v, v, q, p, p), dim=1),
-            torch.stack((p, p, t, v, v, q), dim=1),
-        ),
-        dim=1,
-    )  # (B, 3 channels, 6 sectors, H, W)
-    index = (sector.long() % 6)[:, None, None].expand(-1, 3, 1, -1, -1)
-    rgb = choices.gather(2, index).squeeze(2)
+    rgb = K.rgb_of_sector(sector.long() % 6, v, p, q, t)
     return torch.where((s == 0)[:, None], v[:, None].expand_as(rgb), rgb).to(torch.uint8)
 
 

@@ -122,6 +122,13 @@ class TensorBatches:
     def train_batches(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """The epoch's batches. Its indices and every batch's augmentation draws go to the device in one
         copy before the first batch, so the loop issues device work only and never waits on the host."""
+        for _, images, labels in self._epoch_images(indices, batch_size, generator):
+            yield self.normalise(images), labels
+
+    def _epoch_images(
+        self, indices: torch.Tensor, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Each batch of the epoch as (its uint8 images as stored, the same cropped and flipped, its labels)."""
         if len(indices) == 0:
             return
         augment = self.pad > 0 or self.flip
@@ -133,10 +140,9 @@ class TensorBatches:
         for chunk in plan.split(batch_size, dim=1):
             idx = chunk[0]
             # index_select, not images[idx]: same bytes, ~30x faster on CPU than advanced indexing
-            images = self.images.index_select(0, idx)
-            if augment:
-                images = apply_crop_flip(images, chunk[1:], self.pad)
-            yield self.normalise(images), self.labels.index_select(0, idx)
+            raw = self.images.index_select(0, idx)
+            images = apply_crop_flip(raw, chunk[1:], self.pad) if augment else raw
+            yield raw, images, self.labels.index_select(0, idx)
 
     def viewed_batches(
         self,
@@ -150,21 +156,23 @@ class TensorBatches:
         un-augmented images, and (when `paired` holds a second sampler's indices for the epoch) the batch of
         those indices at the same position, augmented the same ways. The standard views' draws are made as in
         `train_batches`; then, batch by batch, each view's, the paired batch's crop and flip, its views'."""
+
+        def views_of(raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return tuple(self.normalise(apply_policy(policy, raw, generator)) for policy in views)
+
         if paired is not None:  # the second stream walks beside the first, cycling if it is shorter
             paired = paired.to("cpu", torch.int64).repeat(-(-len(indices) // max(len(paired), 1)))[: len(indices)]
-        standard = self.train_batches(indices, batch_size, generator)
         starts = range(0, len(indices), batch_size)
-        for start, (images, labels) in zip(starts, standard, strict=True):
-            raw = self.images.index_select(0, indices[start : start + batch_size].to(self.device))
-            made = tuple(self.normalise(apply_policy(policy, raw, generator)) for policy in views)
+        epoch = self._epoch_images(indices, batch_size, generator)
+        for start, (raw, images, labels) in zip(starts, epoch, strict=True):
+            made = views_of(raw)
             second = None
             if paired is not None:
                 idx = paired[start : start + batch_size].to(self.device)
                 raw = self.images.index_select(0, idx)
                 standard_view = random_crop_flip(raw, self.pad, self.flip, generator)
-                second_views = tuple(self.normalise(apply_policy(policy, raw, generator)) for policy in views)
-                second = (self.normalise(standard_view), self.labels.index_select(0, idx), second_views)
-            yield ViewedImages(images, made, second), labels
+                second = (self.normalise(standard_view), self.labels.index_select(0, idx), views_of(raw))
+            yield ViewedImages(self.normalise(images), made, second), labels
 
     def eval_batches(self, batch_size: int) -> Iterator[Batch]:
         for start in range(0, len(self.labels), batch_size):

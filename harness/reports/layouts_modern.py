@@ -50,8 +50,9 @@ RIDE = TableSpec(
     ),
     departures=(
         VALIDATION_ONLY + " The official code reports its best test epoch.",
-        "Training images are randomly cropped and flipped; the official CIFAR loader also rotates them by up to "
-        "15 degrees. The router trains with plain SGD momentum (the official: Nesterov).",
+        "Training images (crop, flip, rotation up to 15 degrees, as the official loader) are made on the device by "
+        "ltbench's ops, with draws from the epoch's generator. The router trains with plain SGD momentum (the "
+        "official: Nesterov).",
     ),
 )
 SADE = TableSpec(
@@ -62,13 +63,15 @@ SADE = TableSpec(
     columns=tuple(Column(column_label("cifar100-lt", r), "cifar100-lt", r, "top1") for r in (100.0, 50.0, 10.0)),
     paper="zhang2022",
     notes=(
-        "SADE is transductive: after training it learns its experts' aggregation weights on the unlabeled test "
-        "images (5 epochs of prediction-stability maximisation), as the paper does.",
+        "SADE is transductive: after training it learns its experts' aggregation weights on a split's unlabeled "
+        "images (5 epochs of prediction-stability maximisation); the paper uses the test images, and each cell's "
+        "‡ note says which split its runs used (`aggregate_on`).",
     ),
     departures=(
         VALIDATION_ONLY + " The official code reports its best test epoch.",
-        "Training images are randomly cropped and flipped (the official loader also rotates them by up to 15 "
-        "degrees); the test-time views are crop + flip (the official views add colour jitter, grayscale and "
-        "Gaussian blur).",
+        "Training images (crop, flip, rotation up to 15 degrees) and the two test-time views of each unlabeled "
+        "image (crop, colour jitter, grayscale, blur, flip) are the official transforms made on the device by "
+        "ltbench's ops, with draws from generators seeded by the trial (the official code: PIL transforms with "
+        "Python's and torch's global generators).",
     ),
 )

@@ -228,18 +228,8 @@ RECIPES.register(
 # and x0.01 after 360. (Its epoch 10 runs at 1.1·lr, `epoch <= warmup_epochs`; ltbench's warm-up ends at lr.)
 RECIPES.register(
     "paco-cifar",
-    Recipe(
-        epochs=400,
-        batch_size=128,
-        lr=0.05,
-        weight_decay=5e-4,
-        warmup_epochs=10,
-        schedule="step",
-        milestones=(321, 361),
-        step_gamma=0.1,
-        eval_every=10,
-        channels_last=True,
-        lr_update="per-epoch",
+    RECIPES.get("cifar-lt").override(
+        epochs=400, lr=0.05, weight_decay=5e-4, warmup_epochs=10, milestones=(321, 361), step_gamma=0.1
     ),
 )
 # RIDE (frank-xwang/RIDE-LongTailRecognition @ ab8be5c, configs/config_imbalance_cifar100_ride.json, train.py's

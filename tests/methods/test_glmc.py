@@ -4,7 +4,6 @@ the cumulative weight per epoch, the re-weighted sampler, the model's heads and 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from methods.glmc import (
     glmc_mix,
 )
 from tests.conftest import write_tiny_suite
+from tests.trial_runs import assert_resumes_exactly
 
 COUNTS = [500, 120, 30, 5]
 
@@ -296,15 +296,4 @@ def test_a_glmc_trial_gets_its_views_and_paired_stream_and_resumes_exactly(
     assert torch.bincount(paired).min() > torch.bincount(main).min()
     assert all(np.isfinite(h["train_loss"]) for h in straight["history"])
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_two(row: dict) -> None:
-        if row["epoch"] == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run_trial(cfg, Storage.open(tmp_path / "b"), GLMC, report=crash_after_two)
-    resumed = run_trial(cfg, Storage.open(tmp_path / "b"), GLMC)
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
-    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
+    assert_resumes_exactly(cfg, GLMC, tmp_path, straight)

@@ -4,7 +4,6 @@ encoder, and the method's state across a checkpoint."""
 from __future__ import annotations
 
 import copy
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,10 +15,9 @@ from torch import nn
 
 from harness.api import LtbenchError, LTModel, MethodContext
 from harness.experiment.suite import build_suite
-from harness.records.storage import Storage
-from harness.training.trainer import run_trial
 from methods.paco import KeyEncoder, PaCo, PaCoModel, paco_loss
 from tests.conftest import write_tiny_suite
+from tests.trial_runs import assert_resumes_exactly
 
 COUNTS = torch.tensor([40.0, 12.0, 5.0, 2.0], dtype=torch.float64)
 
@@ -210,10 +208,6 @@ def test_params_reject_nonsense() -> None:
         PaCo.Params(momentum=1.0)
 
 
-class Crash(Exception):
-    pass
-
-
 class TinyPaCo(PaCo):
     """PaCo as a trial of the fake Fashion-MNIST suite runs it (the trial's method is named ce; this class is
     handed to run_trial, never registered), its views made of the geometric ops only, so the test does not
@@ -228,14 +222,4 @@ def test_an_interrupted_paco_trial_resumes_exactly(tmp_path: Path, fake_fashion_
     resumed trains exactly as one that ran straight through."""
     recipe = {"base": "quick", "epochs": 3, "batch_size": 32, "eval_every": 1}
     cfg = build_suite(str(write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, recipe=recipe))).trials[0]
-    straight = run_trial(cfg, Storage.open(tmp_path / "a"), TinyPaCo)
-
-    def crash_after_two(row: dict) -> None:
-        if row["epoch"] == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run_trial(cfg, Storage.open(tmp_path / "b"), TinyPaCo, report=crash_after_two)
-    resumed = run_trial(cfg, Storage.open(tmp_path / "b"), TinyPaCo)
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
-    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
+    assert_resumes_exactly(cfg, TinyPaCo, tmp_path)

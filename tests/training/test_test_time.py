@@ -3,7 +3,6 @@ records, that it sees no labels and replays exactly, and that a multi-expert tri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,7 @@ from harness.training.trainer import run_trial
 from methods.ride import RIDE
 from methods.sade import SADE
 from tests.conftest import write_tiny_suite
-
-
-class Crash(Exception):
-    pass
+from tests.trial_runs import assert_resumes_exactly
 
 
 def trial(tmp_path: Path, root: Path, method: str, params: dict[str, Any] | None = None) -> TrialConfig:
@@ -72,14 +68,4 @@ def test_a_multi_expert_trial_resumes_exactly(tmp_path: Path, fake_fashion_root:
     cfg = build_suite(
         str(write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root, recipe=recipe, methods=[name]))
     ).trials[0]
-    straight = run_trial(cfg, Storage.open(tmp_path / "a"), method_class)
-
-    def crash_after_two(row: dict) -> None:
-        if row["epoch"] == 2:
-            raise Crash
-
-    with pytest.raises(Crash):
-        run_trial(cfg, Storage.open(tmp_path / "b"), method_class, report=crash_after_two)
-    resumed = run_trial(cfg, Storage.open(tmp_path / "b"), method_class)
-    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(straight["metrics"], sort_keys=True)
-    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert_resumes_exactly(cfg, method_class, tmp_path)
