@@ -18,7 +18,8 @@ simulation (`harness.bench.makespan`) drive the same object.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from harness.core.trial import TrialConfig, canonical_json
@@ -51,6 +52,10 @@ class TrialQueue:
             self.dependents.setdefault(after, []).append(key)
         self.order = {key: i for i, key in enumerate(self.jobs)}
         self.priority = {key: self._chain(key) for key in self.jobs}
+        # every job, highest priority first (priorities never change), and how many at its head have started
+        # or failed: `ready()` walks the rest, so each call costs the jobs waiting, not a sort of the suite
+        self.ranked = sorted(self.jobs, key=lambda k: (-self.priority[k], self.order[k]))
+        self.ranked_done = 0
         self.unstarted = set(self.jobs)  # neither handed out nor failed
         self.running: set[str] = set()
         self.finished: set[str] = set()
@@ -69,19 +74,27 @@ class TrialQueue:
         before = self.waits_for.get(key)
         return before is None or before in self.finished
 
+    def _waiting(self) -> Iterator[str]:
+        """The unstarted keys, highest priority first."""
+        while self.ranked_done < len(self.ranked) and self.ranked[self.ranked_done] not in self.unstarted:
+            self.ranked_done += 1
+        return (k for k in itertools.islice(self.ranked, self.ranked_done, None) if k in self.unstarted)
+
     def ready(self) -> list[str]:
         """Keys that may start now, highest priority first."""
-        keys = [k for k in self.unstarted if self._releasable(k)]
-        return sorted(keys, key=lambda k: (-self.priority[k], self.order[k]))
+        return [k for k in self._waiting() if self._releasable(k)]
+
+    def first_ready(self) -> str | None:
+        """The highest-priority key that may start now (what `ready()[0]` is, without listing the rest)."""
+        return next((k for k in self._waiting() if self._releasable(k)), None)
 
     def pop(self, key: str | None = None) -> str | None:
         """Hand out the highest-priority ready job, or `key` (one of `ready()`): it is running from now on.
         None if no job is ready."""
         if key is None:
-            ready = self.ready()
-            if not ready:
+            key = self.first_ready()
+            if key is None:
                 return None
-            key = ready[0]
         elif not (key in self.unstarted and self._releasable(key)):
             raise KeyError(f"{key} is not ready to start")
         self.unstarted.discard(key)
@@ -91,12 +104,12 @@ class TrialQueue:
     def pop_group(self, size: int) -> list[str]:
         """Hand out the highest-priority ready job and, up to `size` jobs in all, the next ready jobs (in
         priority order) of its `group`: they train together in one process. [] if no job is ready."""
-        ready = self.ready()
-        if not ready:
+        first = self.first_ready()
+        if first is None:
             return []
-        group = self.jobs[ready[0]].group
-        mates = [k for k in ready[1:] if group is not None and self.jobs[k].group == group] if size > 1 else []
-        keys = [ready[0], *mates[: size - 1]]
+        group = self.jobs[first].group
+        mates = [k for k in self.ready()[1:] if group is not None and self.jobs[k].group == group] if size > 1 else []
+        keys = [first, *mates[: size - 1]]
         for key in keys:
             self.pop(key)
         return keys

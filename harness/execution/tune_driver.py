@@ -98,10 +98,10 @@ class QueueSearcher(Searcher):
         return all(used.get(n, 0.0) + a <= self.totals.get(n, 0.0) + 1e-9 for n, a in self.demand(key).items())
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        ready = self.queue.ready()
-        if not ready:
+        first = self.queue.first_ready()
+        if first is None:
             return Searcher.FINISHED if self.queue.exhausted else None
-        if not self._fits(ready[0]):
+        if not self._fits(first):
             return None
         keys = self.queue.pop_group(self.group_size)
         self.groups[keys[0]] = keys
