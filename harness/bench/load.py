@@ -51,15 +51,22 @@ class LoadOptions:
 
     trials: int = 5000
     epochs: int = 4
-    epoch_seconds: float = 0.5
-    concurrency: int = 16
+    epoch_seconds: float = 0.1
+    concurrency: int | None = None  # one per CPU of this process (`slots`)
     data_root: str | None = None
     plots: bool = True  # also time `ltbench report` with its plots (it draws them by default)
+
+    @property
+    def slots(self) -> int:
+        """Trials at once. One per CPU by default: with more slots than cores and trials shorter than a Ray
+        worker's start (seconds on a busy machine), Tune hands a finished trial's worker to a trial whose own
+        worker is still starting and kills that one, so most workers started are thrown away."""
+        return len(os.sched_getaffinity(0)) if self.concurrency is None else self.concurrency
 
     def check(self) -> None:
         if self.trials < TRIALS_PER_SEED or self.trials % TRIALS_PER_SEED:
             raise LtbenchError(f"--load takes a multiple of {TRIALS_PER_SEED} trials, got {self.trials}")
-        if self.epochs < 1 or self.epoch_seconds < 0 or self.concurrency < 1:
+        if self.epochs < 1 or self.epoch_seconds < 0 or self.slots < 1:
             raise LtbenchError("--load-epochs and --load-concurrency must be 1 or more, --load-epoch-seconds >= 0")
 
 
@@ -101,7 +108,7 @@ def write_load_suite(path: Path, options: LoadOptions) -> Path:
         "methods": list(LOAD_METHODS),
         "seeds": list(range(options.trials // TRIALS_PER_SEED)),
         "recipe": {"base": "quick", "epochs": options.epochs, "eval_every": 1},
-        "resources": {"cpu": round(len(os.sched_getaffinity(0)) / options.concurrency, 4), "gpu": 0},
+        "resources": {"cpu": round(len(os.sched_getaffinity(0)) / options.slots, 4), "gpu": 0},
         "group_size": 1,
         # no image is read: a small cap lets a small copy of the files (the tests' fakes) pass the data check
         "data": {"max_per_class": 500, "val_per_class": 20},
@@ -196,7 +203,7 @@ def measure_load(options: LoadOptions, log: Callable[[str], None]) -> LoadFigure
         results = Path(tmp) / "results"
         suite = str(write_load_suite(Path(tmp) / "load.yaml", options))
         log(f"(g) load: {plural(options.trials, 'simulated trial')} of {plural(options.epochs, 'epoch')} through "
-            f"ltbench run, {options.concurrency} at once")  # fmt: skip
+            f"ltbench run, {options.slots} at once")  # fmt: skip
         trainable = _with_epoch_seconds(options.epoch_seconds)
         cpu_before, started = cpu_seconds(), time.perf_counter()
         trial_dirs = results / "trials"
@@ -212,7 +219,7 @@ def measure_load(options: LoadOptions, log: Callable[[str], None]) -> LoadFigure
         plots_s = timed(lambda: build_report(suite, None, None, results, plots=True)) if options.plots else None
         finished, missing, twice = epoch_integrity(db, options.epochs)
         db_mb = db.stat().st_size / 2**20
-    bound = options.trials * options.epochs * options.epoch_seconds / options.concurrency
+    bound = options.trials * options.epochs * options.epoch_seconds / options.slots
     busy = cpu / wall
     if busy > 0.8:
         limits = f"the driver's CPU ({busy:.0%} of one core busy over the run)"
@@ -224,7 +231,7 @@ def measure_load(options: LoadOptions, log: Callable[[str], None]) -> LoadFigure
         trials=options.trials,
         epochs=options.epochs,
         epoch_seconds=options.epoch_seconds,
-        concurrency=options.concurrency,
+        concurrency=options.slots,
         wall_s=round(wall, 1),
         slept_bound_s=round(bound, 1),
         driver_cpu_s=round(cpu, 1),

@@ -197,9 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--load-epochs", type=int, default=4, help="(g) epochs per simulated trial (default: 4)")
     bench.add_argument(
-        "--load-epoch-seconds", type=float, default=0.5, help="(g) seconds each simulated epoch sleeps (default: 0.5)"
+        "--load-epoch-seconds", type=float, default=0.1, help="(g) seconds each simulated epoch sleeps (default: 0.1)"
     )
-    bench.add_argument("--load-concurrency", type=int, default=16, help="(g) simulated trials at once (default: 16)")
+    bench.add_argument(
+        "--load-concurrency",
+        type=int,
+        help="(g) simulated trials at once (default: one per CPU; more slots than cores make Tune start and kill "
+        "workers for trials this short, see docs/benchmarks.md)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="the MLflow UI on the results store, opened on a suite's runs")

@@ -24,6 +24,7 @@ from harness.experiment.plan import epoch_budget, make_plan
 from harness.experiment.suite import Suite, build_suite, parse_group_size
 from harness.records.artifacts import RESULT_FILE
 from harness.records.disk_space import DiskFull, disk_full_message, is_disk_full, largest_trial_bytes
+from harness.records.lease import check_lease_client
 from harness.records.provenance import git_commit
 from harness.records.results_dir import check_results_dir, exclusive_run
 from harness.records.storage import Storage
@@ -129,6 +130,7 @@ def run_suite(
     check_results_dir(results_dir)
     store = Storage.open(results_dir / "trials") if storage is None else storage
     store.check()
+    check_lease_client(store)
     check_tracking(tracking_uri, results_dir)
     if address is None:
         worker_niceness()  # a bad $LTBENCH_WORKER_NICENESS stops here, before the results dir is locked

@@ -7,18 +7,25 @@ which fails if the name exists; S3's conditional `PutObject` with `If-None-Match
 `renew_s` while the trial trains, and deletes it when done. A worker that finds a lease held waits, saying
 once who holds it, and trains (or, if the holder finished, reads the result) when the lease goes away.
 
-A lease that has not changed for `stale_s` of the waiter's own clock (no clocks are compared across nodes)
-belongs to a dead driver or node and is taken over: atomically on S3 (`If-Match` on the stale version);
-locally by an atomic swap of the file (`os.replace`) after checking it is still the stale one. A holder
-that finds at renewal that its lease was taken over stops its trial (`LeaseLost`) rather than train beside
-the new holder.
+On Google Cloud Storage the same is done with generation preconditions: create with `ifGenerationMatch=0`,
+renew and take over with `ifGenerationMatch` on the generation read, release with it too.
 
-Other filesystems (GCS through pyarrow) offer no conditional write here; there the lease is written and
-read back, which narrows the race to the write's latency but does not close it (listed in the docs).
+A lease that has not changed for `stale_s` of the waiter's own clock (no clocks are compared across nodes)
+belongs to a dead driver or node and is taken over: atomically on S3 and GCS (a write conditional on the
+stale version); locally by an atomic swap of the file (`os.replace`) after checking it is still the stale
+one. A holder that finds at renewal that its lease was taken over stops its trial (`LeaseLost`) rather than
+train beside the new holder.
+
+Other pyarrow filesystems (HDFS, ...) offer no conditional write; there the lease is written and read back,
+which narrows the race to the write's latency but does not close it (listed in the docs). The clients of the
+conditional writes come with the store's extra: `ltbench[s3]` (boto3), `ltbench[gcs]`
+(google-cloud-storage); `check_lease_client` says which is missing before a run starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -31,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.errors import LtbenchError
-from harness.records.storage import TrialFiles
+from harness.records.storage import Storage, TrialFiles
 
 LEASE_FILE = "lease.json"
 RENEW_ENV = "LTBENCH_LEASE_RENEW_S"  # tests shorten it
@@ -84,7 +91,7 @@ class _LocalBackend:
         os.replace(temp, self.path)
         return content
 
-    def delete(self) -> None:
+    def delete(self, version: Any) -> None:
         self.path.unlink(missing_ok=True)
 
 
@@ -127,8 +134,67 @@ class _S3Backend:
     def replace(self, version: Any, content: bytes) -> Any:
         return self._put(content, IfMatch=version)
 
-    def delete(self) -> None:
+    def delete(self, version: Any) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+class _GcsBackend:
+    """The lease as an object, written with GCS's generation preconditions: `ifGenerationMatch=0` creates
+    it only if absent, `ifGenerationMatch=<generation>` replaces or deletes it only if unchanged since read.
+    The client takes the pyarrow filesystem's endpoint and credentials (anonymous, an access token, or the
+    environment's default credentials, as pyarrow)."""
+
+    def __init__(self, files: TrialFiles) -> None:
+        from google.cloud import storage as gcs
+
+        options = files.storage.filesystem.__reduce__()[1][0]  # what the GcsFileSystem was made with
+        bucket, _, self.name = files.storage.remote_path(files.key, LEASE_FILE).partition("/")
+        settings: dict[str, Any] = {"project": options.get("project_id") or None}
+        if options.get("endpoint_override"):
+            endpoint = options["endpoint_override"]
+            scheme = options.get("scheme") or "https"
+            settings["client_options"] = {"api_endpoint": endpoint if "://" in endpoint else f"{scheme}://{endpoint}"}
+        if options.get("anonymous"):
+            from google.auth.credentials import AnonymousCredentials
+
+            settings.update(credentials=AnonymousCredentials(), project=settings["project"] or "anonymous")
+        elif options.get("access_token"):
+            from google.oauth2.credentials import Credentials
+
+            settings["credentials"] = Credentials(options["access_token"])
+        self.bucket = gcs.Client(**settings).bucket(bucket)
+
+    def _write(self, content: bytes, generation: int) -> Any:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self.bucket.blob(self.name)  # a blob object per request: renewals run on their own thread
+        try:
+            blob.upload_from_string(content, content_type="application/json", if_generation_match=generation)
+        except PreconditionFailed:
+            return None
+        return blob.generation
+
+    def create(self, content: bytes) -> Any:
+        return self._write(content, 0)
+
+    def read(self) -> tuple[bytes, Any] | None:
+        from google.api_core.exceptions import NotFound
+
+        blob = self.bucket.blob(self.name)
+        try:
+            content = blob.download_as_bytes()
+        except NotFound:
+            return None
+        return content, blob.generation
+
+    def replace(self, version: Any, content: bytes) -> Any:
+        return self._write(content, version)
+
+    def delete(self, version: Any) -> None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        with contextlib.suppress(NotFound, PreconditionFailed):  # gone, or another holder's by now
+            self.bucket.blob(self.name).delete(if_generation_match=version)
 
 
 class _WriteThenReadBackend:
@@ -162,16 +228,45 @@ class _WriteThenReadBackend:
         found = self.read()
         return self._write(content) if found is not None and found[1] == version else None
 
-    def delete(self) -> None:
+    def delete(self, version: Any) -> None:
         self.fs.delete_file(self.path)
+
+
+# a store's scheme -> its conditional-write lease, and the client module and extra that it needs
+CONDITIONAL_BACKENDS: dict[str, tuple[type, str, str]] = {
+    "s3": (_S3Backend, "boto3", "s3"),
+    "gs": (_GcsBackend, "google.cloud.storage", "gcs"),
+}
+
+
+def _scheme(storage: Storage) -> str:
+    return storage.uri.partition("://")[0].lower()
 
 
 def _backend(files: TrialFiles) -> Any:
     if files.storage.is_local:
         return _LocalBackend(files)
-    if files.storage.uri.startswith("s3://"):
-        return _S3Backend(files)
-    return _WriteThenReadBackend(files)
+    backend = CONDITIONAL_BACKENDS.get(_scheme(files.storage))
+    return backend[0](files) if backend else _WriteThenReadBackend(files)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def check_lease_client(storage: Storage) -> None:
+    """Fail in one line, before a run starts, if the client of this store's conditional writes is missing."""
+    if storage.is_local or _scheme(storage) not in CONDITIONAL_BACKENDS:
+        return
+    _, module, extra = CONDITIONAL_BACKENDS[_scheme(storage)]
+    if not _importable(module):
+        raise LtbenchError(
+            f"--storage {storage.location}: the trial leases in this store need the {module} package; "
+            f"install it with: pip install 'ltbench[{extra}]'"
+        )
 
 
 class TrialLease:
@@ -230,7 +325,7 @@ class TrialLease:
     def release(self) -> None:
         found = self._backend.read()
         if found is not None and found[1] == self.version:
-            self._backend.delete()
+            self._backend.delete(self.version)
 
     def check(self) -> None:
         """Raise `LeaseLost` if another holder took the lease over (call between epochs)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -53,6 +54,13 @@ def test_a_trial_count_the_grid_cannot_make_is_refused(trials: int) -> None:
         LoadOptions(trials=trials).check()
 
 
+def test_the_load_runs_one_trial_per_cpu_unless_told() -> None:
+    assert LoadOptions(trials=40).slots == len(os.sched_getaffinity(0))
+    assert LoadOptions(trials=40, concurrency=3).slots == 3
+    with pytest.raises(LtbenchError, match="--load-concurrency must be 1 or more"):
+        LoadOptions(trials=40, concurrency=0).check()
+
+
 @pytest.fixture(scope="module")
 def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough fake images per class for the load suite's cap (500) and validation split (20)."""
@@ -65,7 +73,7 @@ def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_forty_simulated_trials_through_the_real_driver_lose_no_epoch(tmp_path: Path, fashion_root: Path) -> None:
     results = tmp_path / "results"
     command = [sys.executable, "-m", "harness.cli", "bench", "--load", "40", "--load-epochs", "3"]
-    command += ["--load-epoch-seconds", "0.05", "--load-concurrency", "4", "--data-root", str(fashion_root)]
+    command += ["--load-epoch-seconds", "0.05", "--data-root", str(fashion_root)]  # one slot per CPU
     done = subprocess.run([*command, "--results-dir", str(results)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads((results / "load.json").read_text())["load"]

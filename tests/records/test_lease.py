@@ -1,5 +1,6 @@
 """The per-trial lease in a shared store: one holder at a time, a waiter that says so, a stale lease taken
-over, and a holder that learns it lost its lease; on a local store and on S3 (moto)."""
+over, and a holder that learns it lost its lease; on a local store, on S3 (moto) and on Google Cloud Storage
+(fake-gcs-server)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from harness.records.lease import LEASE_FILE, LeaseLost, TrialLease, leased
+from harness.core.errors import LtbenchError
+from harness.records import lease as lease_module
+from harness.records.lease import LEASE_FILE, LeaseLost, TrialLease, check_lease_client, leased
 from harness.records.storage import Storage
-from tests.store_servers import S3Server
+from tests.store_servers import GcsServer, S3Server
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if request.param == "local":
         return Storage.open(tmp_path / "store")
-    s3: S3Server = request.getfixturevalue("s3")
-    return s3.storage(f"lease-{time.monotonic_ns()}")
+    server: S3Server | GcsServer = request.getfixturevalue(request.param)
+    return server.storage(f"lease-{time.monotonic_ns()}")
 
 
 def test_a_second_holder_waits_says_who_holds_and_takes_the_lease_once_released(store: Storage) -> None:
@@ -89,3 +92,14 @@ def test_leased_renews_while_the_block_runs_and_releases_at_the_end(
         assert lease.renewals >= 3 and not lease.lost.is_set()
         assert files.read_json(LEASE_FILE)["holder"] == "driver one"
     assert not files.exists(LEASE_FILE)
+
+
+def test_a_store_whose_lease_client_is_missing_is_refused_in_one_line(
+    gcs: GcsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = gcs.storage("lease-client")
+    check_lease_client(store)  # installed here: nothing to say
+    monkeypatch.setattr(lease_module, "_importable", lambda module: False)
+    with pytest.raises(LtbenchError, match=r"need the google.cloud.storage package; .*pip install 'ltbench\[gcs\]'"):
+        check_lease_client(store)
+    check_lease_client(Storage.open("/tmp/a-local-store"))  # a local store needs no client
