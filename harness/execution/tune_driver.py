@@ -45,7 +45,7 @@ from harness.execution.worker import Trainable, train_trial, trial_resources
 from harness.experiment.plan import trial_epochs
 from harness.records.artifacts import RESULT_FILE
 from harness.records.disk_space import is_disk_full
-from harness.records.lease import default_holder
+from harness.records.lease import default_holder, driver_home
 from harness.records.storage import Storage
 from harness.records.tracker import Tracker
 
@@ -235,7 +235,7 @@ def run_with_tune(
         storage_path, storage_filesystem = str((results_dir / "ray").resolve()), None
     else:
         storage_filesystem, storage_path = storage.tune_storage()
-    holder = default_holder(results_dir.resolve())
+    holder, home = default_holder(results_dir.resolve()), driver_home(results_dir)
     configs = {
         t.key: {
             "key": t.key,
@@ -243,6 +243,7 @@ def run_with_tune(
             "storage": storage.uri,
             "backbone": backbone_of.get(t.key),
             "lease_holder": holder,  # named to another driver that finds the trial leased
+            "lease_home": home,  # a lease of this results dir's is an attempt that died: taken over at once
         }
         for t in trials
     }

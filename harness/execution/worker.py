@@ -93,7 +93,8 @@ def leased_steps(
     """The trial's training steps (`trial_steps`) while it holds its lease in the store: another driver
     sharing the store waits instead of training it too, and the lease is checked between epochs (the trial
     stops if another driver took it over)."""
-    with leased(storage.trial(cfg.key), member.get("lease_holder") or default_holder(), say) as lease:
+    holder = member.get("lease_holder") or default_holder()
+    with leased(storage.trial(cfg.key), holder, say, home=member.get("lease_home")) as lease:
 
         def report(row: dict[str, Any]) -> None:
             lease.check()

@@ -10,6 +10,11 @@ once who holds it, and trains (or, if the holder finished, reads the result) whe
 On Google Cloud Storage the same is done with generation preconditions: create with `ifGenerationMatch=0`,
 renew and take over with `ifGenerationMatch` on the generation read, release with it too.
 
+A lease left by the same results dir (its `home`: the driver's host and results dir) is taken over at once:
+the driver holds that results dir's lock, so the lease's holder is an attempt of this trial that is no
+longer running (a worker that died and is being retried, or an earlier run of the results dir that was
+killed), and waiting for it to go stale would only delay the resumed trial by `stale_s`.
+
 A lease that has not changed for `stale_s` of the waiter's own clock (no clocks are compared across nodes)
 belongs to a dead driver or node and is taken over: atomically on S3 and GCS (a write conditional on the
 stale version); locally by an atomic swap of the file (`os.replace`) after checking it is still the stale
@@ -272,9 +277,10 @@ def check_lease_client(storage: Storage) -> None:
 class TrialLease:
     """One holder's lease on one trial: `acquire` it, keep it renewed, `release` it."""
 
-    def __init__(self, files: TrialFiles, holder: str, renew_s: float | None = None) -> None:
+    def __init__(self, files: TrialFiles, holder: str, renew_s: float | None = None, home: str | None = None) -> None:
         self.files = files
         self.holder = holder  # who holds it, as another driver's message names it
+        self.home = home  # the driver's results dir (`driver_home`): a lease from the same one is a dead attempt
         self.renew_s = renew_s or renew_seconds()
         self.stale_s = STALE_RENEWALS * self.renew_s
         self.token = uuid.uuid4().hex
@@ -285,7 +291,13 @@ class TrialLease:
 
     def _content(self) -> bytes:
         return json.dumps(
-            {"holder": self.holder, "token": self.token, "renewal": self.renewals, "renew_s": self.renew_s}
+            {
+                "holder": self.holder,
+                "home": self.home,
+                "token": self.token,
+                "renewal": self.renewals,
+                "renew_s": self.renew_s,
+            }
         ).encode()
 
     def acquire(self, say: Callable[[str], None] = print, poll_s: float | None = None) -> None:
@@ -300,6 +312,12 @@ class TrialLease:
             if found is None:  # released between our create and read: try again at once
                 continue
             content, version = found
+            if self.home is not None and _field(content, "home") == self.home:
+                self.version = self._backend.replace(version, self._content())
+                if self.version is not None:
+                    say(f"trial {self.files.key}: took over the lease of an earlier attempt from this results dir")
+                    return
+                continue  # changed since read: look again
             if version != seen:
                 seen, seen_at = version, time.monotonic()
             elif time.monotonic() - seen_at > self.stale_s:
@@ -336,11 +354,16 @@ class TrialLease:
             )
 
 
-def _holder_of(content: bytes) -> str:
+def _field(content: bytes, name: str) -> Any:
     try:
-        return str(json.loads(content)["holder"])
+        return json.loads(content)[name]
     except (ValueError, KeyError, TypeError):
-        return "another ltbench run"
+        return None
+
+
+def _holder_of(content: bytes) -> str:
+    holder = _field(content, "holder")
+    return "another ltbench run" if holder is None else str(holder)
 
 
 def default_holder(results_dir: str | Path = "") -> str:
@@ -348,10 +371,18 @@ def default_holder(results_dir: str | Path = "") -> str:
     return f"ltbench run (pid {os.getpid()} on {socket.gethostname()}{where})"
 
 
+def driver_home(results_dir: str | Path) -> str:
+    """The results dir a driver holds the lock of, as leases name it: its host and resolved path (two machines
+    may use the same path for different directories)."""
+    return f"{socket.gethostname()}:{Path(results_dir).resolve()}"
+
+
 @contextmanager
-def leased(files: TrialFiles, holder: str, say: Callable[[str], None] = print) -> Iterator[TrialLease]:
+def leased(
+    files: TrialFiles, holder: str, say: Callable[[str], None] = print, home: str | None = None
+) -> Iterator[TrialLease]:
     """Hold the trial's lease for the length of the block, renewed by a background thread."""
-    lease = TrialLease(files, holder)
+    lease = TrialLease(files, holder, home=home)
     lease.acquire(say)
     stop = threading.Event()
 

@@ -64,6 +64,30 @@ def test_a_stale_lease_is_taken_over_and_its_old_holder_stops(store: Storage) ->
     taker.check()  # the new holder keeps it
 
 
+def test_a_lease_of_this_results_dir_is_taken_over_at_once_and_another_dirs_is_waited_for(store: Storage) -> None:
+    files = store.trial("trial-e")
+    dead = TrialLease(files, "a worker that died", renew_s=60, home="host:/results")
+    dead.acquire()  # and never renews: stale only after 6 minutes
+    elsewhere = TrialLease(files, "another results dir", renew_s=60, home="host:/other")
+    waiter = threading.Thread(target=elsewhere.acquire, kwargs={"say": lambda line: None, "poll_s": 0.05})
+    waiter.start()
+    time.sleep(0.3)
+    assert waiter.is_alive() and elsewhere.version is None  # another results dir's driver may be alive: it waits
+    said: list[str] = []
+    retry = TrialLease(files, "its retry", renew_s=60, home="host:/results")
+    started = time.monotonic()
+    retry.acquire(say=said.append, poll_s=0.05)
+    assert time.monotonic() - started < 5 and retry.version is not None
+    assert said == ["trial trial-e: took over the lease of an earlier attempt from this results dir"]
+    dead.renew()
+    with pytest.raises(LeaseLost):
+        dead.check()
+    retry.release()
+    waiter.join(timeout=10)
+    assert elsewhere.version is not None  # and the other results dir's driver goes on once it is released
+    elsewhere.release()
+
+
 def test_two_racing_creators_get_one_lease(store: Storage) -> None:
     files = store.trial("trial-c")
     leases = [TrialLease(files, f"driver {i}", renew_s=60) for i in range(4)]
