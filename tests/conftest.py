@@ -34,6 +34,15 @@ def method_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def quick_leases() -> Iterator[None]:
+    """Trials renew their store lease every second (15 s by default), so that the runs that resume a killed
+    attempt from the same results dir wait 2 s, not 30, for its lease to go stale (`harness.records.lease`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LTBENCH_LEASE_RENEW_S", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def fake_fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fashion")

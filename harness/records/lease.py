@@ -10,10 +10,11 @@ once who holds it, and trains (or, if the holder finished, reads the result) whe
 On Google Cloud Storage the same is done with generation preconditions: create with `ifGenerationMatch=0`,
 renew and take over with `ifGenerationMatch` on the generation read, release with it too.
 
-A lease left by the same results dir (its `home`: the driver's host and results dir) is taken over at once:
-the driver holds that results dir's lock, so the lease's holder is an attempt of this trial that is no
-longer running (a worker that died and is being retried, or an earlier run of the results dir that was
-killed), and waiting for it to go stale would only delay the resumed trial by `stale_s`.
+A lease left by the same results dir (its `home`: the driver's host and results dir) is stale sooner: after
+`SAME_HOME_STALE_RENEWALS` of its holder's renewal periods unchanged. The driver holds that results dir's
+lock, so the holder is an attempt of this trial that Ray gave up on (a worker that died and is being
+retried, or an earlier run of the results dir that was killed); the short wait only makes sure it is not a
+worker cut off from the cluster that still renews.
 
 A lease that has not changed for `stale_s` of the waiter's own clock (no clocks are compared across nodes)
 belongs to a dead driver or node and is taken over: atomically on S3 and GCS (a write conditional on the
@@ -49,6 +50,7 @@ LEASE_FILE = "lease.json"
 RENEW_ENV = "LTBENCH_LEASE_RENEW_S"  # tests shorten it
 DEFAULT_RENEW_S = 15.0
 STALE_RENEWALS = 6  # a lease unchanged for this many renewal periods is stale
+SAME_HOME_STALE_RENEWALS = 2  # ... and one from this results dir, for this many of its holder's periods
 
 
 class LeaseLost(LtbenchError):
@@ -280,7 +282,7 @@ class TrialLease:
     def __init__(self, files: TrialFiles, holder: str, renew_s: float | None = None, home: str | None = None) -> None:
         self.files = files
         self.holder = holder  # who holds it, as another driver's message names it
-        self.home = home  # the driver's results dir (`driver_home`): a lease from the same one is a dead attempt
+        self.home = home  # the driver's results dir (`driver_home`): a lease from the same one goes stale sooner
         self.renew_s = renew_s or renew_seconds()
         self.stale_s = STALE_RENEWALS * self.renew_s
         self.token = uuid.uuid4().hex
@@ -312,26 +314,32 @@ class TrialLease:
             if found is None:  # released between our create and read: try again at once
                 continue
             content, version = found
-            if self.home is not None and _field(content, "home") == self.home:
-                self.version = self._backend.replace(version, self._content())
-                if self.version is not None:
-                    say(f"trial {self.files.key}: took over the lease of an earlier attempt from this results dir")
-                    return
-                continue  # changed since read: look again
+            ours = self.home is not None and _field(content, "home") == self.home
             if version != seen:
                 seen, seen_at = version, time.monotonic()
-            elif time.monotonic() - seen_at > self.stale_s:
+            elif time.monotonic() - seen_at > self._stale_after(content, ours):
                 self.version = self._backend.replace(version, self._content())
                 if self.version is not None:
-                    say(f"trial {self.files.key}: took over a stale lease of {_holder_of(content)}")
+                    what = "an earlier attempt from this results dir" if ours else _holder_of(content)
+                    say(f"trial {self.files.key}: took over a stale lease of {what}")
                     return
-            if not said:
+            if not said and not ours:
                 say(
                     f"trial {self.files.key} is being trained by {_holder_of(content)} (its lease in the shared "
                     "store); waiting for it to finish"
                 )
                 said = True
             time.sleep(poll_s)
+
+    def _stale_after(self, content: bytes, ours: bool) -> float:
+        """Seconds a lease must stay unchanged before it is taken over (see the module's docstring)."""
+        if not ours:
+            return self.stale_s
+        try:
+            holder_renew_s = float(_field(content, "renew_s"))
+        except (TypeError, ValueError):
+            holder_renew_s = self.renew_s
+        return min(SAME_HOME_STALE_RENEWALS * holder_renew_s, self.stale_s)  # a lease's own figure, within ours
 
     def renew(self) -> None:
         """Write the lease anew if it is still ours; else mark it lost."""

@@ -64,28 +64,49 @@ def test_a_stale_lease_is_taken_over_and_its_old_holder_stops(store: Storage) ->
     taker.check()  # the new holder keeps it
 
 
-def test_a_lease_of_this_results_dir_is_taken_over_at_once_and_another_dirs_is_waited_for(store: Storage) -> None:
+def test_a_lease_of_this_results_dir_is_stale_after_two_of_its_renewals_and_another_dirs_after_six(
+    store: Storage,
+) -> None:
     files = store.trial("trial-e")
-    dead = TrialLease(files, "a worker that died", renew_s=60, home="host:/results")
-    dead.acquire()  # and never renews: stale only after 6 minutes
-    elsewhere = TrialLease(files, "another results dir", renew_s=60, home="host:/other")
-    waiter = threading.Thread(target=elsewhere.acquire, kwargs={"say": lambda line: None, "poll_s": 0.05})
-    waiter.start()
-    time.sleep(0.3)
-    assert waiter.is_alive() and elsewhere.version is None  # another results dir's driver may be alive: it waits
+    dead = TrialLease(files, "a worker that died", renew_s=0.2, home="host:/results")
+    dead.acquire()  # and never renews
+    elsewhere = TrialLease(files, "another results dir", renew_s=0.2, home="host:/other")
+    waiter = threading.Thread(target=elsewhere.acquire, kwargs={"say": lambda line: None, "poll_s": 0.02})
     said: list[str] = []
-    retry = TrialLease(files, "its retry", renew_s=60, home="host:/results")
+    retry = TrialLease(files, "its retry", renew_s=0.2, home="host:/results")
+    waiter.start()
     started = time.monotonic()
-    retry.acquire(say=said.append, poll_s=0.05)
-    assert time.monotonic() - started < 5 and retry.version is not None
-    assert said == ["trial trial-e: took over the lease of an earlier attempt from this results dir"]
+    retry.acquire(say=said.append, poll_s=0.02)
+    waited = time.monotonic() - started
+    assert 2 * 0.2 <= waited < 6 * 0.2 and retry.version is not None  # before the other dir's stale time
+    assert said == ["trial trial-e: took over a stale lease of an earlier attempt from this results dir"]
+    assert waiter.is_alive() and elsewhere.version is None  # the other results dir's driver still waits
     dead.renew()
     with pytest.raises(LeaseLost):
         dead.check()
     retry.release()
     waiter.join(timeout=10)
-    assert elsewhere.version is not None  # and the other results dir's driver goes on once it is released
+    assert elsewhere.version is not None  # and goes on once the lease is released
     elsewhere.release()
+
+
+def test_an_attempt_of_this_results_dir_that_still_renews_is_waited_for(store: Storage) -> None:
+    """A worker Ray declared lost while it still runs (cut off from the cluster) keeps its lease fresh: the
+    retry waits rather than train beside it."""
+    files = store.trial("trial-f")
+    alive = TrialLease(files, "a worker cut off", renew_s=0.1, home="host:/results")
+    alive.acquire()
+    retry = TrialLease(files, "its retry", renew_s=0.1, home="host:/results")
+    waiter = threading.Thread(target=retry.acquire, kwargs={"say": lambda line: None, "poll_s": 0.02})
+    waiter.start()
+    for _ in range(8):  # 0.8 s: four times the same-dir stale time
+        time.sleep(0.1)
+        alive.renew()
+    assert waiter.is_alive() and retry.version is None
+    alive.release()
+    waiter.join(timeout=10)
+    assert retry.version is not None
+    retry.release()
 
 
 def test_two_racing_creators_get_one_lease(store: Storage) -> None:
