@@ -12,7 +12,7 @@ from harness.core.errors import LtbenchError
 from harness.execution.grouping import GROUPING_SECTION, resolve_group_size
 from harness.execution.run_suite import dry_run
 from harness.execution.trial_queue import Job, TrialQueue, plan_jobs
-from harness.execution.tune_driver import QueueSearcher
+from harness.execution.tune_driver import LiveTrialsScheduler, QueueSearcher
 from harness.experiment.plan import make_plan
 from harness.experiment.suite import build_suite
 from tests.conftest import write_tiny_suite
@@ -116,3 +116,24 @@ def test_the_dry_run_gives_cost_its_source_and_the_grouping(tmp_path: Path, fake
     assert "throughputs measured by ltbench bench" in dry_run(suite, results_dir=measured)
     with pytest.raises(LtbenchError, match="--group-size must be a positive whole number"):
         dry_run(suite, results_dir=tmp_path / "results", group_size="0")
+
+
+def test_the_scheduler_picks_the_first_waiting_trial_among_those_not_ended() -> None:
+    from ray.tune.experiment import Trial
+
+    class Stub:  # what the scheduler reads of a Tune trial: its status (and it is hashable, as Trial is)
+        status = Trial.PENDING
+
+    scheduler = LiveTrialsScheduler()
+    a, b, c, d = (Stub() for _ in range(4))
+    for trial in (a, b, c, d):
+        scheduler.on_trial_add(None, trial)
+    a.status = b.status = Trial.RUNNING
+    assert scheduler.choose_trial_to_run(None) is c  # FIFO: the first pending trial
+    scheduler.on_trial_complete(None, a, {})
+    scheduler.on_trial_error(None, c)
+    scheduler.on_trial_remove(None, d)
+    assert list(scheduler.live) == [b]  # ended trials leave the set: no scan over them at every step
+    assert scheduler.choose_trial_to_run(None) is None
+    b.status = Trial.PAUSED
+    assert scheduler.choose_trial_to_run(None) is b  # then the first paused one, as FIFO
