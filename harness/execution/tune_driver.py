@@ -278,7 +278,7 @@ def run_with_tune(
             "storage": storage.uri,
             "backbone": backbone_of.get(t.key),
             "lease_holder": holder,  # named to another driver that finds the trial leased
-            "lease_home": home,  # a lease of this results dir's is an attempt that died: taken over at once
+            "lease_home": home,  # a lease of this results dir's is an attempt Ray gave up on: stale sooner
         }
         for t in trials
     }

@@ -323,11 +323,17 @@ class TrialLease:
                     what = "an earlier attempt from this results dir" if ours else _holder_of(content)
                     say(f"trial {self.files.key}: took over a stale lease of {what}")
                     return
-            if not said and not ours:
-                say(
-                    f"trial {self.files.key} is being trained by {_holder_of(content)} (its lease in the shared "
-                    "store); waiting for it to finish"
-                )
+            if not said:
+                if ours:
+                    say(
+                        f"trial {self.files.key}: waiting up to {self._stale_after(content, ours):g} s for the "
+                        "lease of an earlier attempt from this results dir to go stale"
+                    )
+                else:
+                    say(
+                        f"trial {self.files.key} is being trained by {_holder_of(content)} (its lease in the "
+                        "shared store); waiting for it to finish"
+                    )
                 said = True
             time.sleep(poll_s)
 
