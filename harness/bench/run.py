@@ -131,20 +131,29 @@ def _cases(data_root: str | None, sizes: Sizes) -> list[bench_cases.BenchCase]:
     ]
 
 
-def measure_grouping(cases: list[bench_cases.BenchCase], device: torch.device, sizes: Sizes) -> Section:
-    """Section (f) on the quick suite's case on a CPU (does grouping pay there?), on ResNet-32 on a GPU."""
+def measure_grouping(
+    cases: list[bench_cases.BenchCase], device: torch.device, sizes: Sizes, compiled: bool = False
+) -> Section:
+    """Section (f) on the quick suite's case on a CPU (does grouping pay there?), on ResNet-32 on a GPU; with
+    `compiled`, its torch.compile section instead."""
     case = cases[1] if device.type == "cuda" else cases[0]
     images = sizes.train_images.get(case.model)
     if device.type == "cpu" and images is not None:  # K trials train K times the images per timed call
         images = max(case.recipe.batch_size, images // max(grouping.GROUP_SIZES["cpu"]))  # >= one full batch
-    return grouping.measure(case, device, images, sizes.rounds, sizes.min_seconds, sizes.matmul_n)
+    return grouping.measure(case, device, images, sizes.rounds, sizes.min_seconds, sizes.matmul_n, compiled)
 
 
 def run_grouping_only(
-    device: str, quick: bool, data_root: str | None, threads: int | None, path: Path, log: Callable[[str], None] = print
+    device: str,
+    quick: bool,
+    data_root: str | None,
+    threads: int | None,
+    path: Path,
+    log: Callable[[str], None] = print,
+    compiled: bool = False,
 ) -> dict[str, Any]:
-    """Section (f) alone, put into the bench.json document at `path` (its other sections, machine and
-    settings kept: the section names its own machine)."""
+    """Section (f) alone (or, with `compiled`, its torch.compile section), put into the bench.json document at
+    `path` (its other sections, machine and settings kept: the section names its own machine)."""
     dev, sizes = _prepare(device, quick, threads)
     started = time.perf_counter()
     try:
@@ -153,11 +162,11 @@ def run_grouping_only(
         result = {"sections": {}}
     result.setdefault("machine", machine_info(dev))
     result.setdefault("settings", {"device": str(dev), "quick": quick})
-    log(f"(f) grouping on {dev}: loading data")
-    section = measure_grouping(_cases(data_root, sizes), dev, sizes)
+    log(f"(f) grouping{' compiled' if compiled else ''} on {dev}: loading data")
+    section = measure_grouping(_cases(data_root, sizes), dev, sizes, compiled)
     m = machine_info(dev)
     section.notes["machine"] = f"{m['cpu_model']}, torch {m['torch']}, device {m['device']}"
-    result["sections"]["grouping"] = section.as_dict()
+    result["sections"][section.name] = section.as_dict()
     result["seconds"] = time.perf_counter() - started
     return result
 

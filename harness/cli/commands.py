@@ -248,6 +248,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (progress apart from the table)
+    if args.compile and not args.grouping:
+        raise LtbenchError("--compile measures section (f) only: add --grouping (ltbench bench --grouping --compile)")
     if args.load is not None:
         return _bench_load(args, log)
     path = _results_dir(args) / "bench.json"
@@ -255,7 +257,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.makespan:
         result = run_makespan_only(makespan, path, log)
     elif args.grouping:
-        result = run_grouping_only(args.device, args.quick, args.data_root, args.threads, path, log)
+        result = run_grouping_only(args.device, args.quick, args.data_root, args.threads, path, log, args.compile)
     else:
         result = run_bench(args.device, args.quick, args.data_root, args.threads, log, makespan)
     path = write_bench(result, path)

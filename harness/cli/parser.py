@@ -170,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         "other sections (default: all)",
     )
     bench.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --grouping: measure torch.compile(mode='reduce-overhead') against eager instead (K = 1 and 4; "
+        "compile time reported), into its own section of bench.json",
+    )
+    bench.add_argument(
         "--ray-gpus",
         type=int,
         help="(e) also on a real Ray run with this many fake GPUs (about 1 CPU core per 16 trials at once; "

@@ -24,6 +24,17 @@ GROUPING_SECTION = "grouping"
 GROUPING_PAYS = 1.10
 
 
+def runs_today(detail: dict) -> bool:
+    """Whether a bench figure measured the path a grouped run takes by default: eager steps (the captured
+    step is opt-in), on the default stream (per-trial streams are opt-in), trials stepping in turn (the
+    trainer does not fuse them). Figures older than a detail count as it default."""
+    return (
+        detail.get("step") == "eager"
+        and detail.get("streams", "default") == "default"
+        and detail.get("fusion", "none") == "none"
+    )
+
+
 def measured_group_sizes(bench_json: Path | None) -> dict[tuple[str, str], tuple[int, float]]:
     """Per (device type, model): the group size `ltbench bench` measured fastest and its throughput ratio
     against one trial per process, from its grouping section; {} without one."""
@@ -37,8 +48,8 @@ def measured_group_sizes(bench_json: Path | None) -> dict[tuple[str, str], tuple
     best: dict[tuple[str, str], tuple[int, float]] = {}
     for figure in figures:
         detail = figure.get("detail", {})
-        if figure.get("unit") != "images/s" or "group_size" not in detail or detail.get("step") != "eager":
-            continue  # only the path a run takes today (the captured step is off by default)
+        if figure.get("unit") != "images/s" or "group_size" not in detail or not runs_today(detail):
+            continue
         where = (str(detail.get("device_type")), str(detail.get("model")))
         if where not in best or figure["ratio"] > best[where][1]:
             best[where] = (int(detail["group_size"]), float(figure["ratio"]))

@@ -4,9 +4,11 @@ consistently (ratio, target, verdict), and that missing pieces are reported as s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -14,12 +16,16 @@ import pytest
 import torch
 
 import harness.bench.run as bench
-from harness.bench import sharing
+from harness.bench import grouping, sharing
+from harness.bench.cases import cifar_case
 from harness.bench.common import Figure
 from harness.cli import main
 from harness.core.errors import LtbenchError
-from harness.execution.grouping import GROUPING_PAYS, resolve_group_size
+from harness.data.pipeline import TensorBatches
+from harness.execution.grouping import GROUPING_PAYS, resolve_group_size, runs_today
 from harness.experiment.suite import build_suite
+from harness.models import build_model
+from harness.training.precision import resolve_precision
 from tests.fakes import write_fashion_mnist
 
 TINY = bench.Sizes(
@@ -105,10 +111,12 @@ def test_bench_quick_end_to_end(monkeypatch, restore_threads, tmp_path: Path, fa
     assert sections["bf16"]["status"] == "ok" or sections["bf16"]["status"].startswith("not supported")
     assert sections["flops"]["figures"][0]["detail"]["flops_per_image"] > 0
     assert sections["stage_sharing"]["status"] == "ok" or sections["stage_sharing"]["status"].startswith("unavailable")
-    grouping = sections["grouping"]  # on a CPU: the quick suite's model, K = 2 and 4 against one trial
-    assert [(f["detail"]["model"], f["detail"]["group_size"]) for f in grouping["figures"]] == [
-        ("resnet-small-gray", 2),
-        ("resnet-small-gray", 4),
+    grouping = sections["grouping"]  # on a CPU: the quick suite's model, K = 2 and 4 in turn and fused
+    assert [(f["detail"]["model"], f["detail"]["group_size"], f["detail"]["fusion"]) for f in grouping["figures"]] == [
+        ("resnet-small-gray", 2, "none"),
+        ("resnet-small-gray", 4, "none"),
+        ("resnet-small-gray", 2, "fused"),
+        ("resnet-small-gray", 4, "fused"),
     ]
     assert "grouping" in grouping["notes"]["verdict"] and "pay" in grouping["notes"]["verdict"]
     for name, section in sections.items():
@@ -163,7 +171,7 @@ def test_the_grouping_section_alone_joins_the_others_and_auto_follows_its_verdic
     assert "(f) grouping" in capsys.readouterr().out
     trials = build_suite("quick").trials
     size, why = resolve_group_size("auto", trials, path)
-    best = max(section["figures"], key=lambda f: f["ratio"])
+    best = max((f for f in section["figures"] if runs_today(f["detail"])), key=lambda f: f["ratio"])
     assert size == (best["detail"]["group_size"] if best["ratio"] >= GROUPING_PAYS else 1), why
     assert ("does not pay" in section["notes"]["verdict"]) == (size == 1)
 
@@ -261,3 +269,40 @@ def test_bad_arguments_are_user_errors(argv, message, restore_threads, capsys) -
     assert message in capsys.readouterr().err
     with pytest.raises(LtbenchError, match=message.replace("-", r"\-")):
         bench.run_bench(**({"device": "gpu"} if argv[0] == "--device" else {"threads": 0}))
+
+
+def test_compile_without_grouping_is_refused_before_anything_is_measured(tmp_path: Path, capsys) -> None:
+    assert main(["bench", "--compile", "--results-dir", str(tmp_path)]) == 2
+    assert "--compile measures section (f) only: add --grouping" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compiled_sides_first_call_is_timed_once() -> None:
+    """The compile time of a compiled side is its first call's seconds (compare's untimed warm-up)."""
+    calls: list[float] = []
+    seconds: dict[str, float] = {}
+
+    def epoch() -> int:
+        calls.append(time.perf_counter())
+        time.sleep(0.05 if len(calls) == 1 else 0.0)  # the first call compiles
+        return 7
+
+    run = grouping.first_call_timed(epoch, torch.device("cpu"), seconds, "K=1 compiled fp32")
+    assert run() == 7 and seconds["K=1 compiled fp32"] >= 0.05
+    first = seconds["K=1 compiled fp32"]
+    assert run() == 7 and seconds == {"K=1 compiled fp32": first} and len(calls) == 2
+
+
+@pytest.mark.parametrize("mode", [m for m in grouping.MODES], ids=lambda m: m.name)
+def test_every_side_of_the_grouping_section_trains_an_epoch_on_the_cpu(mode: grouping.Mode) -> None:
+    """The GPU-only sides (graphs, streams) run here too, falling back to eager steps on the default stream,
+    so a GPU session does not find them broken; each trains K x the full batches an epoch."""
+    case = cifar_case("/nonexistent", 96)  # no CIFAR files there: synthetic images of CIFAR's shape
+    case.recipe = dataclasses.replace(case.recipe, batch_size=32, channels_last=False)
+    device = torch.device("cpu")
+    batches = TensorBatches(case.train, case.data, device, case.pad, case.flip)
+    torch.manual_seed(0)
+    initial = build_model("resnet32", 10, 3)
+    setup = grouping.GroupSetup(initial, batches, case, resolve_precision("fp32", device), 2)
+    loop = grouping.fused_loop(setup, mode) if mode.fused else grouping.group_loop(setup, mode)
+    assert loop() == 2 * 96 and loop() == 2 * 96

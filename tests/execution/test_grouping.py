@@ -67,13 +67,15 @@ def test_the_searcher_hands_out_a_group_as_one_tune_trial_holding_one_trials_res
     assert searcher.suggest("t4") == configs["c"]  # a group of one is the trial's own config
 
 
-def grouping_bench(path: Path, device_type: str, model: str, ratios: dict[int, float]) -> Path:
+def grouping_bench(path: Path, device_type: str, model: str, ratios: dict[int, float], **mode: str) -> Path:
+    """A bench.json whose grouping section measured `ratios` (K -> ratio) eagerly, or in another `mode`
+    (step, streams, fusion)."""
     figures = [
         {"unit": "images/s", "ratio": ratio, "detail": {"device_type": device_type, "model": model, "group_size": k}}
         for k, ratio in ratios.items()
     ]
     for figure in figures:
-        figure["detail"]["step"] = "eager"
+        figure["detail"].update({"step": "eager", "streams": "default", "fusion": "none", **mode})
     path.write_text(json.dumps({"sections": {GROUPING_SECTION: {"figures": figures}}}))
     return path
 
@@ -89,6 +91,16 @@ def test_auto_takes_the_measured_size_only_where_grouping_pays(tmp_path: Path, f
     elsewhere = grouping_bench(tmp_path / "gpu.json", "cuda", model, {1: 1.0, 8: 3.0})  # measured on a GPU
     assert resolve_group_size("auto", trials, elsewhere)[0] == 1
     assert resolve_group_size(3, trials, pays) == (3, "as asked")
+
+
+@pytest.mark.parametrize(
+    "mode", [{"step": "graph"}, {"streams": "per trial"}, {"fusion": "fused"}], ids=["captured", "streams", "fused"]
+)
+def test_auto_counts_only_the_path_a_grouped_run_takes(tmp_path: Path, fake_fashion_root: Path, mode: dict) -> None:
+    """A gain measured with captured steps, per-trial streams or fusion is not one a run gets by default."""
+    trials = build_suite(str(write_tiny_suite(tmp_path / "s.yaml", fake_fashion_root))).trials
+    other = grouping_bench(tmp_path / "other.json", "cpu", trials[0].model, {1: 1.0, 4: 2.0}, **mode)
+    assert resolve_group_size("auto", trials, other)[0] == 1
 
 
 def test_group_size_is_a_suite_key_checked_before_anything_runs(tmp_path: Path, fake_fashion_root: Path) -> None:
