@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile",
         action="store_true",
         help="with --grouping: measure torch.compile(mode='reduce-overhead') against eager instead (K = 1 and 4; "
-        "compile time reported), into its own section of bench.json",
+        "compile time reported), into its own section of bench.json (default: not measured)",
     )
     bench.add_argument(
         "--ray-gpus",

@@ -36,19 +36,24 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float) -> bool:
 
 
 def test_fused_scores_and_gradients_are_each_members_own() -> None:
+    """Scores in float32 (a ReLU input within rounding of zero changes a score by rounding only); gradients
+    in float64, since there such an input flips the ReLU's derivative between any two kernels (seen: one
+    float32 weight's gradient 1e-4 apart with other torch threads)."""
     members = _members()
-    fused = fuse(members)
     ((images, targets),) = _batches(1, 28, 5, 1)
-    scores = fused(images)
+    scores = fuse(members)(images)
     assert scores.shape == (K, BATCH, 5)
-    stacked_cross_entropy(scores, targets).backward()
+    for k, model in enumerate(members):
+        assert _close(scores[k].detach(), model(images[k]).detach(), 1e-5)
+
+    members = [m.double() for m in members]
+    fused = fuse(members)
+    stacked_cross_entropy(fused(images.double()), targets).backward()
     grads = member_states_of_grads(fused)
     for k, model in enumerate(members):
-        alone = model(images[k])
-        assert _close(scores[k].detach(), alone.detach(), 1e-5)
-        F.cross_entropy(alone, targets[k]).backward()
+        F.cross_entropy(model(images[k].double()), targets[k]).backward()
         for name, p in model.named_parameters():
-            assert _close(grads[k][name], p.grad, 1e-4), name
+            assert _close(grads[k][name], p.grad, 1e-9), name
 
 
 def member_states_of_grads(fused) -> list[dict[str, torch.Tensor]]:
