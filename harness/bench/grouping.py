@@ -355,8 +355,9 @@ def verdict(figures: list[Figure], model: str, device: torch.device) -> str:
 
 
 def suite_hours(figures: list[Figure], samples: dict[str, list[float]], precisions: list[str]) -> list[Figure]:
-    """The cifar-lt suite's training hours on one GPU at the fastest eager and captured groups, against one
-    trial per process (eager, the suite's precision). A bound: work / aggregate images/s."""
+    """The cifar-lt suite's training hours on one GPU at each mode's fastest group (in turn, captured, on
+    streams, fused, fused captured, compiled), against one trial per process (eager, the suite's precision).
+    A bound: work / aggregate images/s."""
     trials = build_suite(SUITE).trials
     plan = make_plan(trials)
     work = sum(image_equivalents(t) for t in plan.trials)

@@ -306,3 +306,31 @@ def test_every_side_of_the_grouping_section_trains_an_epoch_on_the_cpu(mode: gro
     setup = grouping.GroupSetup(initial, batches, case, resolve_precision("fp32", device), 2)
     loop = grouping.fused_loop(setup, mode) if mode.fused else grouping.group_loop(setup, mode)
     assert loop() == 2 * 96 and loop() == 2 * 96
+
+
+def test_the_suite_hours_take_each_modes_fastest_group_against_one_trial() -> None:
+    """GPU-only arithmetic of section (f), checked here: per mode (in turn, captured, streams, fused, fused
+    captured, compiled) the cifar-lt work over its fastest K's images/s, against one eager trial's (fp32:
+    the cifar-lt recipe's `auto` on a GPU)."""
+    modes = [*grouping.MODES, grouping.COMPILED]
+    figures = [
+        Figure(
+            f"K={k} {m.name}",
+            1000.0 * k * (i + 1),
+            1000.0,
+            0.0,
+            "images/s",
+            "",
+            "",
+            detail={**m.detail(), "group_size": k, "precision": "fp32"},
+        )
+        for i, m in enumerate(modes)
+        for k in (2, 4)
+    ]
+    hours = grouping.suite_hours(figures, {"K=1 eager fp32": [900.0, 1000.0, 1100.0]}, ["fp32"])
+    assert [h.case.split(", ")[1:3] for h in hours] == [[m.name, "K=4"] for m in modes]
+    work = hours[0].detail["work"]
+    assert work > 0 and all(h.detail["work"] == work for h in hours)
+    for i, h in enumerate(hours):
+        assert h.value == pytest.approx(work / (4000.0 * (i + 1)) / 3600)
+        assert h.baseline == pytest.approx(work / 1000.0 / 3600) and h.ratio == pytest.approx(4.0 * (i + 1))
