@@ -166,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--grouping",
         action="store_true",
-        help="only section (f), K trials per process (eager, and captured on a GPU), into bench.json beside the "
-        "other sections (default: all)",
+        help="only section (f), K trials per process (stepping in turn and fused into one network; also captured "
+        "and on per-trial streams on a GPU), into bench.json beside the other sections (default: all)",
     )
     bench.add_argument(
         "--compile",
