@@ -121,6 +121,10 @@ class GroupSetup:
     def model(self) -> torch.nn.Module:
         return copy.deepcopy(self.initial).to(self.batches.device, memory_format=memory_format(self.case.recipe))
 
+    def fused_model(self) -> torch.nn.Module:
+        """K copies of `initial` fused into one network, in the recipe's memory layout."""
+        return fuse([self.model() for _ in range(self.k)]).to(memory_format=memory_format(self.case.recipe))
+
     def learner(self, model: torch.nn.Module, loss: LossFn, forward: torch.nn.Module | None = None) -> Learner:
         """`model`'s recipe SGD and schedule; `forward` (default `model`) is what the step calls."""
         recipe = self.case.recipe
@@ -177,7 +181,7 @@ def fused_loop(setup: GroupSetup, mode: Mode) -> Callable[[], int]:
     """One epoch of K trials fused into one network per call: each step stacks the K trials' batches (each
     from its own sampler order and augmentation generator, as in `group_loop`) and takes one step of the
     fused network on the sum of their losses (captured with `mode.captured`); returns images trained."""
-    fused = fuse([setup.model() for _ in range(setup.k)])
+    fused = setup.fused_model()
     learner = setup.learner(fused, stacked_cross_entropy)
     step: StepFn = CapturedStep() if mode.captured else training_step
     epochs = iter(range(1, 1 << 30))

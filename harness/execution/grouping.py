@@ -27,7 +27,7 @@ GROUPING_PAYS = 1.10
 def runs_today(detail: dict) -> bool:
     """Whether a bench figure measured the path a grouped run takes by default: eager steps (the captured
     step is opt-in), on the default stream (per-trial streams are opt-in), trials stepping in turn (the
-    trainer does not fuse them). Figures older than a detail count as it default."""
+    trainer does not fuse them). A figure written before a detail existed counts as that detail's default."""
     return (
         detail.get("step") == "eager"
         and detail.get("streams", "default") == "default"

@@ -60,7 +60,7 @@ class FusedCifarResNet(nn.Module):
         self.head = GroupedLinear(self.groups, backbone.out_dim, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        k, b = images.shape[:2]
+        k = images.shape[0]
         if k != self.groups:
             raise ValueError(f"a fused group of {self.groups} models was given images for {k}")
         x = images.transpose(0, 1).flatten(1, 2)  # (B, K*C, H, W): member k's channels are block k
@@ -76,29 +76,28 @@ def stacked_cross_entropy(scores: torch.Tensor, targets: torch.Tensor) -> torch.
     return losses.view(targets.shape).mean(dim=1).sum()
 
 
+def _architecture(model: LTModel) -> tuple | None:
+    """What two models must share to be fused (depth, input channels, widths, classes), or None where `model`
+    is not a plain CIFAR ResNet with a linear head."""
+    backbone = model.backbone
+    if not isinstance(backbone, CifarResNetBackbone) or backbone.groups != 1 or type(model.head) is not nn.Linear:
+        return None
+    return backbone.depth, backbone.in_channels, backbone.widths, model.head.out_features
+
+
 def fuse(models: Sequence[LTModel]) -> FusedCifarResNet:
     """One fused network holding copies of `models`' parameters and BatchNorm statistics (all CIFAR ResNets
-    of one depth, width and class count; each keeps its own values)."""
-    first = models[0].backbone
-    if not isinstance(first, CifarResNetBackbone) or first.groups != 1:
-        raise TypeError(f"fusion needs CIFAR ResNets (harness.models.resnet_cifar), got {type(first).__name__}")
-    shape = (first.depth, first.in_channels, first.widths, models[0].head.out_features)
-    for model in models[1:]:
-        other = model.backbone
-        if (
-            not isinstance(other, CifarResNetBackbone)
-            or (
-                other.depth,
-                other.in_channels,
-                other.widths,
-                model.head.out_features,
-            )
-            != shape
-        ):
-            raise ValueError("fused models must share depth, input channels, widths and classes")
-    backbone = CifarResNetBackbone(first.depth, first.in_channels, first.widths, groups=len(models))
+    with a linear head, of one depth, width and class count; each keeps its own values)."""
+    shapes = [_architecture(m) for m in models]
+    if None in shapes:
+        kinds = sorted({f"{type(m.backbone).__name__} + {type(m.head).__name__}" for m in models})
+        raise TypeError(f"fusion needs CIFAR ResNets with a linear head (harness.models.resnet_cifar), got {kinds}")
+    if len(set(shapes)) > 1:
+        raise ValueError("fused models must share depth, input channels, widths and classes")
+    depth, in_channels, widths, classes = shapes[0]
+    backbone = CifarResNetBackbone(depth, in_channels, widths, groups=len(models))
     like = next(models[0].parameters())
-    fused = FusedCifarResNet(backbone, shape[-1]).to(like.device, like.dtype)
+    fused = FusedCifarResNet(backbone, classes).to(like.device, like.dtype)
     fused.load_state_dict(fused_state([m.state_dict() for m in models], fused.state_dict()))
     return fused
 

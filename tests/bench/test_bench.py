@@ -298,14 +298,16 @@ def test_every_side_of_the_grouping_section_trains_an_epoch_on_the_cpu(mode: gro
     """The GPU-only sides (graphs, streams) run here too, falling back to eager steps on the default stream,
     so a GPU session does not find them broken; each trains K x the full batches an epoch."""
     case = cifar_case("/nonexistent", 96)  # no CIFAR files there: synthetic images of CIFAR's shape
-    case.recipe = dataclasses.replace(case.recipe, batch_size=32, channels_last=False)
+    case.recipe = dataclasses.replace(case.recipe, batch_size=32)  # NHWC, as the cifar-lt recipe
     device = torch.device("cpu")
-    batches = TensorBatches(case.train, case.data, device, case.pad, case.flip)
+    batches = TensorBatches(case.train, case.data, device, case.pad, case.flip, case.recipe.channels_last)
     torch.manual_seed(0)
     initial = build_model("resnet32", 10, 3)
     setup = grouping.GroupSetup(initial, batches, case, resolve_precision("fp32", device), 2)
     loop = grouping.fused_loop(setup, mode) if mode.fused else grouping.group_loop(setup, mode)
     assert loop() == 2 * 96 and loop() == 2 * 96
+    for model in (setup.model(), setup.fused_model()):  # the layout the recipe asks for, fused or not
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
 
 
 def test_the_suite_hours_take_each_modes_fastest_group_against_one_trial() -> None:

@@ -120,8 +120,12 @@ def test_members_come_apart_exactly_and_load_into_their_own_models() -> None:
 def test_fusion_refuses_what_it_cannot_fuse() -> None:
     with pytest.raises(ValueError, match="share depth"):
         fuse([build_model("resnet-small-gray", 5, 1), build_model("resnet-small-gray", 7, 1)])
-    with pytest.raises(TypeError, match="CIFAR ResNets"):
+    with pytest.raises(TypeError, match="CIFAR ResNets with a linear head"):
         fuse([build_model("resnet50", 5, 3)])
+    normed = build_model("resnet32", 5, 3)
+    normed.head = torch.nn.Identity()  # a method's own head (e.g. LDAM's normalised one) is not fused
+    with pytest.raises(TypeError, match="linear head"):
+        fuse([build_model("resnet32", 5, 3), normed])
     with pytest.raises(ValueError, match="group of 3"):
         fuse(_members())(torch.zeros(2, BATCH, 1, 28, 28))
 
