@@ -14,6 +14,8 @@ import random
 import time
 from typing import Any
 
+from harness.execution.trial_messages import epoch_message, final_message
+
 SIMULATED_DEVICE = "simulated (no training)"
 
 
@@ -53,7 +55,7 @@ def simulated_training(config: dict[str, Any], epoch_seconds: float = 0.0) -> No
             row.update(_accuracies(rng, ("val", "test")))
             row["time"] = time.time()
             history.append(row)
-            tune.report({"kind": "epoch", "key": key, "row": row})
+            tune.report(epoch_message(key, row))
         files.local_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(files.local_dir / MANIFEST_FILE, {"train": list(range(100)), "val": []})
         metrics = {k: v for k, v in history[-1].items() if k.startswith(("val_", "test_"))}
@@ -73,7 +75,7 @@ def simulated_training(config: dict[str, Any], epoch_seconds: float = 0.0) -> No
         }
         atomic_write_json(files.local_dir / RESULT_FILE, result)
         files.push(MANIFEST_FILE, RESULT_FILE)
-        tune.report({"kind": "final", "key": key, **metrics})
+        tune.report(final_message(key, metrics))
 
 
 def _accuracies(rng: random.Random, splits: tuple[str, ...]) -> dict[str, float]:

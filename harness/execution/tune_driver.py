@@ -53,6 +53,7 @@ from harness.records.tracker import Tracker
 
 TUNE_OUTPUT_ENV = "RAY_AIR_NEW_OUTPUT"
 PENDING_TRIALS_ENV = "TUNE_MAX_PENDING_TRIALS_PG"  # how many trials Tune may start at once (it reads it per run)
+TUNE_LOGGERS_ENV = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # Tune's own CSV, JSON and TensorBoard files per trial
 
 MAX_PENDING_TRIALS = 1000  # the searcher hands out only what fits, so this is not what limits them
 
@@ -163,9 +164,17 @@ def _tune_environment() -> Iterator[None]:
       `verbose=0` (Ray forwards the variable to a remote driver too);
     - `TUNE_MAX_PENDING_TRIALS_PG`: with a custom searcher Tune holds one pending trial at a time, so on a
       cluster trials would start one after another (a second or more each); the queue's searcher hands out
-      only what fits, so Tune may start all of those at once (a value the user set is kept).
+      only what fits, so Tune may start all of those at once (a value the user set is kept);
+    - `TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`: Tune's driver would write each trial's every report again as
+      CSV, JSON and TensorBoard files (five files, ~22 KB a trial, uploaded too where the store is remote),
+      all of it already in MLflow; without them the load bench's driver spends ~20% less CPU a trial
+      (docs/benchmarks.md). `=0` set by the user brings them back.
     And Tune's log drops the traceback of a lost worker (`_LostWorkerTraceback`)."""
-    wanted = {TUNE_OUTPUT_ENV: "0", PENDING_TRIALS_ENV: os.environ.get(PENDING_TRIALS_ENV, str(MAX_PENDING_TRIALS))}
+    wanted = {
+        TUNE_OUTPUT_ENV: "0",
+        PENDING_TRIALS_ENV: os.environ.get(PENDING_TRIALS_ENV, str(MAX_PENDING_TRIALS)),
+        TUNE_LOGGERS_ENV: os.environ.get(TUNE_LOGGERS_ENV, "1"),
+    }
     before = {name: os.environ.get(name) for name in wanted}
     os.environ.update(wanted)
     tune_log, quiet = logging.getLogger("ray.tune.execution.tune_controller"), _LostWorkerTraceback()

@@ -1,8 +1,9 @@
 """The driver's bridge from Tune's trial events to MLflow runs, the trial queue and the console.
 
 Only the driver writes to MLflow (workers report through Ray), so the embedded SQLite store has one writer
-whatever the concurrency. Each epoch's row travels nested under `row`, apart from the keys Ray adds to every
-report (`pid`, `done`, `time_total_s`, ...), so only the trainer's own numbers become MLflow metrics. Every
+whatever the concurrency. Each epoch's row travels as one JSON string (`harness.execution.trial_messages`),
+apart from the keys Ray adds to every report (`pid`, `done`, `time_total_s`, ...), so only the trainer's own
+numbers become MLflow metrics, and Tune keeps no running statistics of them. Every
 MLflow write goes through `Tracker.guard`, so a tracking server that stops answering never stops the trials.
 """
 
@@ -16,6 +17,7 @@ from ray.tune import Callback
 from harness.core.trial import TrialConfig
 from harness.execution.outcomes import TrialOutcome, TrialOutcomes
 from harness.execution.progress import SuiteProgress, epoch_line, finished_line
+from harness.execution.trial_messages import read_message
 from harness.execution.trial_queue import TrialQueue
 from harness.records.storage import Storage
 from harness.records.tracker import Tracker
@@ -75,16 +77,15 @@ class TuneEventBridge(Callback):
                 self._run_id(key)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        key = result.get("key", trial.config["key"])
-        if key in self.settled:  # a retried group reports its finished trials again
+        message = read_message(result, trial.config["key"])
+        if message is None or message.key in self.settled:  # a retried group reports its finished trials again
             return
-        kind = result.get("kind")
-        if kind == "epoch":
-            self._epoch(key, result["row"])
-        elif kind == "final":
-            self._finished(key, result)
-        elif kind == "failed":  # the trial's own exception, caught in the trainable
-            self._failed(key, str(result.get("reason", "")))
+        if message.kind == "epoch":
+            self._epoch(message.key, message.payload)
+        elif message.kind == "final":
+            self._finished(message.key, message.payload)
+        elif message.kind == "failed":  # the trial's own exception, caught in the trainable
+            self._failed(message.key, str(message.payload))
 
     def _epoch(self, key: str, row: dict[str, Any]) -> None:
         cfg = self.trials[key]

@@ -20,6 +20,7 @@ from ray import tune
 from ray.tune import PlacementGroupFactory
 
 from harness.core.trial import TrialConfig
+from harness.execution.trial_messages import epoch_message, failed_message, final_message
 from harness.plugins.loading import load_methods
 from harness.records.disk_space import disk_full_message, is_disk_full
 from harness.records.lease import default_holder, leased
@@ -73,7 +74,7 @@ def train_trial(config: dict[str, Any]) -> None:
         # a full disk is said as such (the trial's own failure: a full disk is never retried as a lost worker)
         full = is_disk_full(error) and key in scratch
         reason = disk_full_message(scratch[key]) if full else exception_line(error)
-        tune.report({"kind": "failed", "key": key, "reason": reason})
+        tune.report(failed_message(key, reason))
 
     steps = {}
     for member in group_members(config):
@@ -84,7 +85,7 @@ def train_trial(config: dict[str, Any]) -> None:
             steps[cfg.key] = leased_steps(cfg, storage, member, node)
         except Exception as e:  # an unknown method, a store that cannot be opened: this trial alone fails
             failed(cfg.key, e)
-    run_group(steps, lambda key, result: tune.report({"kind": "final", "key": key, **result["metrics"]}), failed)
+    run_group(steps, lambda key, result: tune.report(final_message(key, result["metrics"])), failed)
 
 
 def leased_steps(
@@ -98,7 +99,7 @@ def leased_steps(
 
         def report(row: dict[str, Any]) -> None:
             lease.check()
-            tune.report({"kind": "epoch", "key": cfg.key, "row": row})
+            tune.report(epoch_message(cfg.key, row))
 
         return (
             yield from trial_steps(

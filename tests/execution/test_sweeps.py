@@ -18,6 +18,7 @@ import pytest
 
 from harness.execution.outcomes import TrialOutcomes
 from harness.execution.progress import SuiteProgress
+from harness.execution.trial_messages import failed_message
 from harness.execution.trial_queue import TrialQueue, plan_jobs
 from harness.execution.tune_driver import settle_interrupted
 from harness.execution.tune_events import TuneEventBridge
@@ -249,7 +250,7 @@ def test_a_failed_backbone_fails_its_decoupled_trials_with_its_reason(tmp_path: 
     failed_trial = SimpleNamespace(
         trial_id="t0",
         config={"key": broken_backbone.key, "trial": broken_backbone.as_dict()},
-        last_result={"kind": "failed", "key": broken_backbone.key, "reason": "CUDA out of memory"},
+        last_result=failed_message(broken_backbone.key, "CUDA out of memory"),
     )
     callback.on_trial_result(0, [], failed_trial, failed_trial.last_result)
     callback.on_trial_complete(0, [], failed_trial)

@@ -17,6 +17,7 @@ import pytest
 
 from harness.cli import DISK_FULL_EXIT, main
 from harness.execution import run_suite, worker
+from harness.execution.trial_messages import read_message
 from harness.records.disk_space import disk_full_message, is_disk_full
 from tests.conftest import write_tiny_suite
 from tests.execution.test_sweeps import checkpoint_epoch, wait_for
@@ -76,8 +77,10 @@ def test_a_trial_that_fills_the_disk_fails_with_one_line_not_a_lost_worker(
     trial = {"suite": "s", "dataset": "fashion-mnist-lt", "imbalance_ratio": 4.0, "method": "ce", "seed": 0,
              "model": "resnet-small-gray", "recipe": {}, "data": {}}  # fmt: skip
     worker.train_trial({"trial": trial, "storage": str(tmp_path / "store"), "lease_holder": "test"})
-    assert len(reported) == 1 and reported[0]["kind"] == "failed"
-    assert reported[0]["reason"].startswith("the filesystem at /") and " is full: " in reported[0]["reason"]
+    assert len(reported) == 1
+    message = read_message(reported[0], "")
+    assert message is not None and message.kind == "failed"
+    assert message.payload.startswith("the filesystem at /") and " is full: " in message.payload
 
 
 def test_the_driver_stops_on_a_full_disk_with_one_line_and_exit_4(
