@@ -67,6 +67,7 @@ def test_trials_through_ray_tune_into_mlflow(tmp_path: Path, fake_fashion_root: 
     assert "| fashion-mnist-lt | 4 | ce |" in (results / "tiny" / "leaderboard.md").read_text()
     # MLflow holds the runs: Tune writes none of its own per-trial logs (CSV, JSON, TensorBoard) beside them
     tune_files = {f.name for f in (results / "ray").rglob("*") if f.is_file()}
+    assert any(name.startswith("experiment_state") for name in tune_files), sorted(tune_files)[:20]  # Tune's own
     assert not {"progress.csv", "result.json", "params.json"} & tune_files, sorted(tune_files)[:20]
     assert not any(name.startswith("events.out.tfevents") for name in tune_files)
 

@@ -51,9 +51,8 @@ class TrialMessage:
     payload: Any
 
 
-def read_message(result: dict[str, Any], default_key: str) -> TrialMessage | None:
-    """The message in a Tune result, None for a report that carries none (Tune's own bookkeeping).
-    `default_key` is the Tune trial's own key, for a message that names none."""
+def read_message(result: dict[str, Any]) -> TrialMessage | None:
+    """The message in a Tune result, None for a report that carries none (Tune's own bookkeeping)."""
     if "kind" not in result:
         return None
-    return TrialMessage(str(result["kind"]), str(result.get("key", default_key)), json.loads(result["payload"]))
+    return TrialMessage(result["kind"], result["key"], json.loads(result["payload"]))

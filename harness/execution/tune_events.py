@@ -77,7 +77,7 @@ class TuneEventBridge(Callback):
                 self._run_id(key)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        message = read_message(result, trial.config["key"])
+        message = read_message(result)
         if message is None or message.key in self.settled:  # a retried group reports its finished trials again
             return
         if message.kind == "epoch":

@@ -17,7 +17,7 @@ from harness.execution.tune_driver import TUNE_LOGGERS_ENV, _tune_environment
 
 def test_an_epoch_row_arrives_as_the_trainer_sent_it_numpy_and_torch_scalars_as_python_numbers() -> None:
     row = {"epoch": np.int64(3), "train_loss": float("nan"), "lr": torch.tensor(0.05), "test_top1": np.float32(0.5)}
-    message = read_message(epoch_message("k1", row), "other")
+    message = read_message(epoch_message("k1", row))
     assert message is not None and (message.kind, message.key) == ("epoch", "k1")
     assert message.payload["epoch"] == 3 and isinstance(message.payload["epoch"], int)
     assert math.isnan(message.payload["train_loss"])
@@ -25,11 +25,11 @@ def test_an_epoch_row_arrives_as_the_trainer_sent_it_numpy_and_torch_scalars_as_
 
 
 def test_final_and_failed_messages_and_a_report_that_carries_none() -> None:
-    final = read_message(final_message("k2", {"test_top1": 0.25}), "k2")
+    final = read_message(final_message("k2", {"test_top1": 0.25}))
     assert final is not None and final.kind == "final" and final.payload == {"test_top1": 0.25}
-    failed = read_message(failed_message("k3", "loss is NaN at epoch 2"), "k3")
+    failed = read_message(failed_message("k3", "loss is NaN at epoch 2"))
     assert failed is not None and (failed.kind, failed.payload) == ("failed", "loss is NaN at epoch 2")
-    assert read_message({"began": 1.0, "ended": 2.0}, "k4") is None  # the makespan bench's sleeps
+    assert read_message({"began": 1.0, "ended": 2.0}) is None  # the makespan bench's sleeps
 
 
 def test_tune_finds_no_number_to_keep_statistics_of() -> None:

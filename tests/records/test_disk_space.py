@@ -78,7 +78,7 @@ def test_a_trial_that_fills_the_disk_fails_with_one_line_not_a_lost_worker(
              "model": "resnet-small-gray", "recipe": {}, "data": {}}  # fmt: skip
     worker.train_trial({"trial": trial, "storage": str(tmp_path / "store"), "lease_holder": "test"})
     assert len(reported) == 1
-    message = read_message(reported[0], "")
+    message = read_message(reported[0])
     assert message is not None and message.kind == "failed"
     assert message.payload.startswith("the filesystem at /") and " is full: " in message.payload
 
